@@ -1,0 +1,158 @@
+"""The encoder interface shared by every model family, with batching and device helpers."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar, Literal, Sequence, TypeVar
+
+logger = logging.getLogger(__name__)
+
+VectorKind = Literal["single", "multi", "text"]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Encoder(ABC):
+    """Embeds text queries and pages into one space.
+
+    Subclasses set the class attributes and implement the two `encode_*` methods.
+
+    * `kind == "single"`: `encode_*` return a float32 array (n, dim), rows of unit norm.
+    * `kind == "multi"`: `encode_*` return a list of float32 arrays (tokens_i, dim).
+    * `kind == "text"`: `encode_pages` takes page texts, not images (see `input`).
+
+    Attributes:
+        name: The registry name the encoder was loaded under.
+        kind: Which of the three vector kinds it produces.
+        input: What `encode_pages` consumes from a page: "image" or "text".
+    """
+
+    name: str = ""  # set by `load_encoder` to the registry name
+    model_label: str | None = None  # recorded in manifests instead of `model_id` when set
+    kind: ClassVar[VectorKind] = "single"
+    input: ClassVar[Literal["image", "text"]] = "image"
+
+    @property
+    @abstractmethod
+    def dim(self) -> int | None:
+        """Vector width (None for text encoders)."""
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """Hub id or local directory the weights came from."""
+
+    @property
+    def revision(self) -> str | None:
+        """Model revision (commit hash) when known."""
+        return None
+
+    @property
+    def prompt_version(self) -> str:
+        """Version of the prompt strings this encoder uses (`dse.prompts`)."""
+        from dse.prompts import PROMPT_VERSION
+
+        return PROMPT_VERSION
+
+    def describe(self) -> dict[str, Any]:
+        """What an index manifest records about this encoder."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "input": self.input,
+            "model": self.model_label or self.model_id,
+            "revision": self.revision,
+            "prompt_version": self.prompt_version,
+            "dim": self.dim,
+            "options": self.options(),
+        }
+
+    def options(self) -> dict[str, Any]:
+        """Options that change the vectors (recorded in the manifest)."""
+        return {}
+
+    @abstractmethod
+    def encode_queries(self, queries: Sequence[str]) -> Any:
+        """Embed text queries."""
+
+    @abstractmethod
+    def encode_pages(self, pages: Sequence[Any]) -> Any:
+        """Embed pages (PIL images, or texts when `input == "text"`)."""
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """Pick a torch device: cuda, then mps, then cpu for "auto" or None."""
+    if device not in (None, "auto"):
+        return str(device)
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: Any, device: str) -> Any:
+    """Map "auto"/None/str to a torch dtype: bfloat16 on cuda, float32 elsewhere."""
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if isinstance(dtype, str):
+        try:
+            return {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+                    "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}[dtype]
+        except KeyError:
+            raise ValueError(f"unknown dtype {dtype!r}: use float32, float16 or bfloat16") from None
+    return dtype
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def run_batched(
+    items: Sequence[T],
+    fn: Callable[[Sequence[T]], list[R]],
+    batch_size: int,
+) -> list[R]:
+    """Apply `fn` to `items` in batches, halving the batch on an out-of-memory error.
+
+    Args:
+        items: Inputs.
+        fn: Maps a batch to one output per input.
+        batch_size: Starting batch size.
+
+    Returns:
+        One output per input, in order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out: list[R] = []
+    i, size = 0, batch_size
+    while i < len(items):
+        batch = items[i : i + size]
+        try:
+            out.extend(fn(batch))
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM
+            if not _is_oom(exc) or size == 1:
+                raise
+            size = max(1, size // 2)
+            logger.warning("out of memory at batch size %d; retrying with %d", len(batch), size)
+            _empty_cache()
+            continue
+        i += len(batch)
+    return out
+
+
+def _empty_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,110 @@
+"""BM25 "encoder": turns page text layers and queries into stemmed token lists (no model weights)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any, ClassVar, Literal, Sequence
+
+from dse.encoders.base import Encoder, VectorKind
+from dse.encoders.registry import register_encoder
+
+# language code -> (PyStemmer algorithm, name of the bm25s stopword tuple)
+LANGUAGES: dict[str, tuple[str, str]] = {
+    "en": ("english", "STOPWORDS_EN"),
+    "de": ("german", "STOPWORDS_GERMAN"),
+    "fr": ("french", "STOPWORDS_FRENCH"),
+    "es": ("spanish", "STOPWORDS_SPANISH"),
+    "it": ("italian", "STOPWORDS_ITALIAN"),
+    "pt": ("portuguese", "STOPWORDS_PORTUGUESE"),
+    "nl": ("dutch", "STOPWORDS_DUTCH"),
+    "sv": ("swedish", "STOPWORDS_SWEDISH"),
+    "no": ("norwegian", "STOPWORDS_NORWEGIAN"),
+    "da": ("danish", "STOPWORDS_DANISH"),
+    "ru": ("russian", "STOPWORDS_RUSSIAN"),
+    "tr": ("turkish", "STOPWORDS_TURKISH"),
+}
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # bm25s's default: words of two or more word characters
+
+
+@register_encoder("bm25", "BM25 over the pages' text layer (no model weights)")
+class BM25Encoder(Encoder):
+    """Deterministic tokenizer for BM25, the same pipeline for queries and pages.
+
+    Pipeline: Unicode NFKC (splits PDF ligatures such as "ﬁ"), lowercase, words matching
+    `TOKEN_PATTERN`, drop stopwords (bm25s's list for the language), Snowball stem (PyStemmer).
+
+    Args:
+        language: Language code, one of `LANGUAGES` (sets the default stemmer and stopwords).
+        stemmer: PyStemmer algorithm name, or "none" to keep words unstemmed.
+        stopwords: Language code of the stopword list, or "none" to keep every word.
+        model: Only "bm25s" (accepted so that `describe()["model"]` round-trips; there are no weights).
+    """
+
+    kind: ClassVar[VectorKind] = "text"
+    input: ClassVar[Literal["image", "text"]] = "text"
+
+    def __init__(
+        self, language: str = "en", stemmer: str | None = None, stopwords: str | None = None, model: str = "bm25s"
+    ) -> None:
+        import Stemmer
+        import bm25s.stopwords
+
+        if model != "bm25s":
+            raise ValueError(f"the bm25 encoder has no model weights; model must be 'bm25s', got {model!r}")
+        if language not in LANGUAGES:
+            raise ValueError(f"unsupported BM25 language {language!r}; use one of {', '.join(LANGUAGES)}")
+        self.language = language
+        self.stemmer_name = stemmer or LANGUAGES[language][0]
+        self.stopwords_name = stopwords or language
+        if self.stemmer_name == "none":
+            self._stem = None
+        elif self.stemmer_name in Stemmer.algorithms():
+            self._stem = Stemmer.Stemmer(self.stemmer_name)
+        else:
+            raise ValueError(f"unknown stemmer {self.stemmer_name!r}; use 'none' or one of {Stemmer.algorithms()}")
+        if self.stopwords_name == "none":
+            self._stopwords: frozenset[str] = frozenset()
+        elif self.stopwords_name in LANGUAGES:
+            self._stopwords = frozenset(getattr(bm25s.stopwords, LANGUAGES[self.stopwords_name][1]))
+        else:
+            raise ValueError(f"unknown stopword list {self.stopwords_name!r}; use 'none' or one of {', '.join(LANGUAGES)}")
+        self._pattern = re.compile(TOKEN_PATTERN)
+
+    @property
+    def dim(self) -> int | None:
+        """Token lists have no width."""
+        return None
+
+    @property
+    def model_id(self) -> str:
+        """No weights: the scoring library."""
+        return "bm25s"
+
+    def options(self) -> dict[str, Any]:
+        """Tokenizer settings (valid constructor arguments)."""
+        return {"language": self.language, "stemmer": self.stemmer_name, "stopwords": self.stopwords_name}
+
+    def tokenize(self, text: str) -> list[str]:
+        """Token list of one text."""
+        words = self._pattern.findall(unicodedata.normalize("NFKC", text).lower())
+        words = [w for w in words if w not in self._stopwords]
+        return self._stem.stemWords(words) if self._stem is not None and words else words
+
+    def _tokenize_all(self, texts: Sequence[str], what: str) -> list[list[str]]:
+        if isinstance(texts, str):
+            raise TypeError(f"{what} must be a list of strings, got one string")
+        out = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"{what}[{i}] must be a str (the page's text layer), got {type(text).__name__}")
+            out.append(self.tokenize(text))
+        return out
+
+    def encode_queries(self, queries: Sequence[str]) -> list[list[str]]:
+        """Token lists of the queries."""
+        return self._tokenize_all(queries, "queries")
+
+    def encode_pages(self, pages: Sequence[str]) -> list[list[str]]:
+        """Token lists of the pages' texts (an empty text gives an empty list)."""
+        return self._tokenize_all(pages, "pages")

@@ -1,0 +1,195 @@
+"""Single-vector search with FAISS: exact inner product (IndexFlatIP) or approximate HNSW."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dse.encoders.base import VectorKind
+from dse.indexes.base import topk
+from dse.indexes.shards import ShardedEngine, check_k, empty_result, load_npy, save_npy, shard_path
+
+_TIE_MARGIN = 8  # extra rows fetched to see whether equal scores continue past the cut
+
+
+def _sort_ties(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order each result row by score, then by lower row: float32 (nq, k), int64 (nq, k)."""
+    order = np.lexsort((rows, -scores), axis=-1)  # (nq, k)
+    return (
+        np.take_along_axis(scores, order, axis=1).astype(np.float32),
+        np.take_along_axis(rows, order, axis=1).astype(np.int64),
+    )
+
+
+class FlatEngine(ShardedEngine):
+    """Float32 rows (n, dim) searched by inner product (cosine for the unit-norm vectors encoders give).
+
+    By default the search is exact (`faiss.IndexFlatIP`). With `hnsw=True` it is approximate
+    (`faiss.IndexHNSWFlat`, inner-product metric); the graph is not stored: it is rebuilt from the
+    shards when the index is loaded (about O(n log n); the shards stay the single source of truth,
+    so there is no cache to keep consistent with crash-safe appends).
+
+    On disk: `shard-NNNNNN.npy`, float32 (rows, dim) each.
+
+    Args:
+        dim: Vector width; inferred from the first add (or the shards) when None.
+        hnsw: Use an HNSW graph instead of exact search.
+        M: HNSW neighbours per node.
+        ef_construction: HNSW candidate list size while building.
+        ef_search: HNSW candidate list size while searching (raised to k when k is larger).
+    """
+
+    kind: ClassVar[VectorKind] = "single"
+    marker: ClassVar[str] = ".npy"
+
+    def __init__(
+        self,
+        dim: int | None = None,
+        hnsw: bool = False,
+        M: int = 32,  # noqa: N803 - the name FAISS and the HNSW paper use
+        ef_construction: int = 200,
+        ef_search: int = 128,
+    ) -> None:
+        super().__init__()
+        if dim is not None and (isinstance(dim, bool) or int(dim) != dim or dim < 1):
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        for name, value in (("M", M), ("ef_construction", ef_construction), ("ef_search", ef_search)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value!r}")
+        self.hnsw = bool(hnsw)
+        self.M, self.ef_construction, self.ef_search = int(M), int(ef_construction), int(ef_search)
+        self._dim: int | None = None if dim is None else int(dim)
+        self._index: Any = None
+        if self._dim is not None:
+            self._index = self._new_index(self._dim)
+
+    @property
+    def dim(self) -> int | None:
+        """Vector width (None until known)."""
+        return self._dim
+
+    def __len__(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    def options(self) -> dict[str, Any]:
+        """Constructor options, recorded in the manifest."""
+        opts: dict[str, Any] = {"dim": self._dim, "hnsw": self.hnsw}
+        if self.hnsw:
+            opts.update(M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search)
+        return opts
+
+    def _new_index(self, dim: int) -> Any:
+        import faiss
+
+        if not self.hnsw:
+            return faiss.IndexFlatIP(dim)
+        index = faiss.IndexHNSWFlat(dim, self.M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = self.ef_construction
+        index.hnsw.efSearch = self.ef_search
+        return index
+
+    def _check(self, vectors: Any, what: str, adopt: bool = True) -> np.ndarray:
+        """Float32 C-contiguous (n, dim) rows of the right width; `adopt` sets an unknown width."""
+        arr = np.asarray(vectors, dtype=np.float32)
+        if arr.ndim == 1 and arr.size == 0:
+            arr = arr.reshape(0, self._dim or 0)
+        if arr.ndim != 2:
+            raise ValueError(f"{what} must be a 2-D array (n, dim), got shape {arr.shape}")
+        if self._dim is None:
+            if arr.shape[0] == 0 or not adopt:
+                return np.ascontiguousarray(arr)
+            self._dim = int(arr.shape[1])
+            self._index = self._new_index(self._dim)
+        if arr.shape[1] != self._dim:
+            raise ValueError(f"{what} have dim {arr.shape[1]}, but this index expects dim {self._dim}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{what} contain NaN or infinite values")
+        return np.ascontiguousarray(arr)
+
+    def add(self, vectors: Any) -> None:
+        """Append float32 (n, dim) rows.
+
+        Raises:
+            ValueError: not 2-D, wrong width, or non-finite values.
+        """
+        arr = self._check(vectors, "vectors")  # (n, dim)
+        if arr.shape[0]:
+            self._index.add(arr)
+
+    def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows by inner product for each query row (ties: lower row first).
+
+        Args:
+            queries: float32 (n_queries, dim).
+            k: Depth; clipped to the number of rows.
+
+        Returns:
+            scores float32 (n_queries, k'), rows int64 (n_queries, k').
+        """
+        k = check_k(k)
+        q = self._check(queries, "queries", adopt=False)  # (nq, dim)
+        kk = min(k, len(self))
+        if kk == 0 or q.shape[0] == 0:
+            return empty_result(q.shape[0])
+        if self.hnsw:
+            import faiss
+
+            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, kk))
+            scores, rows = self._index.search(q, kk, params=params)  # (nq, kk), (nq, kk)
+            missing = (rows < 0).any(axis=1)  # graph walks that found fewer than kk rows
+            if missing.any():
+                scores[missing], rows[missing] = self._exact(q[missing], kk)
+            return _sort_ties(scores, rows)
+        return self._exact(q, kk)
+
+    def _exact(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-kk with ties at the cut resolved to the lower rows, like `topk`.
+
+        FAISS picks arbitrary rows among equal scores at the cut, so it is asked for a few more
+        rows; a query whose tie group may extend past them is rescored in full.
+        """
+        import faiss
+
+        n = len(self)
+        flat = faiss.downcast_index(self._index.storage) if self.hnsw else self._index
+        k2 = min(n, kk + _TIE_MARGIN)
+        scores, rows = _sort_ties(*flat.search(q, k2))  # (nq, k2), (nq, k2)
+        redo = (scores[:, k2 - 1] == scores[:, kk - 1]) & (k2 < n)  # (nq,)
+        scores, rows = scores[:, :kk].copy(), rows[:, :kk].copy()  # (nq, kk), (nq, kk)
+        if redo.any():
+            scores[redo], rows[redo] = topk(q[redo] @ self._stored().T, kk)  # (n_redo, n) -> kk
+        return scores, rows
+
+    def _stored(self) -> np.ndarray:
+        """Zero-copy view of the stored rows, float32 (n, dim); valid until the next add."""
+        import faiss
+
+        flat = faiss.downcast_index(self._index.storage) if self.hnsw else self._index
+        return faiss.rev_swig_ptr(flat.get_xb(), len(self) * self._dim).reshape(len(self), self._dim)
+
+    def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Copy of rows `[start, stop)` as float32 (n, dim)."""
+        stop = len(self) if stop is None else stop
+        if self._index is None or stop <= start:
+            return np.zeros((0, self._dim or 0), np.float32)
+        return np.array(self._stored()[start:stop])  # (stop - start, dim)
+
+    def _read_shard(self, directory: Path, number: int, keep: int) -> int:
+        path = shard_path(directory, number, self.marker)
+        arr = load_npy(path)  # (rows, dim), memory-mapped
+        if arr.ndim != 2 or arr.dtype != np.float32:
+            raise ValueError(f"{path} is not a float32 (rows, dim) array: {arr.dtype} {arr.shape}")
+        try:
+            self.add(arr[:keep])
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        return int(arr.shape[0])
+
+    def _write_shard(self, directory: Path, number: int, start: int, stop: int) -> None:
+        save_npy(shard_path(directory, number, self.marker), self._stored()[start:stop])
+
+    def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
+        path = shard_path(directory, number, self.marker)
+        save_npy(path, np.array(load_npy(path)[:keep]))

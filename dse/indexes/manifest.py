@@ -1,0 +1,132 @@
+"""The index manifest: what built an index, so it can be reopened and checked alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+# Fields of the encoder description that change the vectors: two encoders that differ in any of
+# them produce vectors that must not be mixed in one index.
+VECTOR_FIELDS = ("name", "kind", "model", "dim", "prompt_version", "options")
+
+
+class IndexFormatError(RuntimeError):
+    """The directory is not a dse index, or was written by an incompatible version."""
+
+
+class EncoderMismatchError(ValueError):
+    """An index was opened with an encoder other than the one it was built with."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The self-description of an index directory (`manifest.json`).
+
+    Attributes:
+        encoder: `Encoder.describe()` of the encoder that built the index (name, kind, input,
+            model, revision, prompt_version, dim, options).
+        engine: Options of the search engine (e.g. {"hnsw": False}).
+        store: Options of the store itself (e.g. the stored page image size).
+        pages: Number of pages committed.
+        sources: Number of sources committed.
+        format_version: Layout version of the directory.
+        dse_version: Version of dse that last wrote the index.
+        created: ISO timestamp (UTC) of creation.
+        updated: ISO timestamp (UTC) of the last commit.
+    """
+
+    encoder: Mapping[str, Any]
+    engine: Mapping[str, Any] = field(default_factory=dict)
+    store: Mapping[str, Any] = field(default_factory=dict)
+    pages: int = 0
+    sources: int = 0
+    format_version: int = FORMAT_VERSION
+    dse_version: str = ""
+    created: str = field(default_factory=_now)
+    updated: str = field(default_factory=_now)
+
+    @property
+    def kind(self) -> str:
+        """"single", "multi" or "text"."""
+        return str(self.encoder["kind"])
+
+    def with_counts(self, pages: int, sources: int) -> "Manifest":
+        """A copy with new counts and the update time set to now."""
+        return replace(self, pages=pages, sources=sources, updated=_now())
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as plain JSON data."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def check_encoder(self, description: Mapping[str, Any]) -> None:
+        """Raise EncoderMismatchError if `description` would produce different vectors.
+
+        Args:
+            description: `Encoder.describe()` of the encoder about to be used.
+        """
+        built = self.encoder
+        diffs = [
+            f"{key}: index has {built.get(key)!r}, encoder has {description.get(key)!r}"
+            for key in VECTOR_FIELDS
+            if _normal(built.get(key)) != _normal(description.get(key))
+        ]
+        if diffs:
+            raise EncoderMismatchError(
+                "this index was built with another encoder; its vectors cannot be mixed or searched "
+                "with this one (" + "; ".join(diffs) + "). Open it without an encoder to use the one "
+                "it was built with, or build a new index."
+            )
+
+
+def _normal(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """Read `directory/manifest.json`.
+
+    Raises:
+        IndexFormatError: Missing, unreadable, or of an unknown format version.
+    """
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        raise IndexFormatError(f"{directory}: not a dse index (no {MANIFEST_NAME})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise IndexFormatError(f"{path}: unreadable manifest: {exc}") from exc
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{directory}: index format version {version!r}; this dse reads version {FORMAT_VERSION}"
+        )
+    known = {f for f in Manifest.__dataclass_fields__}
+    return Manifest(**{k: v for k, v in data.items() if k in known})
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    """Write `directory/manifest.json` atomically (temp file, fsync, rename)."""
+    directory = Path(directory)
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(manifest.to_json(), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, directory / MANIFEST_NAME)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

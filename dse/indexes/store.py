@@ -1,0 +1,245 @@
+"""The index directory: manifest + page catalogue + stored page images + the search engine.
+
+Layout (relative paths only, so the directory can be moved)::
+
+    INDEX/
+      manifest.json        what built it (encoder, prompt version, dims, counts)
+      catalogue.sqlite     rows -> pages -> sources
+      images/<page_id>.jpg a stored copy of each page, long side <= image_size
+      vectors/             the engine's files
+
+Adding a source is crash-safe: page images, then the engine's vectors, then one catalogue
+transaction (the commit point), then the manifest's counts. A source interrupted before its
+catalogue commit leaves no trace that counts, and re-adding it works.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from dse.indexes.catalogue import Catalogue, NewPage, PageRecord
+from dse.indexes.manifest import Manifest, read_manifest, write_manifest
+
+DEFAULT_IMAGE_SIZE = 768
+IMAGES_DIR = "images"
+VECTORS_DIR = "vectors"
+LOCK_NAME = ".lock"
+
+
+class IndexLockedError(RuntimeError):
+    """Another process is writing to this index."""
+
+
+@dataclass(frozen=True)
+class ScoredPage:
+    """A catalogued page with its score for one query."""
+
+    record: PageRecord
+    score: float
+
+
+def _dse_version() -> str:
+    from dse import __version__
+
+    return __version__
+
+
+class PageIndex:
+    """An index directory opened for searching and adding pages.
+
+    Use `PageIndex.create` for a new directory and `PageIndex.open` for an existing one.
+    """
+
+    def __init__(self, directory: Path, manifest: Manifest, catalogue: Catalogue, engine: Any) -> None:
+        self.directory = Path(directory)
+        self.manifest = manifest
+        self.catalogue = catalogue
+        self.engine = engine
+
+    # ---------------------------------------------------------------- lifecycle
+    @classmethod
+    def create(
+        cls,
+        directory: str | Path,
+        encoder: Mapping[str, Any],
+        engine_options: Mapping[str, Any] | None = None,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+    ) -> "PageIndex":
+        """Make a new, empty index directory.
+
+        Args:
+            directory: Where to create it (must not hold an index already).
+            encoder: `Encoder.describe()` of the encoder that will fill it.
+            engine_options: Options of the engine (e.g. {"hnsw": True} for single vectors).
+            image_size: Long side, in pixels, of the stored page images (0: store none).
+        """
+        from dse.indexes.engines import engine_for
+
+        directory = Path(directory)
+        if (directory / "manifest.json").exists():
+            raise FileExistsError(f"{directory}: an index already exists here; open it instead")
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / IMAGES_DIR).mkdir(exist_ok=True)
+        (directory / VECTORS_DIR).mkdir(exist_ok=True)
+        options = dict(engine_options or {})
+        if encoder["kind"] in ("single", "multi"):
+            options.setdefault("dim", encoder["dim"])  # fixes the width before the first add
+        engine = engine_for(encoder["kind"])(**options)
+        manifest = Manifest(
+            encoder=dict(encoder),
+            engine=engine.options(),
+            store={"image_size": int(image_size)},
+            dse_version=_dse_version(),
+        )
+        write_manifest(directory, manifest)
+        return cls(directory, manifest, Catalogue(directory), engine)
+
+    @classmethod
+    def open(cls, directory: str | Path) -> "PageIndex":
+        """Open an existing index directory (IndexFormatError if it is not one)."""
+        from dse.indexes.engines import engine_for
+
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        catalogue = Catalogue(directory)
+        rows = len(catalogue)
+        engine = engine_for(manifest.kind).load(directory / VECTORS_DIR, rows=rows, **dict(manifest.engine))
+        index = cls(directory, manifest, catalogue, engine)
+        if manifest.pages != rows or manifest.sources != catalogue.num_sources():
+            # a commit whose manifest update was interrupted: the catalogue is the truth
+            index._write_counts()
+        return index
+
+    @staticmethod
+    def exists(directory: str | Path) -> bool:
+        """True if `directory` holds an index."""
+        return (Path(directory) / "manifest.json").is_file()
+
+    def close(self) -> None:
+        """Release the catalogue."""
+        self.catalogue.close()
+
+    def __enter__(self) -> "PageIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.catalogue)
+
+    # ---------------------------------------------------------------- writing
+    def has_source(self, digest: str) -> bool:
+        """True if a source with these bytes is already indexed."""
+        return self.catalogue.has_digest(digest)
+
+    def add_source(self, path: str, digest: str, kind: str, pages: Sequence[NewPage], vectors: Any) -> list[int]:
+        """Commit one source: its pages and their vectors, all or nothing.
+
+        Args:
+            path: Source path as given.
+            digest: SHA-256 of the source bytes.
+            kind: Source kind ("pdf", "image", ...).
+            pages: The source's pages, in order (images already stored with `store_image`).
+            vectors: One vector entry per page, in the engine's input format.
+
+        Returns:
+            The rows given to the pages.
+        """
+        if len(pages) != len(vectors):
+            raise ValueError(f"{path}: {len(pages)} pages but {len(vectors)} vectors")
+        with self._write_lock():
+            if len(self.engine) != len(self.catalogue):
+                self._reload_engine()  # another writer committed since we opened
+            try:
+                self.engine.add(vectors)
+                self.engine.save(self.directory / VECTORS_DIR)
+                rows = self.catalogue.commit_source(path, digest, kind, pages)
+            except BaseException:
+                self._reload_engine()  # drop the uncommitted rows from memory
+                raise
+            self._write_counts()
+        return rows
+
+    def _reload_engine(self) -> None:
+        from dse.indexes.engines import engine_for
+
+        self.engine = engine_for(self.manifest.kind).load(
+            self.directory / VECTORS_DIR, rows=len(self.catalogue), **dict(self.manifest.engine)
+        )
+
+    def store_image(self, page_id: str, image: Image.Image) -> str | None:
+        """Save the stored copy of a page's image; returns its path relative to the index."""
+        size = int(self.manifest.store.get("image_size", DEFAULT_IMAGE_SIZE))
+        if size <= 0:
+            return None
+        rel = f"{IMAGES_DIR}/{page_id}.jpg"
+        thumb = image.convert("RGB")
+        thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+        fd, tmp = tempfile.mkstemp(prefix=".img-", suffix=".jpg", dir=self.directory / IMAGES_DIR)
+        with os.fdopen(fd, "wb") as fh:
+            thumb.save(fh, format="JPEG", quality=85)
+        os.replace(tmp, self.directory / rel)
+        return rel
+
+    def _write_counts(self) -> None:
+        self.manifest = self.manifest.with_counts(len(self.catalogue), self.catalogue.num_sources())
+        write_manifest(self.directory, self.manifest)
+
+    def _write_lock(self) -> "_Lock":
+        return _Lock(self.directory / LOCK_NAME)
+
+    # ---------------------------------------------------------------- reading
+    def search(self, queries: Any, k: int) -> list[list[ScoredPage]]:
+        """Top-k pages for each query (engine input format: vectors or token lists)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if len(self) == 0:
+            return [[] for _ in range(len(queries))]
+        scores, rows = self.engine.search(queries, k)  # (nq, k'), (nq, k')
+        out = []
+        for q_scores, q_rows in zip(scores, rows):
+            records = self.catalogue.pages(int(r) for r in q_rows)
+            out.append([ScoredPage(rec, float(s)) for rec, s in zip(records, np.asarray(q_scores))])
+        return out
+
+    def page(self, page_id: str) -> PageRecord:
+        """The catalogued page with this id."""
+        return self.catalogue.page(page_id)
+
+    def page_image(self, page_id: str) -> Image.Image:
+        """The stored image of a page (FileNotFoundError if images were not stored)."""
+        rec = self.catalogue.page(page_id)
+        if rec.image is None:
+            raise FileNotFoundError(f"{self.directory}: no stored image for page {page_id!r} (image_size=0)")
+        with Image.open(self.directory / rec.image) as img:
+            return img.convert("RGB")
+
+
+class _Lock:
+    """An exclusive, non-blocking writer lock on a file (released on exit or process death)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+
+    def __enter__(self) -> "_Lock":
+        self._fh = open(self.path, "a")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.close()
+            raise IndexLockedError(f"{self.path.parent}: another process is writing to this index") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()

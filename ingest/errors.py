@@ -1,0 +1,28 @@
+"""Errors raised while rendering sources."""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """A source could not be rendered. The message always names the source."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = str(source)
+        self.reason = reason
+
+
+class UnsupportedSourceError(IngestError):
+    """The source is not a kind of file `ingest` can render."""
+
+
+class EncryptedSourceError(IngestError):
+    """The PDF is encrypted and no (correct) password was given."""
+
+
+class MissingToolError(RuntimeError):
+    """A program `ingest` needs (poppler-utils: pdfinfo, pdftoppm, pdftotext) is not installed.
+
+    Not an `IngestError`: it is a fault of the machine, not of one source, so rendering a folder
+    stops instead of skipping every PDF in turn.
+    """

@@ -1,0 +1,129 @@
+"""Image files as pages: PNG, JPEG, WebP, TIFF (every frame), BMP and GIF (first frame)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ingest.base import RenderOptions, SourceFile
+from ingest.errors import IngestError
+from ingest.page import Page, make_page_id
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+MULTI_PAGE_FORMATS = frozenset({"TIFF"})
+"""Formats whose frames are pages (multi-page scans); other formats yield their first frame only."""
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Return an RGB copy of a frame: transparency onto white, 16-bit and float scaled to 8-bit."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        low, high = image.convert("F").getextrema()
+        scale = 255.0 / (high - low) if high > low else 1.0
+        image = image.convert("F").point(lambda value: (value - low) * scale).convert("L")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _file_dpi(image: Image.Image) -> float | None:
+    """Return the resolution stored in the file, if any."""
+    dpi = image.info.get("dpi")
+    if isinstance(dpi, tuple) and dpi and dpi[0]:
+        return round(float(dpi[0]), 2)
+    return None
+
+
+def _frame(file: SourceFile, image: Image.Image, index: int) -> Image.Image:
+    """Decode frame `index` as an upright RGB image, or raise IngestError."""
+    try:
+        image.seek(index)
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image) or image)
+    except Image.DecompressionBombError as exc:
+        raise IngestError(
+            file.source, f"image too large for Pillow's decompression-bomb guard: {exc}"
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise IngestError(file.source, f"cannot decode image frame {index + 1}: {exc}") from exc
+
+
+def _page(
+    file: SourceFile, image: Image.Image, rgb: Image.Image, number: int, num_pages: int
+) -> Page:
+    """Build the Page record of one frame."""
+    metadata: dict[str, Any] = {
+        "kind": "image",
+        "file_name": file.path.name,
+        "format": image.format,
+        "dpi": _file_dpi(image),
+        "width": rgb.width,
+        "height": rgb.height,
+        "num_pages": num_pages,
+    }
+    return Page(
+        page_id=make_page_id(file.digest, number),
+        source=file.source,
+        page=number,
+        image=rgb,
+        text="",
+        source_digest=file.digest,
+        metadata=metadata,
+    )
+
+
+def _iter_frames(
+    file: SourceFile, image: Image.Image, first: Image.Image, num_pages: int
+) -> Iterator[Page]:
+    """Yield the already decoded first frame, then decode the others one at a time."""
+    try:
+        yield _page(file, image, first, 1, num_pages)
+        for index in range(1, num_pages):
+            yield _page(file, image, _frame(file, image, index), index + 1, num_pages)
+    finally:
+        image.close()
+
+
+def render_image(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
+    """Open and decode an image now (so a broken file fails before any page), then yield its pages.
+
+    Pillow's decompression-bomb guard stays on: an image over `Image.MAX_IMAGE_PIXELS * 2` pixels is
+    refused with an IngestError. `options.dpi` does not apply (images keep their pixels).
+
+    Args:
+        file: The image file.
+        options: Unused by images; accepted so every renderer has one signature.
+
+    Returns:
+        A lazy iterator over the image's pages (one, or one per frame for multi-page TIFF).
+
+    Raises:
+        IngestError: The file is not a readable image or is too large.
+    """
+    try:
+        image = Image.open(file.path)
+    except Image.DecompressionBombError as exc:
+        raise IngestError(
+            file.source, f"image too large for Pillow's decompression-bomb guard: {exc}"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise IngestError(
+            file.source, "not a readable image (Pillow cannot identify its format)"
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise IngestError(file.source, f"cannot open image: {exc}") from exc
+    try:
+        frames = getattr(image, "n_frames", 1) if image.format in MULTI_PAGE_FORMATS else 1
+        first = _frame(file, image, 0)
+    except BaseException:
+        image.close()
+        raise
+    return _iter_frames(file, image, first, frames)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs dse on a fresh machine: poppler (system package) and a virtualenv in .venv.
+# Idempotent: re-running only installs what is missing. Used by `make demo` and `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+# --- system packages (poppler renders PDFs and reads their text layer)
+missing=()
+command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
+command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "installing system packages: poppler-utils" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends poppler-utils >/dev/null
+  elif command -v brew >/dev/null 2>&1; then
+    brew install poppler
+  else
+    echo "error: poppler is missing; install poppler-utils (pdftoppm, pdftotext) with your package manager" >&2
+    exit 1
+  fi
+fi
+
+# --- python environment
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+# torch's CPU-only 2.13.0 wheel has no matching torchvision; pyproject excludes it, so pip takes
+# the regular build (it runs on the CPU as well).
+"$VENV/bin/python" -m pip install --quiet -e ".[test]" 2> >(grep -v "^WARNING: Location" >&2)
+"$VENV/bin/python" -c "import dse, ingest, torch, torchvision, colpali_engine, faiss, bm25s" \
+  || { echo "error: the dse environment in $VENV did not install correctly" >&2; exit 1; }
+echo "dse installed in $VENV" >&2
