@@ -118,7 +118,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
     elif not hits:
-        print("no pages in this index", file=sys.stderr)
+        print("no matching pages", file=sys.stderr)
     else:
         for h in hits:
             print(f"{h.rank:>3}. {h.score:9.4f}  {h.source}  page {h.page}  [{h.page_id}]")
@@ -144,7 +144,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     enc = info["encoder"]
     print(f"index      {args.index}")
-    print(f"encoder    {enc['name']} ({enc['kind']} vectors, dim {enc['dim']})")
+    shape = {"single": f"one {enc['dim']}-d vector per page", "multi": f"{enc['dim']}-d vectors per patch",
+             "text": "text tokens (BM25)"}.get(enc["kind"], enc["kind"])
+    print(f"encoder    {enc['name']} ({shape})")
     print(f"model      {enc['model']}" + (f" @ {enc['revision']}" if enc.get("revision") else ""))
     print(f"prompts    version {enc['prompt_version']}")
     print(f"pages      {info['pages']}")

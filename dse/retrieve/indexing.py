@@ -184,4 +184,5 @@ def index_sources(
 def _progress_bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="file", desc="indexing", disable=not enabled, dynamic_ncols=True)
+    # disable=None: shown on a terminal only, so logs and CI output stay clean
+    return tqdm(total=total, unit="file", desc="indexing", disable=None if enabled else True, dynamic_ncols=True)

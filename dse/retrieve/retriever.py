@@ -120,6 +120,9 @@ class Retriever:
             return []
         encoded = self.encoder.encode_queries(list(queries))
         results = self.index.search(encoded, k)
+        if self.encoder.kind == "text":
+            # a BM25 score of 0 means no query term is on the page: not a match
+            results = [[sp for sp in hits if sp.score > 0] for hits in results]
         return [
             [
                 Hit(sp.record.page_id, sp.record.source, sp.record.page, sp.score, rank, sp.record.metadata)
