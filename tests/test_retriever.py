@@ -159,3 +159,13 @@ def test_single_vector_scores_are_dot_products(tmp_path: Path, corpus: Path) -> 
     q = encoder.encode_queries(["free cash flow"])[0]  # (dim,)
     np.testing.assert_allclose([h.score for h in hits], vecs @ q, rtol=1e-4, atol=1e-5)
     assert len(images) == 3
+
+
+def test_visual_index_keeps_a_text_side(tmp_path: Path, corpus: Path) -> None:
+    with Retriever.create(tmp_path / "idx", load_encoder("tiny-dse")) as r:
+        r.add(corpus, dpi=30)
+        top = r.search_text("torque wrench", k=3)
+        assert [(Path(h.source).name, h.page) for h in top] == [("solar-installation-guide.pdf", 2)]
+    with Retriever.open(tmp_path / "idx") as r:  # reopened: the text side is there too
+        assert r.search_text("sourdough starter", k=1)[0].page == 1
+        assert len(r.index.text_engine) == EXAMPLE_PAGES

@@ -34,6 +34,10 @@ class SearchEngine(ABC):
     def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows per query.
 
+        Engines that support filtering and deletion also take `allowed: np.ndarray | None`
+        (bool, one entry per row; False rows are never returned, and k allowed rows come back
+        when k exist).
+
         Returns:
             scores: float32 (n_queries, min(k, len(self))), best first.
             rows: int64 (n_queries, min(k, len(self))), the matching row numbers.

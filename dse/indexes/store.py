@@ -7,6 +7,8 @@ Layout (relative paths only, so the directory can be moved)::
       catalogue.sqlite     rows -> pages -> sources
       images/<page_id>.jpg a stored copy of each page, long side <= image_size
       vectors/             the engine's files
+      text/                BM25 over the pages' text layers, beside the visual vectors (for
+                           text and hybrid search; an index built with `bm25` uses vectors/)
 
 Adding a source is crash-safe: page images, then the engine's vectors, then one catalogue
 transaction (the commit point), then the manifest's counts. A source interrupted before its
@@ -31,6 +33,7 @@ from dse.indexes.manifest import Manifest, read_manifest, write_manifest
 DEFAULT_IMAGE_SIZE = 768
 IMAGES_DIR = "images"
 VECTORS_DIR = "vectors"
+TEXT_DIR = "text"
 LOCK_NAME = ".lock"
 
 
@@ -58,11 +61,15 @@ class PageIndex:
     Use `PageIndex.create` for a new directory and `PageIndex.open` for an existing one.
     """
 
-    def __init__(self, directory: Path, manifest: Manifest, catalogue: Catalogue, engine: Any) -> None:
+    def __init__(
+        self, directory: Path, manifest: Manifest, catalogue: Catalogue, engine: Any, text_engine: Any = None
+    ) -> None:
         self.directory = Path(directory)
         self.manifest = manifest
         self.catalogue = catalogue
         self.engine = engine
+        self.text_engine = engine if manifest.kind == "text" else text_engine
+        self._tokenizer: Any = None
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -93,14 +100,17 @@ class PageIndex:
         if encoder["kind"] in ("single", "multi"):
             options.setdefault("dim", encoder["dim"])  # fixes the width before the first add
         engine = engine_for(encoder["kind"])(**options)
-        manifest = Manifest(
-            encoder=dict(encoder),
-            engine=engine.options(),
-            store={"image_size": int(image_size)},
-            dse_version=_dse_version(),
-        )
+        store: dict[str, Any] = {"image_size": int(image_size)}
+        text_engine = None
+        if encoder["kind"] != "text":
+            from dse.encoders.bm25 import BM25Encoder
+
+            (directory / TEXT_DIR).mkdir(exist_ok=True)
+            text_engine = engine_for("text")()
+            store["text"] = {"tokenizer": BM25Encoder().options(), "engine": text_engine.options()}
+        manifest = Manifest(encoder=dict(encoder), engine=engine.options(), store=store, dse_version=_dse_version())
         write_manifest(directory, manifest)
-        return cls(directory, manifest, Catalogue(directory), engine)
+        return cls(directory, manifest, Catalogue(directory), engine, text_engine)
 
     @classmethod
     def open(cls, directory: str | Path) -> "PageIndex":
@@ -112,7 +122,10 @@ class PageIndex:
         catalogue = Catalogue(directory)
         rows = len(catalogue)
         engine = engine_for(manifest.kind).load(directory / VECTORS_DIR, rows=rows, **dict(manifest.engine))
-        index = cls(directory, manifest, catalogue, engine)
+        text_engine = None
+        if "text" in manifest.store:
+            text_engine = engine_for("text").load(directory / TEXT_DIR, rows=rows, **manifest.store["text"]["engine"])
+        index = cls(directory, manifest, catalogue, engine, text_engine)
         if manifest.pages != rows or manifest.sources != catalogue.num_sources():
             # a commit whose manifest update was interrupted: the catalogue is the truth
             index._write_counts()
@@ -162,6 +175,9 @@ class PageIndex:
             try:
                 self.engine.add(vectors)
                 self.engine.save(self.directory / VECTORS_DIR)
+                if self.text_engine is not self.engine:
+                    self.text_engine.add(self.tokenize([p.text for p in pages]))
+                    self.text_engine.save(self.directory / TEXT_DIR)
                 rows = self.catalogue.commit_source(path, digest, kind, pages)
             except BaseException:
                 self._reload_engine()  # drop the uncommitted rows from memory
@@ -172,9 +188,28 @@ class PageIndex:
     def _reload_engine(self) -> None:
         from dse.indexes.engines import engine_for
 
+        rows = len(self.catalogue)
         self.engine = engine_for(self.manifest.kind).load(
-            self.directory / VECTORS_DIR, rows=len(self.catalogue), **dict(self.manifest.engine)
+            self.directory / VECTORS_DIR, rows=rows, **dict(self.manifest.engine)
         )
+        if self.manifest.kind == "text":
+            self.text_engine = self.engine
+        else:
+            self.text_engine = engine_for("text").load(
+                self.directory / TEXT_DIR, rows=rows, **self.manifest.store["text"]["engine"]
+            )
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        """BM25 tokens of texts (queries or pages) for the text side, as it was built."""
+        if self._tokenizer is None:
+            from dse.encoders.bm25 import BM25Encoder
+
+            if self.manifest.kind == "text":
+                options = dict(self.manifest.encoder.get("options") or {})
+            else:
+                options = dict(self.manifest.store["text"]["tokenizer"])
+            self._tokenizer = BM25Encoder(**options)
+        return self._tokenizer.encode_pages(list(texts))
 
     def store_image(self, page_id: str, image: Image.Image) -> str | None:
         """Save the stored copy of a page's image; returns its path relative to the index."""
@@ -200,16 +235,23 @@ class PageIndex:
     # ---------------------------------------------------------------- reading
     def search(self, queries: Any, k: int) -> list[list[ScoredPage]]:
         """Top-k pages for each query (engine input format: vectors or token lists)."""
+        return self._scored(self.engine, queries, k)
+
+    def _scored(self, engine: Any, queries: Any, k: int) -> list[list[ScoredPage]]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if len(self) == 0:
             return [[] for _ in range(len(queries))]
-        scores, rows = self.engine.search(queries, k)  # (nq, k'), (nq, k')
+        scores, rows = engine.search(queries, k)  # (nq, k'), (nq, k')
         out = []
         for q_scores, q_rows in zip(scores, rows):
             records = self.catalogue.pages(int(r) for r in q_rows)
             out.append([ScoredPage(rec, float(s)) for rec, s in zip(records, np.asarray(q_scores))])
         return out
+
+    def search_text(self, queries: Sequence[str], k: int) -> list[list[ScoredPage]]:
+        """Top-k pages by BM25 over the text layers, for each text query (score 0: no match)."""
+        return self._scored(self.text_engine, self.tokenize(queries), k)
 
     def page(self, page_id: str) -> PageRecord:
         """The catalogued page with this id."""

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from PIL import Image
 
 from dse.encoders.base import Encoder
-from dse.indexes.store import DEFAULT_IMAGE_SIZE, PageIndex
+from dse.indexes.store import DEFAULT_IMAGE_SIZE, PageIndex, ScoredPage
 from dse.retrieve.results import AddReport, Hit
 
 
@@ -120,16 +120,11 @@ class Retriever:
             return []
         encoded = self.encoder.encode_queries(list(queries))
         results = self.index.search(encoded, k)
-        if self.encoder.kind == "text":
-            # a BM25 score of 0 means no query term is on the page: not a match
-            results = [[sp for sp in hits if sp.score > 0] for hits in results]
-        return [
-            [
-                Hit(sp.record.page_id, sp.record.source, sp.record.page, sp.score, rank, sp.record.metadata)
-                for rank, sp in enumerate(hits, start=1)
-            ]
-            for hits in results
-        ]
+        return [_hits(hits, drop_zero=self.encoder.kind == "text") for hits in results]
+
+    def search_text(self, query: str, k: int = 10) -> list[Hit]:
+        """The top-k pages by BM25 over their text layers (any index keeps this text side)."""
+        return _hits(self.index.search_text([query], k)[0], drop_zero=True)
 
     def page_image(self, page_id: str) -> Image.Image:
         """The stored image of a page."""
@@ -142,6 +137,15 @@ class Retriever:
     def info(self) -> dict[str, Any]:
         """The manifest with the counts `pages` and `sources`."""
         return self.index.manifest.to_json()
+
+
+def _hits(scored: Sequence[ScoredPage], drop_zero: bool) -> list[Hit]:
+    """Hits ranked 1..n; `drop_zero` removes BM25 non-matches (score 0: no query term on the page)."""
+    kept = [sp for sp in scored if sp.score > 0] if drop_zero else list(scored)
+    return [
+        Hit(sp.record.page_id, sp.record.source, sp.record.page, sp.score, rank, sp.record.metadata)
+        for rank, sp in enumerate(kept, start=1)
+    ]
 
 
 def encoder_from_manifest(description: Mapping[str, Any], **runtime_options: Any) -> Encoder:

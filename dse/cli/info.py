@@ -1,0 +1,47 @@
+"""`dse info` and `dse encoders`: describe an index, list the registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `info` and `encoders` subcommands."""
+    p = sub.add_parser("info", help="describe an index")
+    p.add_argument("--index", required=True, metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print the manifest and counts as JSON")
+    p.set_defaults(func=run)
+    p = sub.add_parser("encoders", help="list the registered encoders")
+    p.set_defaults(func=run_encoders)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`dse info`: the manifest and counts."""
+    from dse.indexes.store import PageIndex
+
+    with PageIndex.open(args.index) as index:
+        info = index.manifest.to_json()
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    enc = info["encoder"]
+    print(f"index      {args.index}")
+    shape = {"single": f"one {enc['dim']}-d vector per page", "multi": f"{enc['dim']}-d vectors per patch",
+             "text": "text tokens (BM25)"}.get(enc["kind"], enc["kind"])
+    print(f"encoder    {enc['name']} ({shape})")
+    print(f"model      {enc['model']}" + (f" @ {enc['revision']}" if enc.get("revision") else ""))
+    print(f"prompts    version {enc['prompt_version']}")
+    print(f"pages      {info['pages']}")
+    print(f"sources    {info['sources']}")
+    print(f"updated    {info['updated']}  (dse {info['dse_version']}, format {info['format_version']})")
+    return 0
+
+
+def run_encoders(args: argparse.Namespace) -> int:
+    """`dse encoders`: the registry."""
+    from dse.encoders.registry import list_encoders
+
+    for name, spec in list_encoders().items():
+        print(f"{name:<16} {spec.description}")
+    return 0
