@@ -12,7 +12,7 @@ _SECTIONS = {
     "ingest": dict,
     "index": dict,
 }
-_INGEST_KEYS = {"dpi", "password"}
+_INGEST_KEYS = {"dpi", "password", "max_pages", "max_file_mb", "max_image_pixels", "convert_timeout"}
 _INDEX_KEYS = {"hnsw", "image_size"}
 
 
@@ -27,7 +27,7 @@ class IndexConfig:
     Attributes:
         encoder: Registry name of the encoder.
         options: Options for `load_encoder` (model, dim, max_pixels, batch_size, device, ...).
-        ingest: Rendering settings (dpi, password).
+        ingest: Rendering settings (dpi, password) and limits (see `ingest.Limits.from_config`).
         index: Index settings (hnsw, image_size).
     """
 

@@ -1,28 +1,50 @@
-"""Turn sources (PDFs, images, folders of them) into `Page` records ready to be embedded."""
+"""Turn sources (PDFs, office documents, images, web pages, folders) into `Page` records."""
 
 from ingest.base import DEFAULT_DPI, RenderOptions
 from ingest.digest import file_digest
 from ingest.errors import (
+    ConversionError,
     EncryptedSourceError,
     IngestError,
+    LimitExceededError,
+    MissingConverterError,
     MissingToolError,
     UnsupportedSourceError,
 )
+from ingest.limits import Limits
+from ingest.office import OFFICE_EXTENSIONS
 from ingest.page import Page, make_page_id
+from ingest.parallel import SourcePages, render_many
 from ingest.render import RENDERERS, SUPPORTED_EXTENSIONS, discover, render
+from ingest.web import WEB_EXTENSIONS, WebOptions, WebRenderer, WebResult, iter_web, render_web
+from ingest.web_safety import is_url
 
 __all__ = [
     "DEFAULT_DPI",
+    "OFFICE_EXTENSIONS",
     "RENDERERS",
     "SUPPORTED_EXTENSIONS",
+    "WEB_EXTENSIONS",
+    "ConversionError",
     "EncryptedSourceError",
     "IngestError",
+    "LimitExceededError",
+    "Limits",
+    "MissingConverterError",
     "MissingToolError",
     "Page",
     "RenderOptions",
+    "SourcePages",
     "UnsupportedSourceError",
+    "WebOptions",
+    "WebRenderer",
+    "WebResult",
     "discover",
     "file_digest",
+    "is_url",
+    "iter_web",
     "make_page_id",
     "render",
+    "render_many",
+    "render_web",
 ]

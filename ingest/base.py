@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.limits import Limits
 from ingest.page import Page
 
 DEFAULT_DPI = 144
@@ -30,11 +31,15 @@ class RenderOptions:
         dpi: Resolution for paged documents (ignored by images, which keep their pixels).
         password: User password for encrypted documents, or None.
         chunk_pages: How many pages a renderer may hold in memory at once.
+        allow_private: Web pages may reach loopback, private and link-local addresses.
+        limits: Per-source limits (pages, file size, image pixels, conversion time).
     """
 
     dpi: int = DEFAULT_DPI
     password: str | None = None
     chunk_pages: int = DEFAULT_CHUNK_PAGES
+    allow_private: bool = False
+    limits: Limits = Limits()
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,13 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         64 lowercase hex characters.
 
     Raises:
-        IngestError: The file cannot be read.
+        IngestError: The file cannot be read, or is not a regular file (a FIFO or a device would
+            block or never end).
     """
     from ingest.errors import IngestError
 
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise IngestError(os.fspath(path), "not a regular file")
     digest = hashlib.sha256()
     try:
         with Path(path).open("rb") as handle:

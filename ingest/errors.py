@@ -26,3 +26,19 @@ class MissingToolError(RuntimeError):
     Not an `IngestError`: it is a fault of the machine, not of one source, so rendering a folder
     stops instead of skipping every PDF in turn.
     """
+
+
+class LimitExceededError(IngestError):
+    """The source is over a configured limit (pages, file size, image pixels: `ingest.Limits`)."""
+
+
+class ConversionError(IngestError):
+    """An office document could not be converted to PDF (malformed, protected, or timed out)."""
+
+
+class MissingConverterError(IngestError):
+    """LibreOffice, needed for office documents, is not installed.
+
+    An `IngestError`, unlike `MissingToolError`: only the office documents of a batch fail (each
+    with a message saying how to install it); PDFs and images are still indexed.
+    """

@@ -9,6 +9,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ingest.base import RenderOptions, SourceFile
 from ingest.errors import IngestError
+from ingest.limits import check_image_pixels, check_page_count
 from ingest.page import Page, make_page_id
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
@@ -95,12 +96,14 @@ def _iter_frames(
 def render_image(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
     """Open and decode an image now (so a broken file fails before any page), then yield its pages.
 
-    Pillow's decompression-bomb guard stays on: an image over `Image.MAX_IMAGE_PIXELS * 2` pixels is
-    refused with an IngestError. `options.dpi` does not apply (images keep their pixels).
+    An image over `options.limits.max_image_pixels` (default: Pillow's `Image.MAX_IMAGE_PIXELS`),
+    or a TIFF with more frames than `options.limits.max_pages`, is refused with a
+    LimitExceededError before it is decoded; Pillow's decompression-bomb guard stays on too (over
+    `Image.MAX_IMAGE_PIXELS * 2` pixels). `options.dpi` does not apply (images keep their pixels).
 
     Args:
         file: The image file.
-        options: Unused by images; accepted so every renderer has one signature.
+        options: Only `limits` applies to images.
 
     Returns:
         A lazy iterator over the image's pages (one, or one per frame for multi-page TIFF).
@@ -121,7 +124,9 @@ def render_image(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
     except _DECODE_ERRORS as exc:
         raise IngestError(file.source, f"cannot open image: {exc}") from exc
     try:
+        check_image_pixels(file.source, image.width, image.height, options.limits.max_image_pixels)
         frames = getattr(image, "n_frames", 1) if image.format in MULTI_PAGE_FORMATS else 1
+        check_page_count(file.source, frames, options.limits.max_pages)
         first = _frame(file, image, 0)
     except BaseException:
         image.close()

@@ -11,12 +11,14 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from ingest.base import RenderOptions, SourceFile
 from ingest.errors import EncryptedSourceError, IngestError, MissingToolError
+from ingest.limits import check_page_count
 from ingest.page import Page, make_page_id
 
 logger = logging.getLogger(__name__)
@@ -63,17 +65,20 @@ def _poppler_error(source: str, message: str, password: str | None) -> IngestErr
                 source, "PDF is encrypted: pass its password (password=...)"
             )
         return EncryptedSourceError(source, "PDF is encrypted and the given password is wrong")
+    if "Invalid page count 0" in message:
+        return IngestError(source, "PDF has no pages")
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith("Unable to get page count")]
     detail = "; ".join(dict.fromkeys(lines)) or "no output"
     return IngestError(source, f"not a readable PDF (poppler: {detail[:300]})")
 
 
-def probe_pdf(file: SourceFile, password: str | None) -> PdfInfo:
+def probe_pdf(file: SourceFile, password: str | None, max_pages: int | None = None) -> PdfInfo:
     """Read the page count and page sizes with one `pdfinfo` call.
 
     Raises:
         EncryptedSourceError: The PDF needs a (different) password.
+        LimitExceededError: The PDF has more than `max_pages` pages.
         IngestError: The file is not a readable PDF or has no pages.
     """
     from pdf2image import pdfinfo_from_path
@@ -95,6 +100,8 @@ def probe_pdf(file: SourceFile, password: str | None) -> PdfInfo:
     num_pages = int(info["Pages"])
     if num_pages < 1:
         raise IngestError(file.source, "PDF has no pages")
+    if max_pages is not None:
+        check_page_count(file.source, num_pages, max_pages)
     sizes: list[tuple[float, float] | None] = [None] * num_pages
     for key, value in info.items():
         key_match, value_match = _PAGE_SIZE.match(key), _SIZE_VALUE.match(str(value))
@@ -206,39 +213,107 @@ def _dpi_runs(info: PdfInfo, first: int, last: int, dpi: int) -> list[tuple[int,
     return runs
 
 
+def render_run_files(
+    file: SourceFile, first: int, last: int, dpi: int, password: str | None, folder: str
+) -> list[str]:
+    """Like `_render_run` (same pdftoppm pixels), but the PPM files are left in `folder`.
+
+    For another process to read: no image is decoded or copied here.
+
+    Returns:
+        The paths of the PPM files, one per page, in order.
+    """
+    import uuid
+
+    root = os.path.join(folder, uuid.uuid4().hex)
+    args = [_require_tool("pdftoppm"), "-r", str(dpi), "-f", str(first), "-l", str(last)]
+    if password is not None:
+        args += ["-upw", password]
+    where = f"page {first}" if first == last else f"pages {first}-{last}"
+    try:
+        done = subprocess.run(
+            [*args, os.path.abspath(file.path), root],
+            capture_output=True,
+            timeout=TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise IngestError(file.source, f"poppler timed out rendering {where}") from exc
+    finally:
+        prefix = os.path.basename(root) + "-"
+        paths = sorted(
+            os.path.join(folder, name) for name in os.listdir(folder) if name.startswith(prefix)
+        )
+    if done.returncode != 0 or len(paths) != last - first + 1:
+        for path in paths:
+            os.unlink(path)
+        if done.returncode != 0:
+            raise _poppler_error(file.source, done.stderr.decode("utf-8", "replace"), password)
+        raise IngestError(file.source, f"poppler rendered {len(paths)} image(s) for {where}")
+    return paths
+
+
+def render_chunk(
+    file: SourceFile,
+    options: RenderOptions,
+    info: PdfInfo,
+    first: int,
+    last: int,
+    run: Callable[[SourceFile, int, int, int, str | None], list[Any]] | None = None,
+) -> list[tuple[int, Any, str]]:
+    """Render pages first..last: `(dpi, image, text)` per page, text first (cheap), in order.
+
+    `run` renders one run of pages sharing a dpi (default `_render_run`: RGB PIL images; a
+    partial `render_run_files`: PPM files for another process).
+    """
+    run = run or _render_run
+    texts = page_texts(file, first, last, options.password)
+    rendered = []
+    for run_first, run_last, dpi in _dpi_runs(info, first, last, options.dpi):
+        rendered += [
+            (dpi, image) for image in run(file, run_first, run_last, dpi, options.password)
+        ]
+    return [(dpi, image, text) for (dpi, image), text in zip(rendered, texts)]
+
+
+def pdf_page(file: SourceFile, info: PdfInfo, number: int, dpi: int, image: Any, text: str) -> Page:
+    """Build the Page record of page `number`, rendered at `dpi`."""
+    size = info.sizes[number - 1]
+    return Page(
+        page_id=make_page_id(file.digest, number),
+        source=file.source,
+        page=number,
+        image=image,
+        text=text,
+        source_digest=file.digest,
+        metadata={
+            "kind": "pdf",
+            "file_name": file.path.name,
+            "dpi": dpi,
+            "width": image.width,
+            "height": image.height,
+            "num_pages": info.num_pages,
+            "page_width_pt": size[0] if size else None,
+            "page_height_pt": size[1] if size else None,
+        },
+    )
+
+
+def chunk_ranges(num_pages: int, chunk_pages: int) -> list[tuple[int, int]]:
+    """Split pages 1..num_pages into `(first, last)` chunks of at most `chunk_pages` pages."""
+    return [
+        (first, min(num_pages, first + chunk_pages - 1))
+        for first in range(1, num_pages + 1, chunk_pages)
+    ]
+
+
 def _iter_pages(file: SourceFile, options: RenderOptions, info: PdfInfo) -> Iterator[Page]:
-    """Yield the pages chunk by chunk: text first (cheap), then images, then the Page records."""
-    for first in range(1, info.num_pages + 1, options.chunk_pages):
-        last = min(info.num_pages, first + options.chunk_pages - 1)
-        texts = page_texts(file, first, last, options.password)
-        rendered = []
-        for run_first, run_last, dpi in _dpi_runs(info, first, last, options.dpi):
-            rendered += [
-                (dpi, image)
-                for image in _render_run(file, run_first, run_last, dpi, options.password)
-            ]
-        for offset, (dpi, image) in enumerate(rendered):
-            number = first + offset
-            size = info.sizes[number - 1]
-            yield Page(
-                page_id=make_page_id(file.digest, number),
-                source=file.source,
-                page=number,
-                image=image,
-                text=texts[offset],
-                source_digest=file.digest,
-                metadata={
-                    "kind": "pdf",
-                    "file_name": file.path.name,
-                    "dpi": dpi,
-                    "width": image.width,
-                    "height": image.height,
-                    "num_pages": info.num_pages,
-                    "page_width_pt": size[0] if size else None,
-                    "page_height_pt": size[1] if size else None,
-                },
-            )
-        del rendered
+    """Yield the pages chunk by chunk, so at most one chunk of images is in memory."""
+    for first, last in chunk_ranges(info.num_pages, options.chunk_pages):
+        chunk = render_chunk(file, options, info, first, last)
+        for offset, (dpi, image, text) in enumerate(chunk):
+            yield pdf_page(file, info, first + offset, dpi, image, text)
+        del chunk
 
 
 def render_pdf(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
@@ -246,14 +321,15 @@ def render_pdf(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
 
     Args:
         file: The PDF.
-        options: dpi, password and chunk size.
+        options: dpi, password, chunk size and limits (`limits.max_pages`).
 
     Returns:
         A lazy iterator over the PDF's pages, in order.
 
     Raises:
         EncryptedSourceError: The PDF needs a (different) password.
+        LimitExceededError: The PDF has more pages than `options.limits.max_pages`.
         IngestError: The file is not a readable PDF.
     """
-    info = probe_pdf(file, options.password)
+    info = probe_pdf(file, options.password, options.limits.max_pages)
     return _iter_pages(file, options, info)

@@ -12,8 +12,12 @@ from ingest.base import DEFAULT_CHUNK_PAGES, DEFAULT_DPI, Renderer, RenderOption
 from ingest.digest import file_digest
 from ingest.errors import IngestError, MissingToolError, UnsupportedSourceError
 from ingest.images import IMAGE_EXTENSIONS, render_image
+from ingest.limits import Limits, check_file_size
+from ingest.office import OFFICE_EXTENSIONS, render_office
 from ingest.page import Page
 from ingest.pdf import PDF_EXTENSIONS, render_pdf
+from ingest.web import WEB_EXTENSIONS, render_html, render_url
+from ingest.web_safety import is_url
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +25,8 @@ RENDERERS: Mapping[str, Renderer] = MappingProxyType(
     {
         **{extension: render_pdf for extension in PDF_EXTENSIONS},
         **{extension: render_image for extension in IMAGE_EXTENSIONS},
+        **{extension: render_office for extension in OFFICE_EXTENSIONS},
+        **{extension: render_html for extension in WEB_EXTENSIONS},
     }
 )
 """Lower-case file extension -> renderer. A new source kind is a new module plus entries here."""
@@ -50,27 +56,33 @@ def _walk(root: Path) -> list[Path]:
     return sorted(found, key=lambda path: path.relative_to(root).parts)
 
 
-def discover(sources: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def discover(sources: Iterable[str | os.PathLike[str]]) -> list[Path | str]:
     """Expand sources into the files to render.
 
     A folder becomes its supported files (recursive, hidden entries skipped, sorted by relative
     path); a file is kept as given, whatever its extension, so `render` can say why it is not
-    supported. Order follows `sources`; a file reached twice is listed once.
+    supported. An http(s) URL is passed through as the string given (it is not a file). Order
+    follows `sources`; a file (or URL) reached twice is listed once.
 
     Args:
         sources: Files and folders (a single path is accepted too).
 
     Returns:
-        Normalised paths of the files, in a deterministic order.
+        Normalised paths of the files (and URL strings), in a deterministic order.
 
     Raises:
         IngestError: A source does not exist.
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    files: list[Path] = []
+    files: list[Path | str] = []
     seen: set[str] = set()
     for source in sources:
+        if is_url(source):
+            if source not in seen:
+                seen.add(str(source))
+                files.append(str(source))
+            continue
         path = Path(_normalise(source))
         if path.is_dir():
             candidates = _walk(path)
@@ -88,8 +100,22 @@ def discover(sources: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 def _open_file(path: Path, options: RenderOptions, digest: str | None) -> Iterator[Page]:
     """Check and probe one file now; return the lazy iterator over its pages."""
+    return open_source(check_source(path, digest, options.limits), options)
+
+
+def check_source(
+    path: Path, digest: str | None = None, limits: Limits | None = None
+) -> SourceFile:
+    """Check that `path` is a non-empty file of a supported kind; hash it unless `digest` is given.
+
+    Raises:
+        LimitExceededError: The file is larger than `limits.max_file_bytes` (default `Limits()`).
+        IngestError: Missing, not a regular file, unsupported, empty or unreadable.
+    """
     source = _normalise(path)
     if not path.exists():
+        if path.is_symlink():
+            raise IngestError(source, "broken symbolic link (its target is missing or loops)")
         raise IngestError(source, "no such file or directory")
     if not path.is_file():
         raise IngestError(source, "not a regular file")
@@ -107,14 +133,20 @@ def _open_file(path: Path, options: RenderOptions, digest: str | None) -> Iterat
         raise IngestError(source, f"cannot read file ({exc.strerror or exc})") from exc
     if size == 0:
         raise IngestError(source, "empty file (0 bytes)")
-    file = SourceFile(path=path, source=source, digest=digest or file_digest(path))
+    check_file_size(source, size, (limits or Limits()).max_file_bytes)
+    return SourceFile(path=path, source=source, digest=digest or file_digest(path))
+
+
+def open_source(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
+    """Probe a checked file now (IngestError if it cannot be read); return its lazy page iterator."""
+    renderer = RENDERERS[file.path.suffix.lower()]
     try:
         pages = renderer(file, options)
     except (IngestError, MissingToolError):
         raise
     except Exception as exc:  # a decoder's unexpected failure is still this file's failure
-        raise IngestError(source, f"cannot render: {type(exc).__name__}: {exc}") from exc
-    return _guarded(source, pages)
+        raise IngestError(file.source, f"cannot render: {type(exc).__name__}: {exc}") from exc
+    return _guarded(file.source, pages)
 
 
 def _guarded(source: str, pages: Iterator[Page]) -> Iterator[Page]:
@@ -151,8 +183,10 @@ def render(
     on_error: ErrorHandler | None = None,
     digest: str | None = None,
     chunk_pages: int = DEFAULT_CHUNK_PAGES,
+    allow_private: bool = False,
+    limits: Limits | None = None,
 ) -> Iterator[Page]:
-    """Render a PDF, an image or a folder of them into `Page` records, streamed.
+    """Render a PDF, office document, image, web page (URL, .html) or folder into `Page` records.
 
     A single file is checked before this returns (missing, empty, unsupported, unreadable,
     encrypted: IngestError raised here, before any page). A failure later on (a page poppler cannot
@@ -168,6 +202,9 @@ def render(
         on_error: Called with each file's IngestError when rendering a folder.
         digest: SHA-256 hex digest of the file, if the caller already computed it (files only).
         chunk_pages: Pages of a PDF rendered per poppler call (memory bound).
+        allow_private: Web pages may reach loopback, private and link-local addresses.
+        limits: Per-source limits (pages, file size, image pixels, office conversion time);
+            None: `Limits()`'s defaults. A source over one fails with LimitExceededError.
 
     Returns:
         A lazy iterator over the pages, in order.
@@ -180,12 +217,15 @@ def render(
         raise ValueError(f"dpi must be positive, got {dpi}")
     if chunk_pages <= 0:
         raise ValueError(f"chunk_pages must be positive, got {chunk_pages}")
-    options = RenderOptions(dpi=dpi, password=password, chunk_pages=chunk_pages)
+    options = RenderOptions(
+        dpi=dpi, password=password, chunk_pages=chunk_pages, allow_private=allow_private,
+        limits=limits or Limits(),
+    )
+    if is_url(source):
+        return render_url(str(source), options)
     path = Path(_normalise(source))
     if path.is_dir():
         if digest is not None:
             raise ValueError(f"digest= applies to a single file, not to the folder {source}")
         return _render_files(discover([path]), options, on_error or _log_error)
-    if not path.exists():
-        raise IngestError(str(source), "no such file or directory")
     return _open_file(path, options, digest)

@@ -6,18 +6,30 @@ cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 
-# --- system packages (poppler renders PDFs and reads their text layer)
+# --- system packages (poppler renders PDFs and reads their text layer; chromium renders web pages)
 missing=()
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+[ -n "${DSE_CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
+# office documents: LibreOffice converts them to PDF; metric-compatible fonts (Arial, Times New
+# Roman, Calibri, Cambria) keep their line and page breaks as in Word / PowerPoint
+command -v soffice >/dev/null 2>&1 || missing+=(libreoffice-writer libreoffice-impress libreoffice-calc)
+if command -v dpkg-query >/dev/null 2>&1; then
+  for font in fonts-liberation2 fonts-crosextra-carlito fonts-crosextra-caladea; do
+    dpkg-query -W -f='${Status}' "$font" 2>/dev/null | grep -q "ok installed" || missing+=("$font")
+  done
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    echo "installing system packages: poppler-utils" >&2
+    packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+    echo "installing system packages: $packages" >&2
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends poppler-utils >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $packages >/dev/null
   elif command -v brew >/dev/null 2>&1; then
     brew install poppler
+    command -v soffice >/dev/null 2>&1 || brew install --cask libreoffice
   else
     echo "error: poppler is missing; install poppler-utils (pdftoppm, pdftotext) with your package manager" >&2
     exit 1

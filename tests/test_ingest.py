@@ -264,8 +264,8 @@ def test_unreadable_files_raise_naming_the_file(
 
 
 def test_unsupported_and_missing(tmp_path: Path) -> None:
-    with pytest.raises(ingest.UnsupportedSourceError, match=r"'\.docx'"):
-        ingest.render(write(tmp_path / "a.docx", b"PK"))
+    with pytest.raises(ingest.UnsupportedSourceError, match=r"'\.epub'"):
+        ingest.render(write(tmp_path / "a.epub", b"PK"))
     with pytest.raises(ingest.IngestError, match="nowhere.pdf.*no such file"):
         ingest.render(tmp_path / "nowhere.pdf")
     with pytest.raises(ingest.IngestError, match="nowhere"):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any, Mapping
 
-from dse.cli.common import runtime, runtime_flags
+from dse.cli.common import CLIError, runtime, runtime_flags
+
+if TYPE_CHECKING:
+    from ingest.limits import Limits
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `index` subcommand."""
     p = sub.add_parser("index", help="create an index or add sources to it")
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="PDFs, images or folders")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="PDFs, office documents, images, folders or http(s) URLs")
     p.add_argument("--index", required=True, metavar="DIR", help="index directory (created if absent)")
     p.add_argument("--encoder", metavar="NAME", help="registered encoder (default: bm25; see `dse encoders`)")
     p.add_argument("--model", metavar="ID_OR_DIR", help="hub id or local directory of the weights")
@@ -19,7 +23,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dim", type=int, help="single-vector dimension (Matryoshka truncation)")
     p.add_argument("--dpi", type=int, help="PDF rendering resolution")
     p.add_argument("--password", help="password for encrypted PDFs")
+    p.add_argument("--max-pages", type=int, metavar="N", help="refuse documents with more pages (default 5000)")
+    p.add_argument("--max-file-mb", type=float, metavar="MB", help="refuse larger files (default 500)")
+    p.add_argument("--max-image-pixels", type=int, metavar="N",
+                   help="refuse larger image files (default: Pillow's limit, 89478485)")
+    p.add_argument("--convert-timeout", type=float, metavar="S",
+                   help="seconds LibreOffice may take to convert one office document (default 300)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes rendering PDF pages (default: one per CPU; 0: in the main process)")
+    p.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let web pages reach loopback, private and link-local addresses (refused by default)",
+    )
     p.add_argument("--hnsw", action="store_true", default=None, help="approximate HNSW search (single vectors)")
+    p.add_argument("--engine-mode", choices=["cascade", "binary", "int8"],
+                   help="approximate engine: cascade (multi-vector), binary or int8 (single-vector)")
+    p.add_argument("--pool-factor", type=int, help="cascade mode: hierarchical token pooling factor (e.g. 2)")
+    p.add_argument("--sync", action="store_true",
+                   help="first delete indexed sources under the given folders that no longer exist on disk")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata recorded on every page added (repeatable; filter with `dse search --where`)")
     runtime_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -37,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     config = config.with_overrides(args.encoder, model=args.model, dim=args.dim, **runtime(args))
     dpi = args.dpi or config.ingest.get("dpi")
     password = args.password or config.ingest.get("password")
+    limits = _limits(config.ingest, args)
     if PageIndex.exists(args.index):
         if chose_encoder:
             retriever = Retriever.open(args.index, load_encoder(config.encoder, **config.options))
@@ -46,16 +71,53 @@ def run(args: argparse.Namespace) -> int:
         hnsw = bool(args.hnsw if args.hnsw is not None else config.index.get("hnsw", False))
         image_size = int(config.index.get("image_size", 768))
         encoder = load_encoder(config.encoder, **config.options)
-        retriever = Retriever.create(args.index, encoder, hnsw=hnsw, image_size=image_size)
+        engine = {"mode": args.engine_mode} if args.engine_mode else {}
+        if args.pool_factor:
+            engine["pool_factor"] = args.pool_factor
+        retriever = Retriever.create(args.index, encoder, hnsw=hnsw, image_size=image_size, engine=engine)
     with retriever:
-        report = retriever.add(args.sources, dpi=dpi, password=password, progress=not args.no_progress)
+        removed = retriever.sync([s for s in args.sources if "://" not in s]) if args.sync else None
+        if removed is not None:
+            print(f"sync: deleted {removed.sources} missing source(s), {removed.pages} page(s)", file=sys.stderr)
+        report = retriever.add(
+            args.sources,
+            dpi=dpi,
+            password=password,
+            progress=not args.no_progress,
+            allow_private=args.allow_private_urls,
+            metadata=_metadata(args.meta),
+            workers=args.workers,
+            limits=limits,
+        )
         total = len(retriever)
     print(
-        f"indexed {len(report.added)} source(s), {report.pages} page(s); "
+        f"indexed {len(report.added)} source(s), {report.pages} page(s); {len(report.updated)} updated; "
         f"skipped {len(report.skipped)} already indexed; {len(report.failures)} failed; "
         f"{total} page(s) in {args.index}",
         file=sys.stderr,
     )
     for failure in report.failures:
         print(f"  failed: {failure.error}", file=sys.stderr)
-    return 0 if report.ok and (report.added or report.skipped) else 1
+    return 0 if report.ok and (report.added or report.skipped or (removed and removed.pages)) else 1
+
+
+def _metadata(items: list[str]) -> dict[str, object]:
+    """`--meta KEY=VALUE` options as a dict (numbers and true/false converted)."""
+    from dse.indexes.filters import parse_value
+
+    meta: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--meta {item!r}: expected KEY=VALUE")
+        meta[key.strip()] = parse_value(value.strip())
+    return meta
+
+
+def _limits(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> Limits:
+    """`ingest.Limits` from the config's `ingest:` section, with the command line's flags over it."""
+    from ingest.limits import CONFIG_KEYS, Limits
+
+    values = {key: ingest_config.get(key) for key in CONFIG_KEYS}
+    values.update({key: getattr(args, key) for key in CONFIG_KEYS if getattr(args, key) is not None})
+    return Limits.from_config(values)

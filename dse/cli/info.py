@@ -11,6 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe an index")
     p.add_argument("--index", required=True, metavar="DIR")
     p.add_argument("--json", action="store_true", help="print the manifest and counts as JSON")
+    p.add_argument("--sources", action="store_true", help="also list the indexed sources (path, pages, kind)")
     p.set_defaults(func=run)
     p = sub.add_parser("encoders", help="list the registered encoders")
     p.set_defaults(func=run_encoders)
@@ -21,7 +22,12 @@ def run(args: argparse.Namespace) -> int:
     from dse.indexes.store import PageIndex
 
     with PageIndex.open(args.index) as index:
-        info = index.manifest.to_json()
+        counts = index.counts()
+        info = {**index.manifest.to_json(), "deleted_pages": counts.deleted_pages,
+                "deleted_sources": counts.deleted_sources}
+        sources = index.catalogue.sources() if args.sources else []
+    if args.sources:
+        info["source_list"] = sources
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
@@ -34,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"prompts    version {enc['prompt_version']}")
     print(f"pages      {info['pages']}")
     print(f"sources    {info['sources']}")
+    print(f"deleted    {info['deleted_pages']} page(s), {info['deleted_sources']} source(s) "
+          "(tombstoned; their vectors still use disk space)")
     print(f"updated    {info['updated']}  (dse {info['dse_version']}, format {info['format_version']})")
+    for src in sources:
+        print(f"  {src['path']}  {src['pages']} page(s)  {src['kind']}  {src['digest'][:12]}  {src['added']}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from dse.cli.common import CLIError, runtime, runtime_flags
 
@@ -17,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", metavar="FILE", help="one query per line; writes one JSON line per query")
     p.add_argument("-k", type=int, default=10, help="number of pages to return (default 10)")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
+    p.add_argument("--where", action="append", default=[], metavar="COND",
+                   help="metadata filter, repeatable (all must hold): kind=pdf, page>=2, source~'docs/*', "
+                        "collection=legal|tax; operators = != > >= < <= ~ (glob)")
+    _ranking_flags(p)
     runtime_flags(p)
     p.set_defaults(func=run)
 
@@ -29,13 +34,20 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("give either a QUERY or --queries FILE")
     if args.k < 1:
         raise CLIError(f"-k must be >= 1, got {args.k}")
+    if args.explain:
+        return _explain(args)
+    options = _ranking_options(args)
+    if args.where:
+        from dse.indexes.filters import parse_conditions
+
+        options["where"] = parse_conditions(args.where)
     with Retriever.open(args.index, **runtime(args)) as retriever:
         if args.queries:
             queries = _read_queries(args.queries)
-            for query, hits in zip(queries, retriever.search_many(queries, args.k) if queries else []):
+            for query, hits in zip(queries, retriever.search_many(queries, args.k, **options) if queries else []):
                 print(json.dumps({"query": query, "hits": [h.to_json() for h in hits]}))
             return 0
-        hits = retriever.search(args.query, args.k)
+        hits = retriever.search(args.query, args.k, **options)
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
     elif not hits:
@@ -43,6 +55,52 @@ def run(args: argparse.Namespace) -> int:
     else:
         for h in hits:
             print(f"{h.rank:>3}. {h.score:9.4f}  {h.source}  page {h.page}  [{h.page_id}]")
+    return 0
+
+
+def _ranking_flags(p: argparse.ArgumentParser) -> None:
+    """Add the hybrid, rerank and explain flags."""
+    g = p.add_argument_group("ranking")
+    g.add_argument("--mode", choices=("visual", "text", "hybrid"),
+                   help="visual (the index's encoder), text (BM25 over the text layers) or hybrid (both fused); "
+                        "default: the index's own")
+    g.add_argument("--fusion", choices=("rrf", "weighted"), default="rrf",
+                   help="hybrid fusion: reciprocal rank (default) or normalised BM25 + weight * similarity")
+    g.add_argument("--weight", type=float, default=1.0, help="weighted fusion: lambda, the visual side's weight")
+    g.add_argument("--rrf-k", type=float, default=60, dest="rrf_k", help="RRF constant (default 60)")
+    g.add_argument("--rerank", metavar="ENCODER",
+                   help="rerank the top --depth pages by MaxSim with this multi-vector encoder (e.g. colqwen2)")
+    g.add_argument("--rerank-model", metavar="MODEL", help="hub id or local directory for --rerank")
+    g.add_argument("--alpha", type=float, default=0.5, help="reranking: weight of the first stage (default 0.5)")
+    g.add_argument("--depth", type=int, default=50, help="reranking: first-stage pages rescored (default 50)")
+    g.add_argument("--explain", metavar="PAGE_ID",
+                   help="write the similarity map of QUERY over this page to --out (multi-vector indexes)")
+    g.add_argument("--out", metavar="PNG", help="with --explain: the image to write")
+
+
+def _ranking_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword options of `Retriever.search` from the ranking flags."""
+    options: dict[str, Any] = {"mode": args.mode, "fusion": args.fusion, "weight": args.weight, "rrf_k": args.rrf_k}
+    if args.rerank:
+        from dse.encoders.registry import load_encoder
+        from dse.retrieve.rerank import MaxSimReranker
+
+        extra = {"model": args.rerank_model} if args.rerank_model else {}
+        options.update(rerank=MaxSimReranker(load_encoder(args.rerank, **extra, **runtime(args))),
+                       alpha=args.alpha, depth=args.depth)
+    return options
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """`dse search --explain PAGE_ID --out PNG QUERY`: write a similarity map."""
+    from dse.retrieve.explain import explain
+    from dse.retrieve.retriever import Retriever
+
+    if args.query is None or not args.out:
+        raise CLIError("--explain PAGE_ID needs a QUERY and --out PNG")
+    with Retriever.open(args.index, **runtime(args)) as retriever:
+        path = explain(retriever, args.query, args.explain).save(args.out)
+    print(path)
     return 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from dse.encoders.base import VectorKind
 from dse.indexes.base import topk
-from dse.indexes.shards import ShardedEngine, atomic_write, check_k, empty_result, shard_path
+from dse.indexes.shards import ShardedEngine, atomic_write, check_allowed, check_k, empty_result, shard_path
 
 
 class BM25Engine(ShardedEngine):
@@ -94,17 +94,29 @@ class BM25Engine(ShardedEngine):
                 out[i] = self._model.get_scores_from_ids(ids)  # (n,)
         return out
 
-    def search(self, queries: Sequence[Sequence[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: Sequence[Sequence[str]], k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k pages by BM25 for each token-list query (ties: lower row first).
+
+        Scoring walks the postings of the query's tokens only (its cost does not grow with the
+        pages a filter excludes); with `allowed`, the top-k is then taken among the allowed
+        pages' scores alone. IDF and average length stay those of every stored page, deleted
+        ones included, so a page's score does not depend on the filter.
 
         Returns:
             scores float32 (n_queries, k'), rows int64 (n_queries, k').
         """
         k = check_k(k)
         qs = self._check(queries, "queries")
-        if min(k, len(self)) == 0 or not qs:
+        mask = check_allowed(allowed, len(self))
+        idx = None if mask is None else np.flatnonzero(mask)  # (m,) allowed rows
+        if min(k, len(self) if idx is None else len(idx)) == 0 or not qs:
             return empty_result(len(qs))
-        return topk(self.scores(qs), k)
+        if idx is None:
+            return topk(self.scores(qs), k)
+        top, cols = topk(self.scores(qs)[:, idx], k)  # (nq, k'), (nq, k') over the allowed columns
+        return top, idx[cols]
 
     def tokens(self, row: int) -> list[str]:
         """Token list of one page."""

@@ -9,27 +9,69 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 CATALOGUE_NAME = "catalogue.sqlite"
+SCHEMA_VERSION = 2  # 1: no tombstones, digest unique per source; 2: tombstones (`deleted`)
 
+# Rows are never reused: a deleted page keeps its row (a tombstone, `deleted = 1`) because its
+# vectors stay in the append-only shards. Among live rows a path, a digest and a page id are unique.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
     source_id INTEGER PRIMARY KEY,
     path      TEXT NOT NULL,
-    digest    TEXT NOT NULL UNIQUE,
+    digest    TEXT NOT NULL,
     kind      TEXT NOT NULL,
     pages     INTEGER NOT NULL,
-    added     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    added     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    deleted   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS pages (
     row       INTEGER PRIMARY KEY,
-    page_id   TEXT NOT NULL UNIQUE,
+    page_id   TEXT NOT NULL,
     source_id INTEGER NOT NULL REFERENCES sources(source_id),
     page      INTEGER NOT NULL,
     text      TEXT NOT NULL,
     image     TEXT,
-    metadata  TEXT NOT NULL
+    metadata  TEXT NOT NULL,
+    deleted   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS pages_by_source ON pages(source_id, page);
+CREATE UNIQUE INDEX IF NOT EXISTS live_page_ids ON pages(page_id) WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS tombstones ON pages(row) WHERE deleted = 1;
+CREATE UNIQUE INDEX IF NOT EXISTS live_paths ON sources(path) WHERE deleted = 0;
+CREATE UNIQUE INDEX IF NOT EXISTS live_digests ON sources(digest) WHERE deleted = 0;
 """
+
+# version 1 -> 2: rebuild both tables without their UNIQUE column constraints, in one transaction
+_MIGRATE_1 = """
+ALTER TABLE sources RENAME TO sources_v1;
+ALTER TABLE pages RENAME TO pages_v1;
+DROP INDEX IF EXISTS pages_by_source;
+""" + _SCHEMA + """
+INSERT INTO sources(source_id, path, digest, kind, pages, added)
+    SELECT source_id, path, digest, kind, pages, added FROM sources_v1;
+INSERT INTO pages(row, page_id, source_id, page, text, image, metadata)
+    SELECT row, page_id, source_id, page, text, image, metadata FROM pages_v1;
+DROP TABLE pages_v1;
+DROP TABLE sources_v1;
+"""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Row counts of a catalogue.
+
+    Attributes:
+        rows: Rows ever committed (live + deleted): the engines' row count.
+        pages: Live pages.
+        sources: Live sources.
+        deleted_pages: Tombstoned rows (their vectors still take space in the shards).
+        deleted_sources: Sources deleted or replaced by an update.
+    """
+
+    rows: int
+    pages: int
+    sources: int
+    deleted_pages: int
+    deleted_sources: int
 
 
 @dataclass(frozen=True)
@@ -69,41 +111,86 @@ class NewPage:
 class Catalogue:
     """Rows <-> pages and sources, in `catalogue.sqlite` inside an index directory.
 
-    Every `commit_source` is one SQLite transaction: a source and all its pages appear
-    together or not at all. Its page count is the commit point of the whole index.
+    Every write is one SQLite transaction (WAL journal, so readers in other processes keep
+    reading a consistent snapshot while a writer commits): a source and all its pages appear
+    together or not at all, and an update's new pages and its old pages' tombstones together.
+    The row count (live and deleted) is the commit point of the engines.
     """
 
     def __init__(self, directory: Path) -> None:
         self.path = Path(directory) / CATALOGUE_NAME
         self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version < SCHEMA_VERSION:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Create the tables, or migrate a version-1 catalogue (one transaction)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])  # another opener may have won
+            if version < SCHEMA_VERSION:
+                cols = [r[1] for r in self._db.execute("PRAGMA table_info(pages)").fetchall()]
+                script = _MIGRATE_1 if cols and "deleted" not in cols else _SCHEMA
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM pages").fetchone()[0])
+        """Rows ever committed, deleted ones included (the engines hold exactly this many)."""
+        return int(self._db.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pages").fetchone()[0])
+
+    def counts(self) -> Counts:
+        """Rows, live and deleted pages and sources, read in one snapshot."""
+        row = self._db.execute(
+            "SELECT (SELECT COALESCE(MAX(row) + 1, 0) FROM pages), (SELECT COUNT(*) FROM pages WHERE deleted = 0),"
+            " (SELECT COUNT(*) FROM sources WHERE deleted = 0), (SELECT COUNT(*) FROM pages WHERE deleted = 1),"
+            " (SELECT COUNT(*) FROM sources WHERE deleted = 1)"
+        ).fetchone()
+        return Counts(*(int(v) for v in row))
 
     def num_sources(self) -> int:
-        """Number of committed sources."""
-        return int(self._db.execute("SELECT COUNT(*) FROM sources").fetchone()[0])
+        """Number of live sources."""
+        return int(self._db.execute("SELECT COUNT(*) FROM sources WHERE deleted = 0").fetchone()[0])
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits (SQLite `data_version`)."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def has_digest(self, digest: str) -> bool:
-        """True if a source with these exact bytes is already indexed."""
-        return self._db.execute("SELECT 1 FROM sources WHERE digest = ?", (digest,)).fetchone() is not None
+        """True if a live source with these exact bytes is indexed."""
+        return self._one("SELECT 1 FROM sources WHERE digest = ? AND deleted = 0", (digest,)) is not None
+
+    def source_digest(self, path: str) -> str | None:
+        """Digest of the live source at `path`, or None."""
+        return self._one("SELECT digest FROM sources WHERE path = ? AND deleted = 0", (path,))
 
     def commit_source(self, path: str, digest: str, kind: str, pages: Sequence[NewPage]) -> list[int]:
         """Add a source and its pages in one transaction; returns the rows given to the pages.
 
-        Rows continue from the current count, in the order of `pages`.
+        A live source at the same `path` (an older version of the file) is tombstoned in the
+        same transaction, so an update is never half-applied. Rows continue after the last row.
         """
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            start = int(cur.execute("SELECT COUNT(*) FROM pages").fetchone()[0])
+            start = int(cur.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pages").fetchone()[0])
+            old = cur.execute("SELECT source_id FROM sources WHERE path = ? AND deleted = 0", (path,)).fetchone()
+            if old is not None:
+                cur.execute("UPDATE pages SET deleted = 1 WHERE source_id = ?", old)
+                cur.execute("UPDATE sources SET deleted = 1 WHERE source_id = ?", old)
             cur.execute(
                 "INSERT INTO sources(path, digest, kind, pages) VALUES (?, ?, ?, ?)",
                 (path, digest, kind, len(pages)),
@@ -124,8 +211,71 @@ class Catalogue:
             raise
         return rows
 
+    def delete(self, page_ids: Sequence[str] = (), paths: Sequence[str] = ()) -> tuple[list[PageRecord], list[str]]:
+        """Tombstone live pages by id and whole live sources by path, in one transaction.
+
+        A source whose last live page is deleted is deleted too.
+
+        Returns:
+            The pages deleted, and the ids / paths that matched nothing live.
+        """
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            found: dict[int, PageRecord] = {}
+            missing = []
+            for key, column in [(i, "p.page_id") for i in page_ids] + [(s, "s.path") for s in paths]:
+                recs = self._select(f"WHERE {column} = ? AND p.deleted = 0", [key], cur)
+                if not recs:
+                    missing.append(key)
+                found.update((r.row, r) for r in recs)
+            cur.executemany("UPDATE pages SET deleted = 1 WHERE row = ?", [(r,) for r in found])
+            cur.execute(
+                "UPDATE sources SET deleted = 1 WHERE deleted = 0 AND NOT EXISTS "
+                "(SELECT 1 FROM pages p WHERE p.source_id = sources.source_id AND p.deleted = 0)"
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return sorted(found.values(), key=lambda r: r.row), missing
+
+    def deleted_rows(self) -> list[int]:
+        """Rows of deleted pages, ascending."""
+        return [r for (r,) in self._db.execute("SELECT row FROM pages WHERE deleted = 1 ORDER BY row")]
+
+    def rows_where(self, condition: str, args: Sequence[Any]) -> list[int]:
+        """Live rows whose page matches an SQL condition over `p` (pages) and `s` (sources)."""
+        cur = self._db.execute(
+            f"SELECT p.row FROM pages p JOIN sources s ON s.source_id = p.source_id "
+            f"WHERE p.deleted = 0 AND ({condition}) ORDER BY p.row",
+            list(args),
+        )
+        return [r for (r,) in cur]
+
+    def has_metadata_key(self, json_path: str) -> bool:
+        """True if a live page's metadata has a value at `json_path` (e.g. `$."title"`)."""
+        sql = "SELECT 1 FROM pages WHERE deleted = 0 AND json_type(metadata, ?) IS NOT NULL LIMIT 1"
+        return self._one(sql, (json_path,)) is not None
+
+    def images_of(self, path: str) -> list[tuple[str, str | None]]:
+        """(page_id, image) of the live pages of the source at `path`."""
+        cur = self._db.execute(
+            "SELECT p.page_id, p.image FROM pages p JOIN sources s ON s.source_id = p.source_id "
+            "WHERE s.path = ? AND p.deleted = 0",
+            (path,),
+        )
+        return [(page_id, image) for page_id, image in cur]
+
+    def metadata_keys(self) -> list[str]:
+        """Top-level metadata keys recorded on live pages, sorted (for error messages)."""
+        cur = self._db.execute(
+            "SELECT DISTINCT j.key FROM pages p, json_each(p.metadata) j WHERE p.deleted = 0 ORDER BY j.key"
+        )
+        return [k for (k,) in cur]
+
     def pages(self, rows: Iterable[int]) -> list[PageRecord]:
-        """The pages at `rows`, in the same order (KeyError for a row that does not exist)."""
+        """The pages at `rows` (live or deleted), in the same order (KeyError for a row that does not exist)."""
         rows = [int(r) for r in rows]
         if not rows:
             return []
@@ -141,19 +291,25 @@ class Catalogue:
         return [found[r] for r in rows]
 
     def page(self, page_id: str) -> PageRecord:
-        """The page with this id (KeyError naming it if absent)."""
-        recs = self._select("WHERE p.page_id = ?", [page_id])
+        """The live page with this id (KeyError naming it if absent)."""
+        recs = self._select("WHERE p.page_id = ? AND p.deleted = 0", [page_id])
         if not recs:
             raise KeyError(f"no page {page_id!r} in this index")
         return recs[0]
 
     def sources(self) -> list[dict[str, Any]]:
-        """Every committed source: path, digest, kind, pages, added."""
-        cur = self._db.execute("SELECT path, digest, kind, pages, added FROM sources ORDER BY source_id")
+        """Every live source: path, digest, kind, pages, added."""
+        cur = self._db.execute(
+            "SELECT path, digest, kind, pages, added FROM sources WHERE deleted = 0 ORDER BY source_id"
+        )
         return [dict(zip(("path", "digest", "kind", "pages", "added"), r)) for r in cur.fetchall()]
 
-    def _select(self, where: str, args: Sequence[Any]) -> list[PageRecord]:
-        cur = self._db.execute(
+    def _one(self, sql: str, args: Sequence[Any]) -> Any:
+        row = self._db.execute(sql, list(args)).fetchone()
+        return None if row is None else row[0]
+
+    def _select(self, where: str, args: Sequence[Any], cur: sqlite3.Cursor | None = None) -> list[PageRecord]:
+        cur = (cur or self._db.cursor()).execute(
             "SELECT p.row, p.page_id, s.path, p.page, p.text, p.image, p.metadata "
             f"FROM pages p JOIN sources s ON s.source_id = p.source_id {where}",
             list(args),

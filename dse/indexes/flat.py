@@ -9,9 +9,21 @@ import numpy as np
 
 from dse.encoders.base import VectorKind
 from dse.indexes.base import topk
-from dse.indexes.shards import ShardedEngine, check_k, empty_result, load_npy, save_npy, shard_path
+from dse.indexes.shards import (
+    ShardedEngine,
+    check_allowed,
+    check_k,
+    empty_result,
+    load_npy,
+    merge_topk_rows,
+    save_npy,
+    shard_path,
+)
 
 _TIE_MARGIN = 8  # extra rows fetched to see whether equal scores continue past the cut
+_OVERFETCH_MAX = 1024  # excluded rows up to which a filtered exact search asks FAISS for k + excluded
+_HNSW_EXACT_ROWS = 4096  # allowed rows up to which a filtered HNSW search is exact on the subset
+_BLOCK_SCORES = 1 << 22  # scores per block when scoring a gathered subset
 
 
 def _sort_ties(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,31 +130,79 @@ class FlatEngine(ShardedEngine):
         if arr.shape[0]:
             self._index.add(arr)
 
-    def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: Any, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows by inner product for each query row (ties: lower row first).
+
+        With `allowed`, only rows whose entry is True are scored or returned. Exact search asks
+        FAISS for k + excluded rows when few are excluded (tombstones), and otherwise scores the
+        gathered allowed rows only. HNSW walks the graph with a FAISS `IDSelectorBitmap`, and is
+        exact on the allowed rows when there are few of them (<= 4096 or 2% of the index).
 
         Args:
             queries: float32 (n_queries, dim).
-            k: Depth; clipped to the number of rows.
+            k: Depth; clipped to the number of (allowed) rows.
+            allowed: Optional bool (n_rows,) mask; False rows are never returned.
 
         Returns:
             scores float32 (n_queries, k'), rows int64 (n_queries, k').
         """
         k = check_k(k)
         q = self._check(queries, "queries", adopt=False)  # (nq, dim)
+        mask = check_allowed(allowed, len(self))
+        if mask is not None:
+            return self._search_allowed(q, k, mask)
         kk = min(k, len(self))
         if kk == 0 or q.shape[0] == 0:
             return empty_result(q.shape[0])
         if self.hnsw:
-            import faiss
-
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, kk))
-            scores, rows = self._index.search(q, kk, params=params)  # (nq, kk), (nq, kk)
-            missing = (rows < 0).any(axis=1)  # graph walks that found fewer than kk rows
-            if missing.any():
-                scores[missing], rows[missing] = self._exact(q[missing], kk)
-            return _sort_ties(scores, rows)
+            return self._hnsw(q, kk, None)
         return self._exact(q, kk)
+
+    def _hnsw(self, q: np.ndarray, kk: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Graph search (restricted to `mask` when given); walks that found fewer rows go exact."""
+        import faiss
+
+        params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, kk))
+        if mask is not None:  # the bitmap and selector must outlive the search: keep local references
+            bits = np.packbits(mask, bitorder="little")  # (ceil(n / 8),)
+            selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+            params.sel = selector
+        scores, rows = self._index.search(q, kk, params=params)  # (nq, kk), (nq, kk)
+        missing = (rows < 0).any(axis=1)  # graph walks that found fewer than kk rows
+        if missing.any():
+            if mask is None:
+                scores[missing], rows[missing] = self._exact(q[missing], kk)
+            else:
+                scores[missing], rows[missing] = self._subset(q[missing], np.flatnonzero(mask), kk)
+        return _sort_ties(scores, rows)
+
+    def _search_allowed(self, q: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k over the rows where `mask` is True (bool (n,), not all True)."""
+        idx = np.flatnonzero(mask)  # (m,) allowed rows, ascending
+        kk = min(k, idx.shape[0])
+        if kk == 0 or q.shape[0] == 0:
+            return empty_result(q.shape[0])
+        excluded = len(self) - idx.shape[0]
+        if self.hnsw:
+            if idx.shape[0] <= max(_HNSW_EXACT_ROWS, len(self) // 50):
+                return self._subset(q, idx, kk)
+            return self._hnsw(q, kk, mask)
+        if excluded > _OVERFETCH_MAX:
+            return self._subset(q, idx, kk)
+        scores, rows = self._exact(q, min(len(self), kk + excluded))  # (nq, kk + excluded) each
+        keep = mask[rows]  # (nq, kk + excluded); at least kk True per query
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :kk]  # (nq, kk) allowed columns, in rank order
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+    def _subset(self, q: np.ndarray, idx: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-kk over the rows `idx` (ascending) only, gathered in bounded blocks."""
+        stored = self._stored()  # (n, dim)
+        best = empty_result(q.shape[0])
+        step = max(1, _BLOCK_SCORES // max(1, q.shape[0]))
+        for a in range(0, idx.shape[0], step):
+            rows = idx[a : a + step]  # (b,)
+            best = merge_topk_rows(best, q @ stored[rows].T, rows, kk)  # scores (nq, b)
+        return best
 
     def _exact(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-kk with ties at the cut resolved to the lower rows, like `topk`.

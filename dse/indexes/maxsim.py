@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
 from dse.encoders.base import VectorKind
 from dse.indexes.shards import (
     ShardedEngine,
+    check_allowed,
     check_k,
     empty_result,
     load_npy,
     merge_topk,
+    merge_topk_rows,
     save_npy,
     shard_path,
 )
@@ -128,29 +130,59 @@ class MaxSimEngine(ShardedEngine):
         tokens = np.concatenate(pages, axis=0) if offsets[-1] else np.zeros((0, self._dim or 0), np.float32)
         self._append(_Segment(np.ascontiguousarray(tokens, dtype=np.float32), offsets))
 
-    def search(self, queries: Sequence[Any], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: Sequence[Any], k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k pages by exact MaxSim for each query (ties: lower row first).
+
+        With `allowed`, disallowed pages are skipped: a segment where fewer than half the pages
+        are allowed has only its allowed pages' tokens gathered and scored; a denser one is
+        scored in blocks with the disallowed pages' scores set to -inf.
 
         Args:
             queries: List of float32 (query_tokens_i, dim) arrays.
-            k: Depth; clipped to the number of pages.
+            k: Depth; clipped to the number of (allowed) pages.
+            allowed: Optional bool (n_pages,) mask; False pages are never returned.
 
         Returns:
             scores float32 (n_queries, k'), rows int64 (n_queries, k').
         """
         k = check_k(k)
         qs = self._check(queries, "queries", adopt=False)
-        nq, kk = len(qs), min(k, self._n)
+        mask = check_allowed(allowed, self._n)
+        nq, kk = len(qs), min(k, self._n if mask is None else int(mask.sum()))
         if kk == 0 or nq == 0:
             return empty_result(nq)
         q_lengths = np.array([q.shape[0] for q in qs], dtype=np.int64)  # (nq,)
         q_all = np.concatenate(qs, axis=0) if q_lengths.sum() else None  # (q_tokens, dim)
+        q_tokens = int(q_lengths.sum())
         best = empty_result(nq)
         for seg, first_row in zip(self._segments, self._starts):
-            for a, b in self._blocks(seg, int(q_lengths.sum())):
+            local = None if mask is None else mask[first_row : first_row + seg.pages]  # (pages,)
+            if local is not None and 2 * int(local.sum()) < seg.pages:
+                for pages, sub in self._gathered(seg, np.flatnonzero(local), q_tokens):
+                    block = self._score_block(q_all, q_lengths, sub, 0, sub.pages)  # (nq, len(pages))
+                    best = merge_topk_rows(best, block, first_row + pages, kk)
+                continue
+            for a, b in self._blocks(seg, q_tokens):
                 block = self._score_block(q_all, q_lengths, seg, a, b)  # (nq, b - a)
+                if local is not None:
+                    block[:, ~local[a:b]] = -np.inf
                 best = merge_topk(best, block, first_row + a, kk)
         return best
+
+    def _gathered(self, seg: _Segment, pages: np.ndarray, q_tokens: int) -> Iterator[tuple[np.ndarray, _Segment]]:
+        """The pages `pages` (ascending, local to `seg`) copied into blocks that fit `block_mb`."""
+        lengths = seg.offsets[pages + 1] - seg.offsets[pages]  # (m,)
+        ends = np.cumsum(lengths)  # (m,)
+        budget, a = self._budget(q_tokens), 0
+        while a < len(pages):
+            b = int(np.searchsorted(ends, (ends[a - 1] if a else 0) + budget, side="right"))
+            b = min(max(b, a + 1), len(pages))
+            offsets = np.concatenate([[0], np.cumsum(lengths[a:b])]).astype(np.int64)  # (b - a + 1,)
+            take = np.repeat(seg.offsets[pages[a:b]] - offsets[:-1], lengths[a:b]) + np.arange(offsets[-1])
+            yield pages[a:b], _Segment(np.asarray(seg.tokens[take], dtype=np.float32), offsets)  # (T, dim)
+            a = b
 
     def score(self, queries: Sequence[Any]) -> np.ndarray:
         """Full MaxSim score matrix, float32 (n_queries, n_pages) (for small indexes and tests)."""
@@ -165,7 +197,7 @@ class MaxSimEngine(ShardedEngine):
 
     def _blocks(self, seg: _Segment, q_tokens: int) -> list[tuple[int, int]]:
         """Page ranges [a, b) of `seg` whose score block fits in `block_mb` (at least one page each)."""
-        budget = max(1, int(self.block_mb * 2**20 / 4 / max(1, q_tokens)))  # page tokens per block
+        budget = self._budget(q_tokens)
         blocks, a = [], 0
         while a < seg.pages:
             b = int(np.searchsorted(seg.offsets, seg.offsets[a] + budget, side="right")) - 1
@@ -173,6 +205,10 @@ class MaxSimEngine(ShardedEngine):
             blocks.append((a, b))
             a = b
         return blocks
+
+    def _budget(self, q_tokens: int) -> int:
+        """Page tokens per block so that one block of scores fits in `block_mb`."""
+        return max(1, int(self.block_mb * 2**20 / 4 / max(1, q_tokens)))
 
     @staticmethod
     def _score_block(

@@ -196,6 +196,34 @@ class ShardedEngine(SearchEngine):
         engine._disk = _DiskState(directory, rows=rows, last=last, last_total=last_total, last_kept=last_kept)
         return engine
 
+    def extend(self, rows: int) -> None:
+        """Read rows `[len(self), rows)` that another writer committed since this engine was loaded.
+
+        Rows committed later sit in shards numbered after the last one read (a shard holding rows
+        past the kept ones is left by an interrupted add, and a writer rewrites it before adding).
+
+        Raises:
+            ValueError: the engine was not loaded from a directory, has unsaved rows, or fewer
+                than `rows` rows are on disk.
+        """
+        disk = self._disk
+        if rows <= len(self):
+            return
+        if disk is None or len(self) != disk.rows:
+            raise ValueError(f"{type(self).__name__}: cannot extend an engine with unsaved rows")
+        kept = disk.rows
+        for number in committed_shards(disk.directory, self.marker):
+            if number <= disk.last:
+                continue
+            if kept == rows:
+                break
+            total = self._read_shard(disk.directory, number, rows - kept)
+            disk.last, disk.last_total, disk.last_kept = number, total, min(total, rows - kept)
+            kept += disk.last_kept
+        disk.rows, disk.clean = kept, False
+        if kept < rows:
+            raise ValueError(f"{disk.directory} holds {kept} rows on disk, expected {rows}: the index is damaged")
+
 
 def check_k(k: int) -> int:
     """Validate a search depth."""
@@ -220,11 +248,42 @@ def merge_topk(
         first_row: Row number of the block's first column.
         k: Depth.
     """
+    rows = np.arange(first_row, first_row + scores.shape[1], dtype=np.int64)  # (n_block,)
+    return merge_topk_rows(best, scores, rows, k)
+
+
+def merge_topk_rows(
+    best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge a running top-k with the scores of ascending `rows`, all above the running rows.
+
+    Args:
+        best: Running (scores (nq, k'), rows (nq, k')).
+        scores: (nq, n_block) scores of `rows`.
+        rows: int64 (n_block,) row numbers, ascending, each above every row in `best`.
+        k: Depth.
+    """
     from dse.indexes.base import topk
 
     best_scores, best_rows = best
-    block_rows = np.broadcast_to(np.arange(first_row, first_row + scores.shape[1], dtype=np.int64), scores.shape)
+    block_rows = np.broadcast_to(rows.astype(np.int64), scores.shape)  # (nq, n_block)
     all_scores = np.concatenate([best_scores, scores.astype(np.float32)], axis=1)  # (nq, k' + n_block)
     all_rows = np.concatenate([best_rows, block_rows], axis=1)  # (nq, k' + n_block)
     top_scores, cols = topk(all_scores, k)  # (nq, k''), columns are in ascending row order
     return top_scores, np.take_along_axis(all_rows, cols, axis=1)
+
+
+def check_allowed(allowed: np.ndarray | None, n_rows: int) -> np.ndarray | None:
+    """Validate an `allowed` row mask: None (every row) or bool (n_rows,); None when all are True.
+
+    Raises:
+        ValueError: not a 1-D bool array with one entry per row.
+    """
+    if allowed is None:
+        return None
+    mask = np.asarray(allowed)
+    if mask.dtype != np.bool_ or mask.ndim != 1:
+        raise ValueError(f"allowed must be a 1-D bool array, got {mask.dtype} with shape {mask.shape}")
+    if mask.shape[0] != n_rows:
+        raise ValueError(f"allowed has {mask.shape[0]} entries, but the engine holds {n_rows} rows")
+    return None if mask.all() else mask

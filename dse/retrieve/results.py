@@ -14,7 +14,8 @@ class Hit:
         page_id: Stable id of the page.
         source: Path of the source file, as it was given when indexed.
         page: 1-based page number within the source.
-        score: Similarity (dot product, MaxSim or BM25 score; higher is better).
+        score: Similarity (dot product, MaxSim or BM25 score; for hybrid or reranked searches the
+            fused or interpolated score; higher is better).
         rank: 1-based rank in the result list.
         metadata: Facts recorded at ingest (kind, dpi, width, height, ...).
     """
@@ -45,16 +46,19 @@ class AddReport:
     """What one `Retriever.add` call did.
 
     Attributes:
-        added: Sources committed, in order.
+        added: Sources committed, in order (updated ones included).
         pages: Pages committed.
-        skipped: Sources skipped because the same bytes were already indexed.
+        skipped: Sources skipped because the same bytes were already indexed (at that path or
+            another one).
         failures: Sources that could not be indexed.
+        updated: Sources among `added` whose earlier version (same path, other bytes) was replaced.
     """
 
     added: tuple[str, ...] = ()
     pages: int = 0
     skipped: tuple[str, ...] = ()
     failures: tuple[Failure, ...] = ()
+    updated: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from PIL import Image
 
 from dse.encoders.base import Encoder
-from dse.indexes.store import DEFAULT_IMAGE_SIZE, PageIndex, ScoredPage
+from dse.indexes.filters import compile_where
+from dse.indexes.store import DEFAULT_IMAGE_SIZE, DeleteReport, PageIndex, ScoredPage
 from dse.retrieve.results import AddReport, Hit
+from dse.retrieve.hybrid import FUSION_DEPTH, MODES, RRF_K, check_fusion, fuse
+from dse.retrieve.rerank import Candidate, Reranker, check_rerank
+from dse.retrieve.rerank import rerank as rerank_hits
+
+if TYPE_CHECKING:
+    from ingest.limits import Limits
 
 
 class Retriever:
@@ -35,6 +43,7 @@ class Retriever:
         *,
         hnsw: bool = False,
         image_size: int = DEFAULT_IMAGE_SIZE,
+        engine: Mapping[str, Any] | None = None,
     ) -> "Retriever":
         """Make a new index directory for `encoder`.
 
@@ -43,8 +52,10 @@ class Retriever:
             encoder: The encoder that fills and searches it.
             hnsw: Single-vector indexes only: approximate HNSW search instead of exact.
             image_size: Long side of the stored page images (0: store none).
+            engine: Further engine options, e.g. {"mode": "cascade", "pool_factor": 2} (multi) or
+                {"mode": "binary"} (single); see `dse.indexes.engines.engine_for`.
         """
-        engine_options: dict[str, Any] = {}
+        engine_options: dict[str, Any] = dict(engine or {})
         if hnsw:
             if encoder.kind != "single":
                 raise ValueError(f"hnsw applies to single-vector encoders; {encoder.name!r} is {encoder.kind}")
@@ -93,38 +104,150 @@ class Retriever:
         dpi: int | None = None,
         password: str | None = None,
         progress: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+        allow_private: bool = False,
+        workers: int | None = None,
+        limits: Limits | None = None,
     ) -> AddReport:
-        """Index files and folders; sources already indexed (same bytes) are skipped.
+        """Index files, folders and web pages (http(s) URLs); already indexed sources are skipped.
+
+        A path indexed before whose bytes changed is updated: its new pages replace the old
+        ones in one commit (`AddReport.updated`).
 
         Args:
             sources: A path or paths of PDFs, images and folders.
             dpi: Rendering resolution for PDFs (None: ingest's default).
             password: Password for encrypted PDFs.
             progress: Show a progress bar on stderr.
+            metadata: Recorded on every page of these sources, for `where` filters, e.g.
+                {"collection": "legal"} (keys: plain names; values: str, number or bool).
+            allow_private: Web pages may reach loopback, private and link-local addresses.
+            workers: Processes rendering PDF pages beside the encoder (None: one per CPU;
+                0: render in this process).
+            limits: `ingest.Limits` on each source (pages, file size, image pixels, office
+                conversion time); None: its defaults. A source over a limit fails, named.
         """
+        from dse.indexes.filters import check_metadata
         from dse.retrieve.indexing import index_sources
 
         if isinstance(sources, (str, Path)):
             sources = [sources]
-        return index_sources(self.encoder, self.index, sources, dpi=dpi, password=password, progress=progress)
+        meta = check_metadata(metadata)
+        return index_sources(
+            self.encoder, self.index, sources, dpi=dpi, password=password, progress=progress, metadata=meta,
+            allow_private=allow_private, workers=workers, limits=limits,
+        )
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        """The top-k pages for one text query, best first."""
-        return self.search_many([query], k)[0]
+    def delete(self, page_ids: Iterable[str] = (), sources: Iterable[str | Path] = ()) -> DeleteReport:
+        """Delete pages by id and whole sources by path (as indexed), in one commit.
 
-    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        """The top-k pages for each query, best first."""
+        Deleted pages are never returned again; their vectors stay in the index files (see
+        the README on space). Ids and paths that match nothing are listed in the report.
+        """
+        if isinstance(page_ids, str) or isinstance(sources, (str, Path)):
+            raise TypeError("delete takes lists: delete(page_ids=[...], sources=[...])")
+        return self.index.delete([str(p) for p in page_ids], [str(s) for s in sources])
+
+    def sync(self, folders: Iterable[str | Path]) -> DeleteReport:
+        """Delete the indexed sources under `folders` whose files no longer exist on disk."""
+        if isinstance(folders, (str, Path)):
+            folders = [folders]
+        return self.index.delete(sources=self.index.missing_sources(list(folders)))
+
+    def refresh(self) -> int:
+        """Pick up pages another process committed since this index was opened; returns how many rows."""
+        return self.index.refresh()
+
+    def search(self, query: str, k: int = 10, **options: Any) -> list[Hit]:
+        """The top-k pages for one text query, best first (`options`: those of `search_many`)."""
+        return self.search_many([query], k, **options)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        mode: str | None = None,
+        fusion: str = "rrf",
+        rrf_k: float = RRF_K,
+        weight: float = 1.0,
+        rerank: Reranker | None = None,
+        alpha: float = 0.5,
+        depth: int = 50,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """The top-k pages for each query, best first.
+
+        Args:
+            queries: The query texts.
+            k: Pages per query.
+            mode: "visual" (the index's encoder), "text" (BM25 over the pages' text layers) or
+                "hybrid" (both, fused; `dse.retrieve.hybrid`). None: the index's own ranking
+                (BM25 for an index built with `bm25`, visual otherwise).
+            fusion: Hybrid only: "rrf" (reciprocal-rank fusion) or "weighted" (normalised
+                BM25 + weight * normalised similarity).
+            rrf_k: The RRF constant.
+            weight: The weighted fusion's lambda (weight of the visual side).
+            rerank: A second stage (`dse.retrieve.rerank.Reranker`) rescoring the top `depth`
+                first-stage pages; final = alpha * first + (1 - alpha) * reranker, both normalised.
+            alpha: Weight of the first stage when reranking.
+            depth: First-stage candidates the reranker sees (at least k).
+            where: Metadata filter applied before scoring, e.g. {"kind": "pdf", "page": {"gte": 2}}
+                (syntax: `dse.indexes.filters`); k pages come back when k pages match.
+        """
         if isinstance(queries, str):
             raise TypeError("search_many takes a list of queries; use search() for one")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        mode = self._mode(mode)
+        check_fusion(fusion, rrf_k, weight)
+        if rerank is not None:
+            check_rerank(rerank, alpha, depth)
+        if where is not None:
+            compile_where(where)  # a malformed filter fails before any encoding
         if not queries:
             return []
-        encoded = self.encoder.encode_queries(list(queries))
-        results = self.index.search(encoded, k)
-        return [_hits(hits, drop_zero=self.encoder.kind == "text") for hits in results]
+        queries = list(queries)
+        depth_1 = max(k, depth) if rerank is not None else k
+        first = self._first_stage(queries, depth_1, mode, fusion, rrf_k, weight, where)
+        if rerank is None:
+            return first
+        return [rerank_hits(q, [self._candidate(h) for h in hits], rerank, k, alpha) for q, hits in zip(queries, first)]
 
-    def search_text(self, query: str, k: int = 10) -> list[Hit]:
+    def _mode(self, mode: str | None) -> str:
+        """The search mode, checked against what this index holds."""
+        text_index = self.encoder.kind == "text"
+        if mode is None:
+            return "text" if text_index else "visual"
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        if text_index and mode != "text":
+            raise ValueError(f"mode {mode!r} needs a visual index; {self.index.directory} was built with "
+                             f"{self.encoder.name or 'bm25'} (text only): use mode='text'")
+        return mode
+
+    def _first_stage(
+        self, queries: list[str], k: int, mode: str, fusion: str, rrf_k: float, weight: float,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """Visual, text or fused hits for each query (each side `FUSION_DEPTH` deep before fusion)."""
+        if mode == "text":
+            return [_hits(s, drop_zero=True) for s in self.index.search_text(queries, k, where)]
+        deep = k if mode == "visual" else max(k, FUSION_DEPTH)
+        encoded = self.encoder.encode_queries(queries)
+        visual = [_hits(s, drop_zero=False) for s in self.index.search(encoded, deep, where)]
+        if mode == "visual":
+            return visual
+        text = [_hits(s, drop_zero=True) for s in self.index.search_text(queries, deep, where)]
+        return [fuse(v, t, k, fusion=fusion, rrf_k=rrf_k, weight=weight) for v, t in zip(visual, text)]
+
+    def _candidate(self, hit: Hit) -> Candidate:
+        """A first-stage hit with its page's text and a loader of its stored image."""
+        return Candidate(hit, self.page_text(hit.page_id), functools.partial(self.page_image, hit.page_id))
+
+    def search_text(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
         """The top-k pages by BM25 over their text layers (any index keeps this text side)."""
-        return _hits(self.index.search_text([query], k)[0], drop_zero=True)
+        return _hits(self.index.search_text([query], k, where)[0], drop_zero=True)
 
     def page_image(self, page_id: str) -> Image.Image:
         """The stored image of a page."""
@@ -135,8 +258,10 @@ class Retriever:
         return self.index.page(page_id).text
 
     def info(self) -> dict[str, Any]:
-        """The manifest with the counts `pages` and `sources`."""
-        return self.index.manifest.to_json()
+        """The manifest with the counts `pages` and `sources` (live), `deleted_pages`, `deleted_sources`."""
+        counts = self.index.counts()
+        return {**self.index.manifest.to_json(), "deleted_pages": counts.deleted_pages,
+                "deleted_sources": counts.deleted_sources}
 
 
 def _hits(scored: Sequence[ScoredPage], drop_zero: bool) -> list[Hit]:

@@ -1,0 +1,215 @@
+"""The evaluation runner: index a test set's corpus with an encoder, run its queries, score them."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import logging
+import os
+import platform
+import re
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from dse.encoders.base import Encoder
+from dse.evaluate.dataset import CorpusPage, EvalDataset, FileCorpus, PageCorpus
+from dse.evaluate.metrics import METRICS, mean_scores, per_query_scores
+from dse.evaluate.report import SCOPES, DatasetScores, EvalResult
+from dse.retrieve.results import Hit
+from dse.retrieve.retriever import Retriever
+
+logger = logging.getLogger(__name__)
+
+CHUNK_PAGES = 128  # dataset pages committed together as one index source
+QUERY_BATCH = 64  # queries searched at once
+
+
+def evaluate(
+    datasets: EvalDataset | Sequence[EvalDataset],
+    encoder: str | Encoder,
+    *,
+    model: str | None = None,
+    index_dir: str | Path | None = None,
+    k: int = 100,
+    mode: str | None = None,
+    scopes: Sequence[str] = SCOPES,
+    metrics: Sequence[str] = METRICS,
+    dpi: int | None = None,
+    progress: bool = False,
+    **encoder_options: Any,
+) -> EvalResult:
+    """Index each dataset's corpus with `encoder`, run its queries and score the rankings.
+
+    Args:
+        datasets: One test set or several (`load_dataset`, `load_vidore`, `load_local`).
+        encoder: A registry name ("bm25", "tiny-dse", "colqwen2", ...) or an `Encoder`.
+        model: With a registry name: the checkpoint (hub id or local directory).
+        index_dir: Keep the indexes in `index_dir/<dataset name>` (re-running reuses them and
+            indexes only what is missing); None: a temporary directory, deleted afterwards.
+        k: Pages retrieved per query (the run's depth).
+        mode: "visual", "text" or "hybrid", passed to `Retriever.search_many` when it takes a
+            mode (None: the retriever's default).
+        scopes: "corpus" ranks every page; "document" ranks only the pages of the question's
+            own document (sets whose questions name a document, e.g. local sets).
+        metrics: Metric names (default `METRICS`).
+        dpi: Rendering resolution of PDF corpora (None: ingest's default).
+        progress: Show a progress bar while indexing files (on a terminal).
+        **encoder_options: With a registry name: options such as device, batch_size, dim.
+
+    Returns:
+        The figures per dataset and scope, with the configuration that produced them.
+    """
+    from dse import __version__
+    from dse.encoders.registry import load_encoder
+
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad:
+        raise ValueError(f"unknown scope(s) {bad}; use {list(SCOPES)}")
+    if mode is not None and "mode" not in inspect.signature(Retriever.search_many).parameters:
+        raise ValueError("this version of dse has no search modes; leave mode unset")
+    sets = [datasets] if isinstance(datasets, EvalDataset) else list(datasets)
+    if isinstance(encoder, str):
+        encoder = load_encoder(encoder, model=model, **encoder_options)
+    scores: list[DatasetScores] = []
+    for dataset in sets:
+        scores.extend(_evaluate_one(dataset, encoder, index_dir, k, mode, scopes, metrics, dpi, progress))
+    config = {
+        "encoder": encoder.describe(), "k": k, "mode": mode, "scopes": list(scopes), "dpi": dpi,
+        "index_dir": str(index_dir) if index_dir else None, "datasets": [d.describe() for d in sets],
+        "dse_version": __version__, "machine": _machine(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return EvalResult(config, tuple(scores))
+
+
+def _evaluate_one(
+    dataset: EvalDataset, encoder: Encoder, index_dir: str | Path | None, k: int, mode: str | None,
+    scopes: Sequence[str], metrics: Sequence[str], dpi: int | None, progress: bool,
+) -> list[DatasetScores]:
+    with tempfile.TemporaryDirectory(prefix="dse-eval-") as tmp:
+        directory = Path(index_dir) / _slug(dataset.name) if index_dir else Path(tmp) / "index"
+        retriever = _open_or_create(directory, encoder, store_images=index_dir is not None)
+        with retriever:
+            started = time.perf_counter()
+            failures = _index(dataset, retriever, dpi, progress)
+            if len(retriever) == 0:
+                raise ValueError(f"{dataset.name}: no page could be indexed"
+                                 + (f"; first failure: {failures[0]}" if failures else " (empty corpus)"))
+            indexed = time.perf_counter()
+            runs = _search(dataset, retriever, k, mode, [s for s in scopes if _has_scope(dataset, s)])
+            info = {**dataset.describe(), "pages_indexed": len(retriever), "failures": failures,
+                    "index_seconds": round(indexed - started, 2),
+                    "search_seconds": round(time.perf_counter() - indexed, 2)}
+    out = []
+    for scope, run in runs.items():
+        per_query = per_query_scores(dataset.qrels, run, metrics)
+        out.append(DatasetScores(dataset.name, scope, mean_scores(per_query, metrics), per_query, info))
+    return out
+
+
+def _has_scope(dataset: EvalDataset, scope: str) -> bool:
+    return scope == "corpus" or bool(dataset.query_documents)
+
+
+def _open_or_create(directory: Path, encoder: Encoder, store_images: bool) -> Retriever:
+    from dse.indexes.store import DEFAULT_IMAGE_SIZE, PageIndex
+
+    if PageIndex.exists(directory):
+        return Retriever.open(directory, encoder)
+    return Retriever.create(directory, encoder, image_size=DEFAULT_IMAGE_SIZE if store_images else 0)
+
+
+def _index(dataset: EvalDataset, retriever: Retriever, dpi: int | None, progress: bool) -> list[str]:
+    """Add the corpus to the index (what is there already is skipped); returns failure messages."""
+    from dse.retrieve.indexing import index_pages
+
+    corpus = dataset.corpus
+    if isinstance(corpus, FileCorpus):
+        report = retriever.add([corpus.root / f for f in corpus.files], dpi=dpi, progress=progress)
+    else:
+        report = index_pages(retriever.encoder, retriever.index, _page_sources(dataset.name, corpus))
+    for failure in report.failures:
+        logger.warning("%s", failure.error)
+    return [f.error for f in report.failures]
+
+
+def _page_sources(name: str, corpus: PageCorpus) -> Iterator[tuple[str, str, Iterator[Any]]]:
+    """(path, digest, pages) per chunk of `CHUNK_PAGES` dataset pages, streamed."""
+    pages = corpus.pages()
+    for start in range(0, corpus.size, CHUNK_PAGES):
+        chunk = itertools.islice(pages, CHUNK_PAGES)
+        end = min(start + CHUNK_PAGES, corpus.size)
+        digest = hashlib.sha256(f"{corpus.fingerprint}:{start}:{end}".encode()).hexdigest()
+        path = f"{name}[{start}:{end}]"
+        yield path, digest, (_page(p, path, digest, n) for n, p in enumerate(chunk, 1))
+        for _ in chunk:  # a chunk already indexed was skipped: move past its pages
+            pass
+
+
+def _page(page: CorpusPage, source: str, digest: str, number: int) -> Any:
+    from ingest.images import to_rgb
+    from ingest.page import Page, make_page_id
+
+    image = to_rgb(page.image)
+    metadata = {"kind": "dataset", "doc_id": page.doc_id, "document": page.document,
+                "width": image.width, "height": image.height}
+    return Page(make_page_id(digest, number), source, number, image, page.text, digest, metadata)
+
+
+def _search(
+    dataset: EvalDataset, retriever: Retriever, k: int, mode: str | None, scopes: Sequence[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{scope: run}; a run maps query id -> {doc id: score}."""
+    qids = [q for q in dataset.queries if q in dataset.qrels]
+    depth = max(k, len(retriever)) if "document" in scopes else k  # a document's pages may rank low
+    doc_id, document = _namers(dataset)
+    runs: dict[str, dict[str, dict[str, float]]] = {scope: {} for scope in scopes}
+    options = {"mode": mode} if mode is not None else {}
+    for start in range(0, len(qids), QUERY_BATCH):
+        batch = qids[start : start + QUERY_BATCH]
+        results = retriever.search_many([dataset.queries[q] for q in batch], depth, **options)
+        for qid, hits in zip(batch, results):
+            if "corpus" in runs:
+                runs["corpus"][qid] = _run_row(hits[:k], doc_id)
+            if "document" in runs:
+                own = dataset.query_documents.get(qid)
+                runs["document"][qid] = _run_row([h for h in hits if document(h) == own][:k], doc_id)
+    return runs
+
+
+def _run_row(hits: Sequence[Hit], doc_id: Callable[[Hit], str]) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for hit in hits:
+        key = doc_id(hit)
+        row[key] = max(row.get(key, hit.score), hit.score)
+    return row
+
+
+def _namers(dataset: EvalDataset) -> tuple[Callable[[Hit], str], Callable[[Hit], str]]:
+    """(doc id of a hit, document of a hit) for the dataset's corpus."""
+    corpus = dataset.corpus
+    if isinstance(corpus, FileCorpus):
+        documents: dict[str, str] = {}
+
+        def document(hit: Hit) -> str:
+            if hit.source not in documents:
+                documents[hit.source] = corpus.document(hit.source)
+            return documents[hit.source]
+
+        return (lambda hit: f"{document(hit)}#{hit.page}"), document
+    return (lambda hit: str(hit.metadata["doc_id"])), (lambda hit: str(hit.metadata.get("document", "")))
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "dataset"
+
+
+def _machine() -> Mapping[str, Any]:
+    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version()}

@@ -1,0 +1,217 @@
+"""Office documents (Word, PowerPoint, Excel, OpenDocument, RTF) as pages, through LibreOffice.
+
+Each document is converted to PDF by `soffice --headless --convert-to pdf` into a private
+temporary folder, then rendered by the PDF renderer: one page per printed page or slide, with
+the PDF's text layer. `Page.source` and the page ids stay those of the office file; the
+converted PDF is deleted once its pages are read. Every conversion runs with a LibreOffice
+profile of its own (`-env:UserInstallation`), so parallel runs never share one, and is killed
+(its whole process group) when it takes longer than `Limits.convert_timeout`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import weakref
+import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from ingest.base import RenderOptions, SourceFile
+from ingest.errors import ConversionError, MissingConverterError
+from ingest.page import Page
+from ingest.pdf import render_pdf
+
+OFFICE_EXTENSIONS = (
+    ".docx", ".pptx", ".xlsx", ".odt", ".odp", ".ods", ".doc", ".ppt", ".xls", ".rtf",
+)
+ZIP_EXTENSIONS = frozenset({".docx", ".pptx", ".xlsx", ".odt", ".odp", ".ods"})
+"""Formats that are ZIP containers (OOXML, OpenDocument): anything else is refused at once."""
+
+INSTALL_HINT = (
+    "install LibreOffice to index office documents (Debian/Ubuntu: `apt-get install "
+    "--no-install-recommends libreoffice-writer libreoffice-impress libreoffice-calc`; "
+    "macOS: `brew install --cask libreoffice`)"
+)
+_OLE2_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+_NOISE = ("javaldx", "java may not function")  # LibreOffice's harmless start-up warnings
+
+
+def find_soffice() -> str | None:
+    """Return the path of LibreOffice's `soffice` (or `libreoffice`) program, or None."""
+    return shutil.which("soffice") or shutil.which("libreoffice")
+
+
+class _Profiles:
+    """LibreOffice user profiles of this process, one per concurrent conversion, reused.
+
+    A profile is created on first use (about half a second of LibreOffice's start-up) and
+    handed to one conversion at a time; all are deleted when the process exits. A forked
+    child starts a pool of its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._root = ""
+        self._free: list[Path] = []
+        self._count = 0
+
+    def acquire(self) -> Path:
+        """A profile folder no other conversion is using."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid, self._free, self._count = os.getpid(), [], 0
+                self._root = tempfile.mkdtemp(prefix="dse-soffice-")
+                atexit.register(shutil.rmtree, self._root, True)
+            if self._free:
+                return self._free.pop()
+            self._count += 1
+            return Path(self._root) / f"profile-{self._count}"
+
+    def release(self, profile: Path, reusable: bool) -> None:
+        """Give a profile back; one whose LibreOffice was killed is deleted instead."""
+        with self._lock:
+            if reusable and profile.parent == Path(self._root):
+                self._free.append(profile)
+                return
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+_PROFILES = _Profiles()
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Kill a process and everything it started (its own process group), then reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+def _check_container(file: SourceFile, extension: str) -> None:
+    """Refuse a ZIP-based document that is not a ZIP (LibreOffice would import it as text)."""
+    if extension not in ZIP_EXTENSIONS or zipfile.is_zipfile(file.path):
+        return
+    with open(file.path, "rb") as handle:
+        if handle.read(8) == _OLE2_MAGIC:
+            return  # an encrypted OOXML file, or a legacy file misnamed: LibreOffice decides
+    kind = extension[1:].upper()
+    raise ConversionError(file.source, f"not a valid {kind} file (it is not a ZIP container)")
+
+
+def _failure_detail(output: bytes) -> str:
+    """The meaningful lines of LibreOffice's output, joined."""
+    lines = output.decode("utf-8", "replace").splitlines()
+    kept = [line.strip() for line in lines if line.strip() and not any(n in line for n in _NOISE)]
+    return "; ".join(kept)[-300:] or "no output"
+
+
+def convert_to_pdf(file: SourceFile, folder: Path, timeout: float) -> Path:
+    """Convert an office document to a PDF inside `folder` with headless LibreOffice.
+
+    Args:
+        file: The office document.
+        folder: An empty private folder for the conversion (the PDF is written there).
+        timeout: Seconds before LibreOffice (its whole process group) is killed.
+
+    Returns:
+        The path of the PDF.
+
+    Raises:
+        MissingConverterError: LibreOffice is not installed.
+        ConversionError: The document is malformed, protected, or took longer than `timeout`.
+    """
+    extension = file.path.suffix.lower()
+    _check_container(file, extension)
+    soffice = find_soffice()
+    if soffice is None:
+        raise MissingConverterError(
+            file.source, f"LibreOffice ('soffice') was not found: {INSTALL_HINT}"
+        )
+    # a fixed ASCII name: LibreOffice names its output after the input, whatever the original name
+    link = folder / f"document{extension}"
+    os.symlink(os.path.abspath(file.path), link)
+    profile = _PROFILES.acquire()
+    args = [
+        soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--invisible",
+        "--norestore", "--nologo", "--nodefault", "--nolockcheck",
+        "--convert-to", "pdf", "--outdir", str(folder), str(link),
+    ]
+    reusable = False
+    try:
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: killed whole; Ctrl-C is ours to relay
+        )
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            raise ConversionError(
+                file.source,
+                f"LibreOffice took longer than {timeout:g} s to convert it and was stopped "
+                "(raise the limit with --convert-timeout or `ingest: convert_timeout`)",
+            ) from None
+        except BaseException:
+            _kill_group(process)
+            raise
+        reusable = True
+    finally:
+        _PROFILES.release(profile, reusable)
+    pdf = folder / "document.pdf"
+    if process.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
+        hint = "malformed, password-protected, or not really"
+        raise ConversionError(
+            file.source,
+            f"LibreOffice could not convert it to PDF ({hint} a {extension[1:].upper()} file; "
+            f"exit status {process.returncode}: {_failure_detail(output)})",
+        )
+    return pdf
+
+
+def _office_pages(file: SourceFile, pages: Iterator[Page], folder: str) -> Iterator[Page]:
+    """The converted PDF's pages as the office file's, then the temporary folder deleted."""
+    extension = file.path.suffix.lower()
+    try:
+        for page in pages:
+            facts = {"kind": "office", "format": extension[1:], "file_name": file.path.name}
+            yield replace(page, metadata={**page.metadata, **facts})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def render_office(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
+    """Convert an office document now (so a bad file fails before any page), then stream its pages.
+
+    Args:
+        file: The office document (DOCX, PPTX, XLSX, ODT, ODP, ODS, DOC, PPT, XLS or RTF).
+        options: dpi, chunk size and limits (`limits.convert_timeout`, `limits.max_pages`);
+            `password` does not apply (LibreOffice cannot open protected documents headless).
+
+    Returns:
+        A lazy iterator over the pages (printed pages or slides), in order.
+
+    Raises:
+        MissingConverterError: LibreOffice is not installed.
+        ConversionError: The document cannot be converted in time.
+        IngestError: The converted PDF cannot be rendered or is over a limit.
+    """
+    folder = tempfile.mkdtemp(prefix="dse-office-")
+    try:
+        pdf = convert_to_pdf(file, Path(folder), options.limits.convert_timeout)
+        converted = SourceFile(path=pdf, source=file.source, digest=file.digest)
+        pages = render_pdf(converted, replace(options, password=None))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    iterator = _office_pages(file, pages, folder)
+    weakref.finalize(iterator, shutil.rmtree, folder, True)  # also when never iterated
+    return iterator
