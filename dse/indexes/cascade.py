@@ -32,7 +32,7 @@ import numpy as np
 from dse.encoders.base import VectorKind
 from dse.indexes.base import topk
 from dse.indexes.quantize import int8_encode, pack_signs, pool_tokens
-from dse.indexes.shards import ShardedEngine, check_k, empty_result, load_npy, save_npy, shard_path
+from dse.indexes.shards import SegmentedEngine, check_k, empty_result, load_npy, save_npy, shard_path
 
 _EXACT_DTYPES = {"float16": np.float16, "int8": np.int8}
 _FILES = (".coarse.npy", ".coarse-offsets.npy", ".bits.npy", ".exact.npy", ".scales.npy")
@@ -81,7 +81,7 @@ def _concat(segments: list[_Segment], words: int, dim: int, dtype: Any) -> _Segm
     )
 
 
-class CascadeEngine(ShardedEngine):
+class CascadeEngine(SegmentedEngine):
     """Late-interaction (MaxSim) search through a binary cascade; see the module docstring.
 
     Args:
@@ -101,36 +101,24 @@ class CascadeEngine(ShardedEngine):
         self, dim: int | None = None, mode: str = "cascade", exact_dtype: str = "float16", pool_factor: int = 1,
         coarse_tokens: int = 32, n_coarse: int = 4096, n_candidates: int = 256,
     ) -> None:
-        super().__init__()
+        super().__init__(dim)
         if mode != "cascade":
             raise ValueError(f"CascadeEngine mode must be 'cascade', got {mode!r}")
         if exact_dtype not in _EXACT_DTYPES:
             raise ValueError(f"exact_dtype must be one of {', '.join(_EXACT_DTYPES)}, got {exact_dtype!r}")
-        if dim is not None and (isinstance(dim, bool) or int(dim) != dim or dim < 1):
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
         for name, value, low in (("pool_factor", pool_factor, 1), ("coarse_tokens", coarse_tokens, 0),
                                  ("n_coarse", n_coarse, 0), ("n_candidates", n_candidates, 0)):
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        self._dim = None if dim is None else int(dim)
         self.exact_dtype, self.pool_factor, self.coarse_tokens = exact_dtype, int(pool_factor), int(coarse_tokens)
         self.n_coarse, self.n_candidates = int(n_coarse), int(n_candidates)
-        self._segments: list[_Segment] = []
-        self._starts: list[int] = []
-        self._n = 0
         self._coarse: _Segment | None = None  # all pages' coarse tier in one array (built lazily)
 
-    @property
-    def dim(self) -> int | None:
-        """Token width (None until known)."""
-        return self._dim
 
     @property
     def _words(self) -> int:
         return -(-(self._dim or 0) // 64)
 
-    def __len__(self) -> int:
-        return self._n
 
     def options(self) -> dict[str, Any]:
         """Constructor options, recorded in the manifest."""
@@ -302,13 +290,6 @@ class CascadeEngine(ShardedEngine):
         self._save_arrays(directory, number, _concat(engine._segments, self._words, self._dim or 0,
                                                      _EXACT_DTYPES[self.exact_dtype]))
 
-    def _saved(self, directory: Path, number: int, start: int, stop: int) -> None:
-        """Swap the in-memory pages just saved for memory maps of their shard."""
-        while self._segments and self._starts[-1] >= start:
-            self._segments.pop()
-            self._starts.pop()
-        self._n = start
-        self._read_shard(directory, number, stop - start)
 
 
 def _best(scores: np.ndarray, n: int) -> np.ndarray:

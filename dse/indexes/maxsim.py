@@ -10,7 +10,7 @@ import numpy as np
 
 from dse.encoders.base import VectorKind
 from dse.indexes.shards import (
-    ShardedEngine,
+    SegmentedEngine,
     check_allowed,
     check_k,
     empty_result,
@@ -36,7 +36,7 @@ class _Segment:
         return len(self.offsets) - 1
 
 
-class MaxSimEngine(ShardedEngine):
+class MaxSimEngine(SegmentedEngine):
     """Pages as token matrices (tokens_i, dim), scored by sum over query tokens of the best page token.
 
     The score of query q against page p is ``sum_i max_j <q_i, p_j>``, computed exactly for every
@@ -64,24 +64,12 @@ class MaxSimEngine(ShardedEngine):
     marker: ClassVar[str] = _OFFSETS
 
     def __init__(self, dim: int | None = None, block_mb: float = 256) -> None:
-        super().__init__()
-        if dim is not None and (isinstance(dim, bool) or int(dim) != dim or dim < 1):
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        super().__init__(dim)
         if block_mb <= 0:
             raise ValueError(f"block_mb must be > 0, got {block_mb!r}")
-        self._dim: int | None = None if dim is None else int(dim)
         self.block_mb = float(block_mb)
-        self._segments: list[_Segment] = []
-        self._starts: list[int] = []  # first row of each segment
-        self._n = 0
 
-    @property
-    def dim(self) -> int | None:
-        """Token width (None until known)."""
-        return self._dim
 
-    def __len__(self) -> int:
-        return self._n
 
     def options(self) -> dict[str, Any]:
         """Constructor options that describe the data, recorded in the manifest."""
@@ -269,10 +257,3 @@ class MaxSimEngine(ShardedEngine):
         tokens_path = shard_path(directory, number, ".npy")
         save_npy(tokens_path, np.array(load_npy(tokens_path)[: offsets[keep]]))
 
-    def _saved(self, directory: Path, number: int, start: int, stop: int) -> None:
-        """Swap the in-memory pages just saved for a memory map of their shard."""
-        while self._segments and self._starts[-1] >= start:
-            self._segments.pop()
-            self._starts.pop()
-        self._n = start
-        self._read_shard(directory, number, stop - start)

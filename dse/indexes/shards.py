@@ -225,6 +225,40 @@ class ShardedEngine(SearchEngine):
             raise ValueError(f"{disk.directory} holds {kept} rows on disk, expected {rows}: the index is damaged")
 
 
+class SegmentedEngine(ShardedEngine):
+    """A `ShardedEngine` holding its rows as a list of segments (in memory, or memory-mapped shards).
+
+    Subclasses append to `_segments` / `_starts` (first row of each segment) and keep `_n` (rows)
+    and `_dim` (vector width, None until known). After a save, the in-memory segments just written
+    are swapped for memory maps of their shard.
+    """
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        if dim is not None and (isinstance(dim, bool) or int(dim) != dim or dim < 1):
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self._dim: int | None = None if dim is None else int(dim)
+        self._segments: list[Any] = []
+        self._starts: list[int] = []  # first row of each segment
+        self._n = 0
+
+    @property
+    def dim(self) -> int | None:
+        """Token width (None until known)."""
+        return self._dim
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _saved(self, directory: Path, number: int, start: int, stop: int) -> None:
+        """Swap the in-memory pages just saved for memory maps of their shard."""
+        while self._segments and self._starts[-1] >= start:
+            self._segments.pop()
+            self._starts.pop()
+        self._n = start
+        self._read_shard(directory, number, stop - start)
+
+
 def check_k(k: int) -> int:
     """Validate a search depth."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
