@@ -53,7 +53,8 @@ def _latency(search, queries: list[np.ndarray]) -> tuple[float, float, np.ndarra
 def build(args: argparse.Namespace, corpus: Corpus, queries: list[np.ndarray], directory: Path):  # noqa: ANN201
     """Generate the corpus into the engine (timed) and the oracle (not timed)."""
     engine = CascadeEngine(dim=args.dim, exact_dtype=args.exact_dtype, coarse_tokens=args.coarse_tokens,
-                           pool_factor=args.pool_factor, n_coarse=args.n_coarse, n_candidates=args.n_candidates)
+                           n_probe=args.n_probe, n_shortlist=args.n_shortlist, pool_factor=args.pool_factor, n_coarse=args.n_coarse,
+                           n_refine=args.n_refine, cluster_probe=args.cluster_probe, n_candidates=args.n_candidates)
     best = (np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64))
     build_s = 0.0
     for start in range(0, args.pages, args.shard_pages):
@@ -121,11 +122,18 @@ def main() -> None:
     p.add_argument("--exact-dtype", default="int8", choices=["int8", "float16"])
     p.add_argument("--pool-factor", type=int, default=1)
     p.add_argument("--coarse-tokens", type=int, default=32)
-    p.add_argument("--n-coarse", type=int, default=4096)
-    p.add_argument("--n-candidates", type=int, default=256)
-    p.add_argument("--sweep", default="1024:64,2048:128,4096:256,8192:512", help="n_coarse:n_candidates pairs")
+    p.add_argument("--n-probe", type=int, default=4)
+    p.add_argument("--n-shortlist", type=int, default=4096)
+    p.add_argument("--n-coarse", type=int, default=512)
+    p.add_argument("--n-refine", type=int, default=64)
+    p.add_argument("--cluster-probe", type=int, default=0)
+    p.add_argument("--n-candidates", type=int, default=64)
+    p.add_argument("--sweep", default="4:4096:512:64:64:0,4:4096:512:64:64:0,4:2048:256:64:64:0,4:4096:512:128:128:0,"
+                   "8:16384:1024:256:256:0,0:1:512:64:64:0,4:4096:512:64:64:4",
+                   help="n_probe:n_shortlist:n_coarse:n_refine:n_candidates:cluster_probe settings (0: off)")
     p.add_argument("--shard-pages", type=int, default=5000)
     p.add_argument("--dir", help="engine directory (default: a temporary one, removed at the end)")
+    p.add_argument("--reuse", action="store_true", help="search the index already in --dir (built by a run with the same arguments)")
     p.add_argument("--baseline-pages", type=int, default=500)
     p.add_argument("--fast-plaid-python", default=sys.executable)
     args = p.parse_args()
@@ -135,20 +143,31 @@ def main() -> None:
     queries = [corpus.query(int(t), args.query_tokens) for t in targets]
     directory = Path(args.dir or tempfile.mkdtemp(prefix="late-"))
     try:
-        engine, oracle, build_s = build(args, corpus, queries, directory)
-        disk = sum(f.stat().st_size for f in directory.iterdir()) / args.pages
+        saved = directory / "oracle.npz"
+        if args.reuse and saved.exists():  # an index built by an earlier run with the same arguments
+            data = np.load(saved)
+            oracle, build_s = data["oracle"], float(data["build_s"])
+            engine = CascadeEngine(**json.loads(str(data["options"])))
+        else:
+            engine, oracle, build_s = build(args, corpus, queries, directory)
+            np.savez(saved, oracle=oracle, build_s=build_s, options=json.dumps(engine.options()))
+        disk = sum(f.stat().st_size for f in directory.iterdir() if f != saved) / args.pages
         engine = CascadeEngine.load(directory, rows=args.pages, **engine.options())  # cold: tiers memory-mapped
-        tiers = engine._coarse_tier()
-        resident = (tiers.coarse.nbytes + tiers.coarse_offsets.nbytes + 8 * 2) / args.pages  # + per-page offsets
+        resident = engine.resident_bytes() / args.pages
         print(f"pages={args.pages} build {build_s:.0f}s disk {disk:.0f} B/page resident {resident:.0f} B/page "
               f"(target 100k: 8192) top1-is-target {np.mean(oracle[:, 0] == targets):.2f}")
-        print("n_coarse n_candidates  p50_ms  p95_ms  cpu_ms(p50, both threads)  recall@10")
+        print("n_probe n_shortlist n_coarse n_refine n_candidates clusters  p50_ms  p95_ms  cpu_ms(p50, both threads)  "
+              "recall@10")
         default = None
-        for pair in args.sweep.split(","):
-            n1, n2 = (int(x) for x in pair.split(":"))
-            p50, p95, rows, cpu = _latency(lambda q: engine.search(q, 10, n_coarse=n1, n_candidates=n2)[1][0], queries)
-            print(f"{n1:8d} {n2:12d} {p50:7.1f} {p95:7.1f} {cpu:10.1f} {_recall(rows, oracle):10.3f}", flush=True)
-            if (n1, n2) == (args.n_coarse, args.n_candidates):
+        for setting in args.sweep.split(","):
+            n_probe, n0, n1, nr, n2, cp = (int(x) for x in setting.split(":"))
+            p50, p95, rows, cpu = _latency(lambda q: engine.search(  # noqa: B023 - called within the iteration
+                q, 10, n_probe=n_probe, n_shortlist=n0, n_coarse=n1, n_refine=nr, n_candidates=n2,
+                cluster_probe=cp)[1][0], queries)
+            print(f"{n_probe:7d} {n0:11d} {n1:8d} {nr:8d} {n2:12d} {cp:8d} {p50:7.1f} {p95:7.1f} {cpu:10.1f} "
+                  f"{_recall(rows, oracle):10.3f}", flush=True)
+            if (n_probe, n0, n1, nr, n2, cp) == (args.n_probe, args.n_shortlist, args.n_coarse, args.n_refine,
+                                                 args.n_candidates, args.cluster_probe):
                 default = (p50, p95, _recall(rows, oracle), cpu)
         if default is None:
             p50, p95, rows, cpu = _latency(lambda q: engine.search(q, 10)[1][0], queries)

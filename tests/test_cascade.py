@@ -121,7 +121,7 @@ def test_cascade_with_enough_candidates_equals_exact_maxsim(exact_dtype: str) ->
     rng = np.random.default_rng(4)
     pages = clustered_pages(rng, 120)
     qs = queries_near(rng, pages, [3, 50, 99, 119])
-    engine = CascadeEngine(exact_dtype=exact_dtype, coarse_tokens=4, n_coarse=40, n_candidates=15)
+    engine = CascadeEngine(exact_dtype=exact_dtype, coarse_tokens=4, n_coarse=40, n_refine=20, n_candidates=15)
     engine.add(pages[:70])
     engine.add(pages[70:])
     codes = [p.astype(np.float16).astype(np.float32) if exact_dtype == "float16" else int8_decode(*int8_encode(p))
@@ -141,7 +141,7 @@ def test_allowed_mask_is_respected() -> None:
     rng = np.random.default_rng(5)
     pages = clustered_pages(rng, 60)
     qs = queries_near(rng, pages, [0, 10])
-    engine = CascadeEngine(coarse_tokens=4, n_coarse=8, n_candidates=4)
+    engine = CascadeEngine(coarse_tokens=4, n_coarse=8, n_refine=6, n_candidates=4)
     engine.add(pages)
     allowed = np.zeros(60, bool)
     allowed[1::3] = True  # 20 rows, not the targets
@@ -207,6 +207,12 @@ def test_bad_options_and_inputs() -> None:
         CascadeEngine(exact_dtype="int4")
     with pytest.raises(ValueError, match="n_candidates"):
         CascadeEngine(n_candidates=-1)
+    with pytest.raises(ValueError, match="n_refine must be an integer >= 0"):
+        CascadeEngine(n_refine=-1)
+    with pytest.raises(ValueError, match="n_shortlist must be an integer >= 1"):
+        CascadeEngine(n_shortlist=0)
+    with pytest.raises(ValueError, match="n_probe"):
+        CascadeEngine(n_probe=1.5)
     engine = CascadeEngine(dim=DIM)
     with pytest.raises(ValueError, match="has dim 5"):
         engine.add([np.ones((3, 5), np.float32)])

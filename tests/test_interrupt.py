@@ -25,15 +25,15 @@ import os, time
 if os.environ.get("DSE_TEST_HOLD_AFTER"):
     from dse.indexes import catalogue
 
-    _commit = catalogue.Catalogue.commit_source
+    _commit = catalogue.Catalogue.commit_sources
 
-    def commit_source(self, *args, **kwargs):
+    def commit_sources(self, *args, **kwargs):
         if self.num_sources() >= int(os.environ["DSE_TEST_HOLD_AFTER"]):
             open(os.environ["DSE_TEST_HELD"], "w").close()
             time.sleep(600)  # the test signals this process here
         return _commit(self, *args, **kwargs)
 
-    catalogue.Catalogue.commit_source = commit_source
+    catalogue.Catalogue.commit_sources = commit_sources
 '''
 WAIT_SECONDS = 300  # a bound against hanging, not a timing assertion
 
@@ -63,8 +63,8 @@ def _page_ids(index: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT page_id FROM pages")]
 
 
-def _interrupted_run(corpus: Path, index: Path, tmp_path: Path, signum: int) -> int:
-    """Start `dse index`, wait until it holds inside its second commit, send `signum`."""
+def _interrupted_run(corpus: Path, index: Path, tmp_path: Path, signum: int, commit_pages: int = 1) -> int:
+    """Start `dse index --commit-pages N`, wait until it holds inside its second commit, send `signum`."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(HOOK)
@@ -78,7 +78,7 @@ def _interrupted_run(corpus: Path, index: Path, tmp_path: Path, signum: int) -> 
     log = (tmp_path / "interrupted.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "dse", "index", str(corpus), "--index", str(index), "--encoder", "bm25",
-         "--no-progress"],
+         "--no-progress", "--commit-pages", str(commit_pages)],  # 1: the hold lands between two sources
         cwd=tmp_path, env=env, stdout=log, stderr=log,
     )
     deadline = time.monotonic() + WAIT_SECONDS

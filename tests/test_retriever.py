@@ -77,7 +77,7 @@ def test_interrupted_add_keeps_committed_sources(tmp_path: Path, corpus: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from dse.indexes.catalogue import Catalogue
 
-    real = Catalogue.commit_source
+    real = Catalogue.commit_sources
     calls = {"n": 0}
 
     def flaky(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -86,11 +86,11 @@ def test_interrupted_add_keeps_committed_sources(tmp_path: Path, corpus: Path,
             raise KeyboardInterrupt  # Ctrl-C in the middle of the run
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Catalogue, "commit_source", flaky)
+    monkeypatch.setattr(Catalogue, "commit_sources", flaky)
     with Retriever.create(tmp_path / "idx", load_encoder("bm25")) as r:
         with pytest.raises(KeyboardInterrupt):
-            r.add(corpus)
-    monkeypatch.setattr(Catalogue, "commit_source", real)
+            r.add(corpus, commit_pages=1)  # one source per commit
+    monkeypatch.setattr(Catalogue, "commit_sources", real)
     with Retriever.open(tmp_path / "idx") as r:
         assert r.info()["sources"] == 2
         report = r.add(corpus)

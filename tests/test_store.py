@@ -83,7 +83,7 @@ def test_page_index_commit_reopen_and_interrupted_add(tmp_path: Path) -> None:
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    index.catalogue.commit_source = crash  # type: ignore[method-assign]
+    index.catalogue.commit_sources = crash  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         index.add_source("b.pdf", "d2", "pdf", _pages("b", 2), vecs[3:])
     assert len(index.engine) == 3  # uncommitted rows dropped from memory too

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds LibreOffice may take to convert one office document (default 300)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes rendering PDF pages (default: one per CPU; 0: in the main process)")
+    p.add_argument("--commit-pages", type=int, metavar="N",
+                   help="commit encoded files together once they hold N pages: one transaction and one "
+                        "index shard per group; a killed run redoes at most that group (default 1024; "
+                        "1: one file per commit)")
     p.add_argument(
         "--allow-private-urls",
         action="store_true",
@@ -40,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine-mode", choices=["cascade", "binary", "int8"],
                    help="approximate engine: cascade (multi-vector), binary or int8 (single-vector)")
     p.add_argument("--pool-factor", type=int, help="cascade mode: hierarchical token pooling factor (e.g. 2)")
+    p.add_argument("--n-lists", type=int, help="binary/int8 mode: IVF lists (about sqrt(pages) to 4*sqrt(pages))")
+    p.add_argument("--n-probe", type=int, help="binary/int8 mode with --n-lists: lists scanned per query (default 32)")
     p.add_argument("--sync", action="store_true",
                    help="first delete indexed sources under the given folders that no longer exist on disk")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
@@ -56,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     from dse.indexes.store import PageIndex
     from dse.retrieve.retriever import Retriever
 
+    ivf = {k: v for k, v in (("n_lists", args.n_lists), ("n_probe", args.n_probe)) if v is not None}
+    if ivf and args.engine_mode not in ("binary", "int8"):
+        raise CLIError("--n-lists and --n-probe need --engine-mode binary or int8")
+    if args.commit_pages is not None and args.commit_pages < 1:
+        raise CLIError(f"--commit-pages must be >= 1, got {args.commit_pages}")
     config = load_config(args.config) if args.config else IndexConfig()
     chose_encoder = bool(args.config or args.encoder or args.model or args.dim)
     config = config.with_overrides(args.encoder, model=args.model, dim=args.dim, **runtime(args))
@@ -74,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         engine = {"mode": args.engine_mode} if args.engine_mode else {}
         if args.pool_factor:
             engine["pool_factor"] = args.pool_factor
+        engine.update(ivf)
         retriever = Retriever.create(args.index, encoder, hnsw=hnsw, image_size=image_size, engine=engine)
     with retriever:
         removed = retriever.sync([s for s in args.sources if "://" not in s]) if args.sync else None
@@ -88,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             metadata=_metadata(args.meta),
             workers=args.workers,
             limits=limits,
+            commit_pages=args.commit_pages,
         )
         total = len(retriever)
     print(

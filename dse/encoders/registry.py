@@ -70,16 +70,26 @@ def load_encoder(name: str, **options: Any) -> Encoder:
     Raises:
         KeyError: `name` is not registered (the message lists the names that are).
     """
-    _load_providers()
-    try:
-        spec = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown encoder {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+    spec = _spec(name)
     options = {k: v for k, v in options.items() if v is not None}
     _check_options(spec, options)
     encoder = spec.factory(**options)
     encoder.name = name
     return encoder
+
+
+def check_encoder_options(name: str, **options: Any) -> None:
+    """Raise what `load_encoder(name, **options)` raises for an unknown name or option, building nothing."""
+    _check_options(_spec(name), {k: v for k, v in options.items() if v is not None})
+
+
+def _spec(name: str) -> EncoderSpec:
+    """The registered encoder `name` (KeyError listing the registered names otherwise)."""
+    _load_providers()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown encoder {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def _check_options(spec: EncoderSpec, options: dict[str, Any]) -> None:

@@ -1,84 +1,54 @@
-"""Multi-vector cascade search: binary candidate generation, then MaxSim on compact vectors.
+"""Multi-vector cascade search: inverted lists and binary candidate generation, then MaxSim.
 
-Three tiers per page, each cheaper and coarser than the next:
+Four tiers, each cheaper and coarser than the next:
 
+0. *lists* (resident): each segment's coarse tokens are clustered into inverted lists
+   (`dse.indexes.cascade_ivf`); a query token probes its `n_probe` most similar lists and the
+   `n_shortlist` pages with the best approximate scores go on. This is the only stage whose
+   cost does not grow with every page of the index.
 1. *coarse* (resident in memory): the page summarised in `coarse_tokens` tokens (spherical
    k-means, `kernels.kmeans_pages`), sign-binarised (16 bytes a token at dim 128). Every
-   allowed page is scored by the compiled Hamming-MaxSim kernel; the best `n_coarse` go on.
-2. *bits* (memory-mapped): every (pooled) token sign-binarised; Hamming-MaxSim on the
-   `n_coarse` candidates keeps the best `n_candidates`.
+   shortlisted page is scored by the compiled Hamming-MaxSim kernel; the best `n_coarse` go on.
+   Then MaxSim of the float query tokens against the same coarse tokens stored as int8
+   (memory-mapped, 128 bytes a token) keeps the best `n_refine`.
+2. *bits* (memory-mapped): every (pooled) token sign-binarised; Hamming-MaxSim on the pages
+   left keeps the best `n_candidates` (by default `n_refine == n_candidates`: this stage only
+   prunes when asked to; the int8 coarse stage ranks better than per-token sign bits).
 3. *exact* (memory-mapped): every (pooled) token as float16 or int8; MaxSim with the float
-   query tokens ranks the `n_candidates` and returns the top k.
+   query tokens ranks the pages left and returns the top k.
 
-Knobs (recall for speed): `n_coarse` and `n_candidates`, set on the engine (recorded in the
-manifest) or per call of `search`. 0 turns a stage's pruning off: `n_coarse=0` scans every
-page's full bits, `n_candidates=0` scores every page on the exact tier (the exhaustive mode;
-equal to exact MaxSim up to float16/int8 rounding). `pool_factor` > 1 pools each page's
-tokens hierarchically at indexing time (fewer tokens on every tier, slower indexing).
+Knobs (recall for speed): `n_probe`, `n_shortlist`, `n_coarse`, `n_refine` and `n_candidates`,
+set on the engine (recorded in the manifest) or per call of `search`. 0 turns a stage's pruning
+off: `n_probe=0` sends every page to the coarse stage; `n_coarse=0` skips the coarse tier (both
+of its stages; `n_refine=0` only the int8 one); `n_candidates=0` keeps every page that reaches
+the bits. `n_coarse=0, n_candidates=0` is the exhaustive mode: every allowed page is scored on
+the exact tier, equal to exact MaxSim up to float16/int8 rounding. `pool_factor` > 1 pools each
+page's tokens hierarchically at indexing time (fewer tokens on every tier, slower indexing).
 
-On disk per shard: ``.coarse.npy`` uint64, ``.coarse-offsets.npy`` int64, ``.bits.npy``
-uint64, ``.exact.npy`` float16/int8, ``.scales.npy`` float32 (int8 only), and
-``.offsets.npy`` int64 (pages + 1,), written last: it commits the shard.
+On disk: one set of files per shard, described in `dse.indexes.cascade_tiers`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from dse.encoders.base import VectorKind
+from dse.indexes import cascade_ivf, cascade_tiers
 from dse.indexes.base import topk
+from dse.indexes.cascade_tiers import EXACT_DTYPES, Tiers
 from dse.indexes.quantize import int8_encode, pack_signs, pool_tokens
-from dse.indexes.shards import SegmentedEngine, check_k, empty_result, load_npy, save_npy, shard_path
-
-_EXACT_DTYPES = {"float16": np.float16, "int8": np.int8}
-_FILES = (".coarse.npy", ".coarse-offsets.npy", ".bits.npy", ".exact.npy", ".scales.npy")
-
-
-@dataclass(frozen=True)
-class _Segment:
-    """Consecutive pages: coarse codes (resident), token codes and exact tokens (memory-mapped)."""
-
-    coarse: np.ndarray  # (coarse_tokens_total, words) uint64
-    coarse_offsets: np.ndarray  # (pages + 1,) int64
-    bits: np.ndarray  # (tokens, words) uint64
-    exact: np.ndarray  # (tokens, dim) float16 or int8
-    scales: np.ndarray  # (tokens,) float32 (ones for float16)
-    offsets: np.ndarray  # (pages + 1,) int64
-
-    @property
-    def pages(self) -> int:
-        return len(self.offsets) - 1
-
-    def rows(self, a: int, b: int) -> "_Segment":
-        """Pages [a, b) as a segment of views."""
-        c0, c1, t0, t1 = self.coarse_offsets[a], self.coarse_offsets[b], self.offsets[a], self.offsets[b]
-        return _Segment(
-            self.coarse[c0:c1], self.coarse_offsets[a : b + 1] - c0, self.bits[t0:t1], self.exact[t0:t1],
-            self.scales[t0:t1], self.offsets[a : b + 1] - t0,
-        )
-
-
-def _concat(segments: list[_Segment], words: int, dim: int, dtype: Any) -> _Segment:
-    """One segment holding `segments` back to back (copies)."""
-
-    def offsets(parts: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate([[0]] + [np.diff(p) for p in parts]).cumsum().astype(np.int64)
-
-    def stack(parts: list[np.ndarray], shape: tuple[int, ...], dt: Any) -> np.ndarray:
-        return np.concatenate([np.asarray(p) for p in parts]) if parts else np.zeros(shape, dt)
-
-    return _Segment(
-        stack([s.coarse for s in segments], (0, words), np.uint64),
-        offsets([s.coarse_offsets for s in segments]),
-        stack([s.bits for s in segments], (0, words), np.uint64),
-        stack([s.exact for s in segments], (0, dim), dtype),
-        stack([s.scales for s in segments], (0,), np.float32),
-        offsets([s.offsets for s in segments]),
-    )
+from dse.indexes.shards import (
+    SegmentedEngine,
+    check_k,
+    empty_result,
+    load_npy,
+    save_npy,
+    shard_path,
+)
 
 
 class CascadeEngine(SegmentedEngine):
@@ -89,41 +59,59 @@ class CascadeEngine(SegmentedEngine):
         mode: Always "cascade" (recorded in the manifest so `engines.engine_for` finds this class).
         exact_dtype: "float16" (default) or "int8" for the exact tier.
         pool_factor: Hierarchical token pooling factor at indexing time (1: keep every token).
-        coarse_tokens: Tokens per page in the resident coarse tier (0: no coarse tier).
-        n_coarse: Pages the coarse stage keeps (0: no coarse pruning).
-        n_candidates: Pages rescored on the exact tier (0: every page, exhaustive).
+        coarse_tokens: Tokens per page in the resident coarse tier (0: no coarse tier, no lists).
+        n_probe: Inverted lists probed per query token and segment (0: no list stage).
+        n_shortlist: Pages the list stage keeps.
+        n_coarse: Pages the binary coarse stage keeps (0: no coarse tier stage at all).
+        n_refine: Pages the int8 coarse stage then keeps (0: no such pruning).
+        n_candidates: Pages the token-bits stage keeps (0: no pruning there).
+        cluster_probe: Coarse clusters of a page scanned per query token on an int8 exact tier
+            (0: every token, exact MaxSim).
     """
 
     kind: ClassVar[VectorKind] = "multi"
-    marker: ClassVar[str] = ".offsets.npy"
+    marker: ClassVar[str] = cascade_tiers.MARKER
 
     def __init__(
         self, dim: int | None = None, mode: str = "cascade", exact_dtype: str = "float16", pool_factor: int = 1,
-        coarse_tokens: int = 32, n_coarse: int = 4096, n_candidates: int = 256,
+        coarse_tokens: int = 32, n_probe: int = 4, n_shortlist: int = 4096, n_coarse: int = 512,
+        n_refine: int = 64, n_candidates: int = 64, cluster_probe: int = 0,
     ) -> None:
         super().__init__(dim)
         if mode != "cascade":
             raise ValueError(f"CascadeEngine mode must be 'cascade', got {mode!r}")
-        if exact_dtype not in _EXACT_DTYPES:
-            raise ValueError(f"exact_dtype must be one of {', '.join(_EXACT_DTYPES)}, got {exact_dtype!r}")
+        if exact_dtype not in EXACT_DTYPES:
+            raise ValueError(f"exact_dtype must be one of {', '.join(EXACT_DTYPES)}, got {exact_dtype!r}")
         for name, value, low in (("pool_factor", pool_factor, 1), ("coarse_tokens", coarse_tokens, 0),
-                                 ("n_coarse", n_coarse, 0), ("n_candidates", n_candidates, 0)):
+                                 ("n_probe", n_probe, 0), ("n_shortlist", n_shortlist, 1),
+                                 ("n_coarse", n_coarse, 0), ("n_refine", n_refine, 0),
+                                 ("n_candidates", n_candidates, 0), ("cluster_probe", cluster_probe, 0)):
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.exact_dtype, self.pool_factor, self.coarse_tokens = exact_dtype, int(pool_factor), int(coarse_tokens)
-        self.n_coarse, self.n_candidates = int(n_coarse), int(n_candidates)
-        self._coarse: _Segment | None = None  # all pages' coarse tier in one array (built lazily)
-
+        self.n_probe, self.n_shortlist = int(n_probe), int(n_shortlist)
+        self.n_coarse, self.n_refine, self.n_candidates = int(n_coarse), int(n_refine), int(n_candidates)
+        self.cluster_probe = int(cluster_probe)
+        self._lists: cascade_ivf.Stacked | None = None  # every segment's lists, stacked (built lazily)
 
     @property
     def _words(self) -> int:
         return -(-(self._dim or 0) // 64)
 
-
     def options(self) -> dict[str, Any]:
         """Constructor options, recorded in the manifest."""
         return {"mode": "cascade", "dim": self._dim, "exact_dtype": self.exact_dtype, "pool_factor": self.pool_factor,
-                "coarse_tokens": self.coarse_tokens, "n_coarse": self.n_coarse, "n_candidates": self.n_candidates}
+                "coarse_tokens": self.coarse_tokens, "n_probe": self.n_probe, "n_shortlist": self.n_shortlist,
+                "n_coarse": self.n_coarse, "n_refine": self.n_refine, "n_candidates": self.n_candidates,
+                "cluster_probe": self.cluster_probe}
+
+    def resident_bytes(self) -> int:
+        """Bytes this engine keeps in memory (the token tiers are memory-mapped and excluded)."""
+        total = 0
+        for seg in self._segments:
+            total += seg.coarse.nbytes + seg.coarse_offsets.nbytes + seg.offsets.nbytes + seg.codebook.nbytes
+            total += 0 if seg.lists is None else seg.lists.offsets.nbytes + seg.lists.pages.nbytes
+        return total
 
     def _check(self, items: Sequence[Any], what: str, adopt: bool) -> list[np.ndarray]:
         """Float32 (tokens_i, dim) matrices of this engine's width."""
@@ -144,12 +132,19 @@ class CascadeEngine(SegmentedEngine):
             self._dim = dim
         return [a.reshape(a.shape[0], dim or 0) for a in out]
 
-    def _append(self, segment: _Segment) -> None:
+    def _stacked(self) -> cascade_ivf.Stacked:
+        """Every segment's inverted lists stacked (rebuilt after the segments change)."""
+        if self._lists is None:
+            segments = [(seg.lists, first, seg.pages) for seg, first in zip(self._segments, self._starts)]
+            self._lists = cascade_ivf.stack(segments, self._dim or 0)
+        return self._lists
+
+    def _append(self, segment: Tiers) -> None:
+        self._lists = None
         if segment.pages:
             self._segments.append(segment)
             self._starts.append(self._n)
             self._n += segment.pages
-            self._coarse = None
 
     def add(self, vectors: Sequence[Any]) -> None:
         """Append pages, each a float32 (tokens_i, dim) array (pooled and encoded here).
@@ -169,17 +164,21 @@ class CascadeEngine(SegmentedEngine):
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in pages])]).astype(np.int64)  # (pages + 1,)
         if self.coarse_tokens:
             coarse, coarse_offsets = kmeans_pages(tokens, offsets, self.coarse_tokens)  # (C, dim), (pages + 1,)
+            tokens, spans = _group_by_cluster(tokens, offsets, coarse, coarse_offsets)  # (T, dim), (C + 1,)
         else:
             coarse, coarse_offsets = tokens[:0], np.zeros(len(pages) + 1, np.int64)
+            spans = np.zeros(1, np.int64)
         if self.exact_dtype == "int8":
             exact, scales = int8_encode(tokens)  # (T, dim) int8, (T,)
         else:
             exact, scales = tokens.astype(np.float16), np.ones(len(tokens), np.float32)  # (T, dim), (T,)
-        self._append(_Segment(pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets))
+        self._append(cascade_tiers.with_codebook(
+            pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets, *int8_encode(coarse), spans))
 
     def search(
-        self, queries: Sequence[Any], k: int, allowed: np.ndarray | None = None,
-        n_coarse: int | None = None, n_candidates: int | None = None,
+        self, queries: Sequence[Any], k: int, allowed: np.ndarray | None = None, n_coarse: int | None = None,
+        n_candidates: int | None = None, n_probe: int | None = None, n_shortlist: int | None = None,
+        n_refine: int | None = None, cluster_probe: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k pages per query by MaxSim on the exact tier, among the cascade's candidates.
 
@@ -189,39 +188,51 @@ class CascadeEngine(SegmentedEngine):
             allowed: Optional bool (n_pages,) mask; False pages are never returned.
             n_coarse: Override of the engine's `n_coarse` for this call.
             n_candidates: Override of the engine's `n_candidates` for this call.
+            n_probe: Override of the engine's `n_probe` for this call.
+            n_shortlist: Override of the engine's `n_shortlist` for this call.
+            n_refine: Override of the engine's `n_refine` for this call.
+            cluster_probe: Override of the engine's `cluster_probe` for this call.
 
         Returns:
             scores float32 (n_queries, k'), rows int64 (n_queries, k'), best first.
         """
-        from dse.indexes.kernels import hamming_maxsim
-
         k = check_k(k)
         qs = self._check(queries, "queries", adopt=False)
-        rows = np.arange(self._n, dtype=np.int64) if allowed is None else np.flatnonzero(self._mask(allowed))
+        mask = np.ones(self._n, np.bool_) if allowed is None else self._mask(allowed)  # (n,)
+        rows = np.flatnonzero(mask)
         kk = min(k, len(rows))
         if kk == 0 or not qs:
             return empty_result(len(qs))
-        n1 = self.n_coarse if n_coarse is None else int(n_coarse)
         n2 = self.n_candidates if n_candidates is None else int(n_candidates)
         n2 = max(n2, kk) if n2 else 0
-        n1 = max(n1, n2, kk) if n1 else 0
-        q_offsets = np.concatenate([[0], np.cumsum([len(q) for q in qs])]).astype(np.int64)  # (nq + 1,)
-        q_all = np.concatenate(qs).reshape(-1, self._dim or 0)  # (query_tokens, dim)
-        q_bits = pack_signs(q_all)  # (query_tokens, words)
-        cands = [rows] * len(qs)
-        if self.coarse_tokens and n1 and n1 < len(rows):
-            c = self._coarse_tier()
-            scores = hamming_maxsim(q_bits, q_offsets, c.coarse, c.coarse_offsets, self._dim, rows)  # (nq, m)
-            cands = [rows[_best(s, n1)] for s in scores]
+        nr = self.n_refine if n_refine is None else int(n_refine)
+        nr = max(nr, n2, kk) if nr else 0
+        n1 = self.n_coarse if n_coarse is None else int(n_coarse)
+        n1 = max(n1, nr, n2, kk) if n1 else 0
+        n0 = self.n_shortlist if n_shortlist is None else int(n_shortlist)
+        probe = self.n_probe if n_probe is None else int(n_probe)
+        clusters = self.cluster_probe if cluster_probe is None else int(cluster_probe)
+        stacked = self._stacked() if probe else None
         out_scores, out_rows = [], []
-        for qi, rows_q in enumerate(cands):
-            sl = slice(q_offsets[qi], q_offsets[qi + 1])
+        for q in qs:
+            q_bits = pack_signs(q)  # (query_tokens, words)
+            rows_q = rows
+            if self.coarse_tokens and n1 and n1 < len(rows_q):
+                if probe and max(n0, n1) < len(rows_q):
+                    short = cascade_ivf.shortlist(stacked, q, probe, max(n0, n1), max(n2, kk), mask)
+                    rows_q = rows_q if short is None else np.sort(short)
+                coarse = self._per_segment(rows_q, "coarse", q, q_bits)  # (m,)
+                rows_q = rows_q[_best(coarse, n1)]
+            if self.coarse_tokens and n1 and nr and nr < len(rows_q):
+                rows_q = np.sort(rows_q)
+                refined = self._per_segment(rows_q, "refine", q, q_bits)  # (m,)
+                rows_q = rows_q[_best(refined, nr)]
             if n2 and n2 < len(rows_q):
-                fine = self._per_segment(rows_q, lambda seg, local: hamming_maxsim(
-                    q_bits[sl], np.array([0, sl.stop - sl.start]), seg.bits, seg.offsets, self._dim, local))
+                rows_q = np.sort(rows_q)
+                fine = self._per_segment(rows_q, "bits", q, q_bits)  # (m,)
                 rows_q = rows_q[_best(fine, n2)]
             rows_q = np.sort(rows_q)
-            exact = self._per_segment(rows_q, lambda seg, local: _exact_scores(q_all[sl], seg, local))  # (m,)
+            exact = self._per_segment(rows_q, "exact", q, q_bits, clusters)  # (m,)
             s, cols = topk(exact[None, :], kk)  # (1, kk)
             out_scores.append(s[0])
             out_rows.append(rows_q[cols[0]])
@@ -233,63 +244,70 @@ class CascadeEngine(SegmentedEngine):
             raise ValueError(f"allowed must be a bool array of shape ({self._n},), got {mask.dtype} {mask.shape}")
         return mask
 
-    def _coarse_tier(self) -> _Segment:
-        """Every page's coarse codes in one resident array (rebuilt after adds)."""
-        if self._coarse is None:
-            self._coarse = _concat(self._segments, self._words, self._dim or 0, _EXACT_DTYPES[self.exact_dtype])
-        return self._coarse
+    def _per_segment(
+        self, rows: np.ndarray, tier: str, q: np.ndarray, q_bits: np.ndarray, clusters: int = 0,
+    ) -> np.ndarray:
+        """One query's scores of ascending `rows` on `tier` ("coarse", "refine", "bits", "exact"): float32 (m,)."""
+        from dse.indexes.kernels import hamming_maxsim, maxsim_rows
 
-    def _per_segment(self, rows: np.ndarray, score: Any) -> np.ndarray:
-        """Scores of ascending-or-not `rows` computed segment by segment: float (len(rows),)."""
+        one = np.array([0, len(q)], np.int64)
         out = np.zeros(len(rows), np.float32)  # (m,)
-        which = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1  # (m,)
-        for s in np.unique(which):
-            pick = np.flatnonzero(which == s)
-            out[pick] = np.asarray(score(self._segments[s], rows[pick] - self._starts[s])).reshape(-1)
+        bounds = np.searchsorted(rows, np.asarray([*self._starts, self._n]))  # (segments + 1,)
+        for s, first in enumerate(self._starts):
+            a, b = bounds[s], bounds[s + 1]
+            if a == b:
+                continue
+            seg, local = self._segments[s], rows[a:b] - first
+            if tier == "exact":
+                out[a:b] = cascade_tiers.exact_scores(q, seg, local, clusters)
+            elif tier == "refine":
+                out[a:b] = maxsim_rows(q, one, seg.coarse_int8, seg.coarse_scales, seg.coarse_offsets, local)[0]
+            elif tier == "coarse":
+                out[a:b] = hamming_maxsim(q_bits, one, seg.coarse, seg.coarse_offsets, self._dim, local)[0]
+            else:
+                out[a:b] = hamming_maxsim(q_bits, one, seg.bits, seg.offsets, self._dim, local)[0]
         return out
 
     # ------------------------------------------------------------------ persistence
     def _read_shard(self, directory: Path, number: int, keep: int) -> int:
-        offsets = np.asarray(load_npy(shard_path(directory, number, self.marker)), dtype=np.int64)
-        arrays = [load_npy(shard_path(directory, number, suffix)) for suffix in _FILES[:4]]
-        scales_path = shard_path(directory, number, _FILES[4])
-        pages, (coarse, coarse_offsets, bits, exact) = len(offsets) - 1, arrays
-        if exact.dtype != _EXACT_DTYPES[self.exact_dtype] or exact.ndim != 2 or bits.dtype != np.uint64:
-            raise ValueError(f"{shard_path(directory, number, '.exact.npy')}: not a {self.exact_dtype} cascade shard")
-        if offsets[0] != 0 or offsets[-1] > len(exact) or len(coarse_offsets) <= pages:
-            raise ValueError(f"{shard_path(directory, number, self.marker)}: offsets do not fit the shard")
-        self._dim = int(exact.shape[1]) if self._dim is None else self._dim
-        if exact.shape[1] != self._dim:
-            raise ValueError(f"{directory} shard {number} has dim {exact.shape[1]}, this index expects {self._dim}")
-        scales = load_npy(scales_path) if self.exact_dtype == "int8" else np.ones(len(exact), np.float32)
-        coarse_offsets = np.asarray(coarse_offsets[: pages + 1], dtype=np.int64)
-        self._append(_Segment(np.array(coarse), coarse_offsets, bits, exact, scales, offsets).rows(0, min(keep, pages)))
-        return pages
+        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim)
+        self._dim = int(tiers.exact.shape[1]) if self._dim is None else self._dim
+        self._append(tiers.rows(0, min(keep, tiers.pages)) if keep < tiers.pages else tiers)
+        return tiers.pages
 
     def _write_shard(self, directory: Path, number: int, start: int, stop: int) -> None:
         parts = []
         for seg, first in zip(self._segments, self._starts):
             a, b = max(start - first, 0), min(stop - first, seg.pages)
             if a < b:
-                parts.append(seg.rows(a, b))
-        seg = _concat(parts, self._words, self._dim or 0, _EXACT_DTYPES[self.exact_dtype])
-        self._save_arrays(directory, number, seg)
-
-    def _save_arrays(self, directory: Path, number: int, seg: _Segment) -> None:
-        arrays = [seg.coarse, seg.coarse_offsets, seg.bits, seg.exact, seg.scales]
-        for suffix, array in zip(_FILES, arrays):
-            if suffix != ".scales.npy" or self.exact_dtype == "int8":
-                save_npy(shard_path(directory, number, suffix), array)
-        save_npy(shard_path(directory, number, self.marker), seg.offsets)  # commits the shard
+                parts.append(seg if (a, b) == (0, seg.pages) else seg.rows(a, b))
+        tiers = cascade_tiers.concat(parts, self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype])
+        cascade_tiers.save(directory, number, tiers, self.exact_dtype == "int8")
 
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         offsets = np.array(load_npy(shard_path(directory, number, self.marker)))
         save_npy(shard_path(directory, number, self.marker), offsets[: keep + 1])  # first: data stays a superset
-        engine = type(self)(**self.options())
-        engine._read_shard(directory, number, keep)
-        self._save_arrays(directory, number, _concat(engine._segments, self._words, self._dim or 0,
-                                                     _EXACT_DTYPES[self.exact_dtype]))
+        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim).rows(0, keep)
+        cascade_tiers.save(directory, number, cascade_tiers.concat(
+            [tiers], self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype]), self.exact_dtype == "int8")
 
+
+def _group_by_cluster(
+    tokens: np.ndarray, offsets: np.ndarray, coarse: np.ndarray, coarse_offsets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens reordered so each page's tokens are grouped by their coarse cluster, and the groups' ranges.
+
+    Returns:
+        tokens float32 (T, dim) and spans int64 (C + 1,): cluster c holds tokens spans[c]..spans[c + 1].
+    """
+    from dse.indexes.kernels.pruned import kmeans_labels
+
+    labels = kmeans_labels(tokens, offsets, coarse, coarse_offsets)  # (T,) within each page
+    page = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # (T,)
+    cluster = coarse_offsets[page] + labels  # (T,) global cluster ids, ascending by page
+    order = np.argsort(cluster, kind="stable")  # (T,)
+    spans = np.concatenate([[0], np.cumsum(np.bincount(cluster, minlength=len(coarse)))]).astype(np.int64)
+    return tokens[order], spans
 
 
 def _best(scores: np.ndarray, n: int) -> np.ndarray:
@@ -297,19 +315,3 @@ def _best(scores: np.ndarray, n: int) -> np.ndarray:
     if n >= len(scores):
         return np.arange(len(scores))
     return np.argpartition(-scores, n - 1)[:n]
-
-
-def _exact_scores(q: np.ndarray, seg: _Segment, local: np.ndarray) -> np.ndarray:
-    """MaxSim of one query (tokens, dim) against pages `local` of `seg` on the exact tier: (m,)."""
-    from dse.indexes.kernels import maxsim_rows
-
-    q_offsets = np.array([0, len(q)], dtype=np.int64)
-    if seg.exact.dtype == np.int8:
-        return maxsim_rows(q, q_offsets, seg.exact, seg.scales, seg.offsets, local)[0]
-    out = np.zeros(len(local), np.float32)  # (m,)
-    for c in range(0, len(local), 256):  # float16 -> float32 copies of at most 256 pages at a time
-        spans = [(seg.offsets[p], seg.offsets[p + 1]) for p in local[c : c + 256]]
-        tokens = np.concatenate([seg.exact[a:b] for a, b in spans]).astype(np.float32)  # (T, dim)
-        offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)  # (pages + 1,)
-        out[c : c + 256] = maxsim_rows(q, q_offsets, tokens, np.ones(len(tokens), np.float32), offsets)[0]
-    return out

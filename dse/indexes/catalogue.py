@@ -108,6 +108,16 @@ class NewPage:
     metadata: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class NewSource:
+    """A source about to be committed with its pages (in order)."""
+
+    path: str
+    digest: str
+    kind: str
+    pages: Sequence[NewPage]
+
+
 class Catalogue:
     """Rows <-> pages and sources, in `catalogue.sqlite` inside an index directory.
 
@@ -178,37 +188,55 @@ class Catalogue:
         return self._one("SELECT digest FROM sources WHERE path = ? AND deleted = 0", (path,))
 
     def commit_source(self, path: str, digest: str, kind: str, pages: Sequence[NewPage]) -> list[int]:
-        """Add a source and its pages in one transaction; returns the rows given to the pages.
+        """Add one source and its pages in one transaction; returns the rows given to the pages.
 
-        A live source at the same `path` (an older version of the file) is tombstoned in the
-        same transaction, so an update is never half-applied. Rows continue after the last row.
+        A one-source `commit_sources`: a live source at the same `path` (an older version of the
+        file) is tombstoned in the same transaction, so an update is never half-applied.
+        """
+        return self.commit_sources([NewSource(path, digest, kind, tuple(pages))])[0]
+
+    def commit_sources(self, sources: Sequence[NewSource]) -> list[list[int]]:
+        """Add several sources and their pages in ONE transaction; returns the rows of each source.
+
+        Rows continue after the last row and are consecutive in the order given. A live source
+        at the same path as a new one (an older version of the file) is tombstoned in the same
+        transaction. Any error (e.g. a page id already live) rolls the whole group back.
         """
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             start = int(cur.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pages").fetchone()[0])
-            old = cur.execute("SELECT source_id FROM sources WHERE path = ? AND deleted = 0", (path,)).fetchone()
-            if old is not None:
-                cur.execute("UPDATE pages SET deleted = 1 WHERE source_id = ?", old)
-                cur.execute("UPDATE sources SET deleted = 1 WHERE source_id = ?", old)
-            cur.execute(
-                "INSERT INTO sources(path, digest, kind, pages) VALUES (?, ?, ?, ?)",
-                (path, digest, kind, len(pages)),
-            )
-            source_id = cur.lastrowid
-            rows = list(range(start, start + len(pages)))
-            cur.executemany(
-                "INSERT INTO pages(row, page_id, source_id, page, text, image, metadata) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (row, p.page_id, source_id, p.page, p.text, p.image, json.dumps(dict(p.metadata), default=str))
-                    for row, p in zip(rows, pages)
-                ],
-            )
+            out = []
+            for src in sources:
+                out.append(self._insert_source(cur, src, start))
+                start += len(src.pages)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        return out
+
+    @staticmethod
+    def _insert_source(cur: sqlite3.Cursor, src: NewSource, start: int) -> list[int]:
+        """Inside an open transaction: tombstone the live source at `src.path`, insert `src` at rows `start...`."""
+        old = cur.execute("SELECT source_id FROM sources WHERE path = ? AND deleted = 0", (src.path,)).fetchone()
+        if old is not None:
+            cur.execute("UPDATE pages SET deleted = 1 WHERE source_id = ?", old)
+            cur.execute("UPDATE sources SET deleted = 1 WHERE source_id = ?", old)
+        cur.execute(
+            "INSERT INTO sources(path, digest, kind, pages) VALUES (?, ?, ?, ?)",
+            (src.path, src.digest, src.kind, len(src.pages)),
+        )
+        source_id = cur.lastrowid
+        rows = list(range(start, start + len(src.pages)))
+        cur.executemany(
+            "INSERT INTO pages(row, page_id, source_id, page, text, image, metadata) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (row, p.page_id, source_id, p.page, p.text, p.image, json.dumps(dict(p.metadata), default=str))
+                for row, p in zip(rows, src.pages)
+            ],
+        )
         return rows
 
     def delete(self, page_ids: Sequence[str] = (), paths: Sequence[str] = ()) -> tuple[list[PageRecord], list[str]]:

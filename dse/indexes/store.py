@@ -1,6 +1,6 @@
 """The index directory: manifest + page catalogue + stored page images + the search engine.
 
-Layout (relative paths only, so the directory can be moved)::
+Layout (relative paths only, so the directory can be moved; names in `dse.indexes.layout`)::
 
     INDEX/
       manifest.json        what built it (encoder, prompt version, dims, counts)
@@ -10,35 +10,41 @@ Layout (relative paths only, so the directory can be moved)::
       text/                BM25 over the pages' text layers, beside the visual vectors (for
                            text and hybrid search; an index built with `bm25` uses vectors/)
 
-Adding a source is crash-safe: page images, then the engine's vectors, then one catalogue
-transaction (the commit point), then the manifest's counts. A source interrupted before its
-catalogue commit leaves no trace that counts, and re-adding it works. Deleting pages is one
-catalogue transaction that tombstones their rows; their vectors stay in the append-only shards
-and searches exclude them. Readers in other processes keep searching the rows they loaded
-(`refresh` picks up newer commits); one writer at a time holds the directory's lock.
+This module holds `PageIndex` and its read path (open, search, lookups); the write path
+(commits, deletes, sync, counts) is `dse.indexes.writer.IndexWriter`, a mixin of it. Readers in
+other processes keep searching the rows they loaded (`refresh` picks up newer commits); one
+writer at a time holds the directory's lock.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from dse.indexes.catalogue import Catalogue, Counts, NewPage, PageRecord
-from dse.indexes.lock import IndexLockedError, WriteLock
+from dse.indexes.catalogue import Catalogue, Counts, PageRecord
+from dse.indexes.layout import (
+    DEFAULT_IMAGE_SIZE,
+    IMAGES_DIR,
+    LOCK_NAME,
+    TEXT_DIR,
+    VECTORS_DIR,
+    load_engines,
+)
+from dse.indexes.lock import IndexLockedError
 from dse.indexes.manifest import Manifest, read_manifest, write_manifest
 from dse.indexes.visible import RowMasks
+from dse.indexes.writer import DeleteReport, IndexWriter
 
-DEFAULT_IMAGE_SIZE = 768
-IMAGES_DIR = "images"
-VECTORS_DIR = "vectors"
-TEXT_DIR = "text"
-LOCK_NAME = ".lock"
+# Importers use these names from here (the layout, lock and writer modules are where they live).
+__all__ = [
+    "DEFAULT_IMAGE_SIZE", "IMAGES_DIR", "LOCK_NAME", "TEXT_DIR", "VECTORS_DIR",
+    "DeleteReport", "IndexLockedError", "PageIndex", "ScoredPage",
+]
 
 
 @dataclass(frozen=True)
@@ -49,31 +55,18 @@ class ScoredPage:
     score: float
 
 
-@dataclass(frozen=True)
-class DeleteReport:
-    """What one delete did.
-
-    Attributes:
-        pages: Pages deleted (tombstoned).
-        sources: Sources of which every page is now deleted, among those touched.
-        missing: Page ids or source paths that matched no live page.
-    """
-
-    pages: int
-    sources: int
-    missing: tuple[str, ...] = ()
-
-
 def _dse_version() -> str:
     from dse import __version__
 
     return __version__
 
 
-class PageIndex:
+class PageIndex(IndexWriter):
     """An index directory opened for searching and adding pages.
 
-    Use `PageIndex.create` for a new directory and `PageIndex.open` for an existing one.
+    Use `PageIndex.create` for a new directory and `PageIndex.open` for an existing one. The
+    writing methods (`store_image`, `add_source`, `delete`, `missing_sources`, ...) come from
+    `IndexWriter`.
     """
 
     def __init__(
@@ -95,7 +88,7 @@ class PageIndex:
         encoder: Mapping[str, Any],
         engine_options: Mapping[str, Any] | None = None,
         image_size: int = DEFAULT_IMAGE_SIZE,
-    ) -> "PageIndex":
+    ) -> PageIndex:
         """Make a new, empty index directory.
 
         Args:
@@ -129,31 +122,17 @@ class PageIndex:
         return cls(directory, manifest, Catalogue(directory), engine, text_engine)
 
     @classmethod
-    def open(cls, directory: str | Path) -> "PageIndex":
+    def open(cls, directory: str | Path) -> PageIndex:
         """Open an existing index directory (IndexFormatError if it is not one)."""
-        from dse.indexes.engines import engine_for
-
         directory = Path(directory)
         manifest = read_manifest(directory)
         catalogue = Catalogue(directory)
-        rows = len(catalogue)
-        engine = engine_for(manifest.kind, manifest.engine).load(directory / VECTORS_DIR, rows=rows, **dict(manifest.engine))
-        text_engine = None
-        if "text" in manifest.store:
-            text_engine = engine_for("text").load(directory / TEXT_DIR, rows=rows, **manifest.store["text"]["engine"])
+        engine, text_engine = load_engines(directory, manifest, len(catalogue))
         index = cls(directory, manifest, catalogue, engine, text_engine)
         counts = catalogue.counts()
         if manifest.pages != counts.pages or manifest.sources != counts.sources:
             index._repair_counts()
         return index
-
-    def _repair_counts(self) -> None:
-        """Rewrite counts a crash left stale (the catalogue is the truth); skipped while locked or read-only."""
-        try:
-            with self._write_lock(timeout=0):
-                self._write_counts()
-        except (IndexLockedError, OSError):
-            pass  # a writer is committing (it writes the counts) or the directory is read-only
 
     @staticmethod
     def exists(directory: str | Path) -> bool:
@@ -164,7 +143,7 @@ class PageIndex:
         """Release the catalogue."""
         self.catalogue.close()
 
-    def __enter__(self) -> "PageIndex":
+    def __enter__(self) -> PageIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -177,87 +156,6 @@ class PageIndex:
     def counts(self) -> Counts:
         """Rows, live and deleted pages and sources."""
         return self.catalogue.counts()
-
-    # ---------------------------------------------------------------- writing
-    def has_source(self, digest: str) -> bool:
-        """True if a live source with these bytes is indexed."""
-        return self.catalogue.has_digest(digest)
-
-    def source_digest(self, path: str) -> str | None:
-        """Digest of the live source indexed from `path`, or None."""
-        return self.catalogue.source_digest(path)
-
-    def add_source(self, path: str, digest: str, kind: str, pages: Sequence[NewPage], vectors: Any) -> list[int]:
-        """Commit one source: its pages and their vectors, all or nothing.
-
-        A live source already indexed from `path` (an older version) is replaced: its pages are
-        tombstoned in the transaction that commits the new ones, and their images removed after.
-
-        Args:
-            path: Source path as given.
-            digest: SHA-256 of the source bytes.
-            kind: Source kind ("pdf", "image", ...).
-            pages: The source's pages, in order (images already stored with `store_image`).
-            vectors: One vector entry per page, in the engine's input format.
-
-        Returns:
-            The rows given to the pages.
-        """
-        if len(pages) != len(vectors):
-            raise ValueError(f"{path}: {len(pages)} pages but {len(vectors)} vectors")
-        with self._write_lock():
-            self.refresh()  # another writer may have committed since we opened
-            replaced = self.catalogue.images_of(path)
-            try:
-                self.engine.add(vectors)
-                self.engine.save(self.directory / VECTORS_DIR)
-                if self.text_engine is not self.engine:
-                    self.text_engine.add(self.tokenize([p.text for p in pages]))
-                    self.text_engine.save(self.directory / TEXT_DIR)
-                rows = self.catalogue.commit_source(path, digest, kind, pages)
-            except BaseException:
-                self._reload_engine()  # drop the uncommitted rows from memory
-                raise
-            self._masks.invalidate()
-            self._write_counts()
-        new_ids = {p.page_id for p in pages}
-        self._remove_images([image for page_id, image in replaced if page_id not in new_ids])
-        return rows
-
-    def delete(self, page_ids: Sequence[str] = (), sources: Sequence[str] = ()) -> DeleteReport:
-        """Delete pages by id and sources (all their pages) by path, in one transaction.
-
-        The pages' rows are tombstoned (never returned by a search again); their vectors stay
-        in the shards, their stored images are removed.
-        """
-        with self._write_lock():
-            before = self.catalogue.counts()
-            records, missing = self.catalogue.delete(list(page_ids), list(sources))
-            self._masks.invalidate()
-            self._write_counts()
-            after = self.catalogue.counts()
-        self._remove_images([rec.image for rec in records])
-        return DeleteReport(len(records), after.deleted_sources - before.deleted_sources, tuple(missing))
-
-    def missing_sources(self, folders: Sequence[str | Path]) -> list[str]:
-        """Live sources under `folders` whose file no longer exists.
-
-        Paths are compared as indexed, relative ones against the current directory. A folder
-        that does not exist is ignored (a typo or another working directory must not empty
-        the index).
-        """
-        roots = [os.path.abspath(f) for f in folders if os.path.isdir(f)]
-        gone = []
-        for src in self.catalogue.sources():
-            path = os.path.abspath(src["path"])
-            if any(os.path.commonpath([path, root]) == root for root in roots) and not os.path.exists(path):
-                gone.append(src["path"])
-        return gone
-
-    def _remove_images(self, images: Sequence[str | None]) -> None:
-        for rel in images:
-            if rel:
-                (self.directory / rel).unlink(missing_ok=True)
 
     def refresh(self) -> int:
         """Load the rows other processes committed since this index was opened; returns how many."""
@@ -275,18 +173,8 @@ class PageIndex:
         return rows - before
 
     def _reload_engine(self) -> None:
-        from dse.indexes.engines import engine_for
-
-        rows = len(self.catalogue)
-        self.engine = engine_for(self.manifest.kind, self.manifest.engine).load(
-            self.directory / VECTORS_DIR, rows=rows, **dict(self.manifest.engine)
-        )
-        if self.manifest.kind == "text":
-            self.text_engine = self.engine
-        else:
-            self.text_engine = engine_for("text").load(
-                self.directory / TEXT_DIR, rows=rows, **self.manifest.store["text"]["engine"]
-            )
+        """Reload the engines from disk at the catalogue's row count (drops uncommitted rows)."""
+        self.engine, self.text_engine = load_engines(self.directory, self.manifest, len(self.catalogue))
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """BM25 tokens of texts (queries or pages) for the text side, as it was built."""
@@ -299,28 +187,6 @@ class PageIndex:
                 options = dict(self.manifest.store["text"]["tokenizer"])
             self._tokenizer = BM25Encoder(**options)
         return self._tokenizer.encode_pages(list(texts))
-
-    def store_image(self, page_id: str, image: Image.Image) -> str | None:
-        """Save the stored copy of a page's image; returns its path relative to the index."""
-        size = int(self.manifest.store.get("image_size", DEFAULT_IMAGE_SIZE))
-        if size <= 0:
-            return None
-        rel = f"{IMAGES_DIR}/{page_id}.jpg"
-        thumb = image.convert("RGB")
-        thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
-        fd, tmp = tempfile.mkstemp(prefix=".img-", suffix=".jpg", dir=self.directory / IMAGES_DIR)
-        with os.fdopen(fd, "wb") as fh:
-            thumb.save(fh, format="JPEG", quality=85)
-        os.replace(tmp, self.directory / rel)
-        return rel
-
-    def _write_counts(self) -> None:
-        counts = self.catalogue.counts()
-        self.manifest = self.manifest.with_counts(counts.pages, counts.sources)
-        write_manifest(self.directory, self.manifest)
-
-    def _write_lock(self, timeout: float = 60.0) -> WriteLock:
-        return WriteLock(self.directory / LOCK_NAME, timeout=timeout)
 
     # ---------------------------------------------------------------- reading
     def search(self, queries: Any, k: int, where: Mapping[str, Any] | None = None) -> list[list[ScoredPage]]:

@@ -1,123 +1,29 @@
-"""The indexing pipeline: render sources, embed pages in batches, commit source by source.
+"""The indexing pipeline: render sources, embed pages in batches, commit sources in groups.
 
 Pages stream from `ingest.render`; their stored image is written at once and the full image
 dropped after encoding, so memory holds one encoder batch of images, whatever a document's
-length. Batches span sources (a folder of single images still fills the encoder's batches),
-and each source is committed in one transaction as soon as its last page is encoded: an
-interrupted run keeps every source it finished, and the next run skips them.
+length. Batches span sources (a folder of single images still fills the encoder's batches).
+A source whose last page is encoded is *ready*; ready sources are committed together, in order,
+in one transaction (one engine shard) once they hold `commit_pages` pages, and at the end of the
+run. An interrupted run keeps every group it committed (it loses at most the ready sources not
+yet committed), and the next run skips the committed sources by digest.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from dse.encoders.base import Encoder
-from dse.indexes.catalogue import NewPage
 from dse.indexes.store import PageIndex
 from dse.retrieve.results import AddReport, Failure
+from dse.retrieve.run import COMMIT_PAGES, TEXT_BATCH, IndexRun, PendingSource
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
 
 logger = logging.getLogger(__name__)
-
-TEXT_BATCH = 256  # pages a text encoder tokenises at once
-
-
-@dataclass
-class _Source:
-    path: str
-    digest: str
-    kind: str = ""
-    pages: list[NewPage] = field(default_factory=list)
-    vectors: list[Any] = field(default_factory=list)
-    rendered: bool = False
-    failed: bool = False
-    replaces: bool = False  # an older version of this path is indexed: committing replaces it
-
-
-@dataclass
-class _Run:
-    encoder: Encoder
-    index: PageIndex
-    batch: int
-    buffer: list[tuple[_Source, Any]] = field(default_factory=list)  # (source, encoder input)
-    open_sources: list[_Source] = field(default_factory=list)
-    added: list[str] = field(default_factory=list)
-    pages: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)  # user metadata given to every page
-    updated: list[str] = field(default_factory=list)
-
-    def push(self, source: _Source, page: Any) -> None:
-        """Queue one rendered page for encoding."""
-        stored = self.index.store_image(page.page_id, page.image)
-        meta = {**dict(page.metadata), **self.metadata}
-        source.pages.append(NewPage(page.page_id, page.page, page.text, stored, meta))
-        source.kind = source.kind or str(page.metadata.get("kind", ""))
-        item = page.text if self.encoder.input == "text" else page.image
-        self.buffer.append((source, item))
-        if len(self.buffer) >= self.batch:
-            self.flush()
-
-    def flush(self) -> None:
-        """Encode the buffered pages, then commit every source that is complete."""
-        if self.buffer:
-            items = [item for _, item in self.buffer]
-            owners = [src for src, _ in self.buffer]
-            self.buffer = []
-            try:
-                vectors = self.encoder.encode_pages(items)
-            except Exception as exc:  # noqa: BLE001 - reported per source, the batch goes on
-                for src in dict.fromkeys(owners):
-                    self.fail(src, f"{src.path}: encoding failed: {type(exc).__name__}: {exc}")
-            else:
-                for src, vec in zip(owners, vectors):
-                    src.vectors.append(vec)
-        self.commit_ready()
-
-    def commit_ready(self) -> None:
-        """Commit, in order, the sources whose pages are all rendered and encoded."""
-        while self.open_sources:
-            src = self.open_sources[0]
-            if src.failed:
-                self.open_sources.pop(0)
-                continue
-            if not (src.rendered and len(src.vectors) == len(src.pages)):
-                return
-            self.open_sources.pop(0)
-            if not src.pages:
-                self.failures.append(Failure(src.path, f"{src.path}: no pages"))
-                continue
-            vectors = _stack(self.encoder, src.vectors)
-            try:
-                self.index.add_source(src.path, src.digest, src.kind, src.pages, vectors)
-            except Exception as exc:  # noqa: BLE001
-                self.fail(src, f"{src.path}: could not be committed: {type(exc).__name__}: {exc}")
-                continue
-            self.added.append(src.path)
-            self.pages += len(src.pages)
-            if src.replaces:
-                self.updated.append(src.path)
-
-    def fail(self, src: _Source, message: str) -> None:
-        """Drop a source from the run and record why."""
-        if not src.failed:
-            src.failed = True
-            self.failures.append(Failure(src.path, message))
-            logger.warning("%s", message)
-        self.buffer = [(s, item) for s, item in self.buffer if s is not src]
-
-
-def _stack(encoder: Encoder, vectors: list[Any]) -> Any:
-    if encoder.kind == "single":
-        import numpy as np
-
-        return np.stack(vectors).astype("float32")  # (pages, dim)
-    return vectors
 
 
 def index_sources(
@@ -132,6 +38,7 @@ def index_sources(
     allow_private: bool = False,
     workers: int | None = None,
     limits: Limits | None = None,
+    commit_pages: int = COMMIT_PAGES,
 ) -> AddReport:
     """Render, embed and commit every file under `sources`; one bad file never stops the rest.
 
@@ -151,13 +58,15 @@ def index_sources(
         allow_private: Web pages may reach loopback, private and link-local addresses.
         workers: Processes rendering PDF pages (None: one per CPU; 0: render in this process).
         limits: Per-source limits (`ingest.Limits`; None: its defaults); a source over one fails.
+        commit_pages: Encoded sources are committed together (one transaction, one engine shard)
+            once they hold this many pages, and at the end (1: each source on its own).
 
     Returns:
         What was added, updated, skipped and failed.
     """
     import ingest
 
-    run = _Run(encoder, index, _batch_size(encoder), metadata=dict(metadata or {}))
+    run = IndexRun(encoder, index, _batch_size(encoder), _check_commit_pages(commit_pages), metadata=dict(metadata or {}))
     files: list[Path] = []
     for source in sources:
         try:
@@ -170,8 +79,8 @@ def index_sources(
     if dpi is not None:
         render_options["dpi"] = dpi
     bar = _progress_bar(len(files), progress)
-    pending: list[tuple[Path, _Source]] = []  # files to render, after the skip checks
-    web: list[tuple[Any, _Source | None]] = []  # URLs and .html files, for the shared browser
+    pending: list[tuple[Path, PendingSource]] = []  # files to render, after the skip checks
+    web: list[tuple[Any, PendingSource | None]] = []  # URLs and .html files, for the shared browser
     for file in files:
         path = str(file)
         if ingest.is_url(file):
@@ -191,22 +100,22 @@ def index_sources(
             bar.update(1)
             continue
         seen.add(digest)
-        src = _Source(path, digest, replaces=live is not None)
+        src = PendingSource(path, digest, replaces=live is not None)
         (web if Path(file).suffix.lower() in ingest.WEB_EXTENSIONS else pending).append((file, src))
     web_results = _render_web(web, allow_private)  # web pages load in the background meanwhile
     _render_files(run, pending, render_options, workers, bar)
     for (_, src), result in zip(web, web_results):
         _add_web_result(run, src, result, skipped, seen)
         bar.update(1)
-    run.flush()
+    run.finish()
     bar.set_postfix(pages=run.pages, failed=len(run.failures))
     bar.close()
     return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures), tuple(run.updated))
 
 
 def _render_files(
-    run: _Run,
-    pending: list[tuple[Path, _Source]],
+    run: IndexRun,
+    pending: list[tuple[Path, PendingSource]],
     render_options: dict[str, Any],
     workers: int | None,
     bar: Any,
@@ -236,10 +145,10 @@ def _render_files(
             src.rendered = True
             run.commit_ready()
             bar.update(1)
-            bar.set_postfix(pages=run.pages + len(run.buffer), failed=len(run.failures))
+            bar.set_postfix(pages=run.seen_pages(), failed=len(run.failures))
 
 
-def _render_web(web: list[tuple[Any, _Source | None]], allow_private: bool) -> Iterator[Any]:
+def _render_web(web: list[tuple[Any, PendingSource | None]], allow_private: bool) -> Iterator[Any]:
     """Start rendering URLs and .html files with the shared browser, in parallel; results in order."""
     import ingest
 
@@ -249,7 +158,7 @@ def _render_web(web: list[tuple[Any, _Source | None]], allow_private: bool) -> I
 
 
 def _add_web_result(
-    run: _Run, src: _Source | None, result: Any, skipped: list[str], seen: set[str]
+    run: IndexRun, src: PendingSource | None, result: Any, skipped: list[str], seen: set[str]
 ) -> None:
     """Queue a rendered web page's tiles and commit it.
 
@@ -267,7 +176,7 @@ def _add_web_result(
             skipped.append(result.source)
             return
         seen.add(digest)
-        src = _Source(result.source, digest, replaces=live is not None)
+        src = PendingSource(result.source, digest, replaces=live is not None)
     run.open_sources.append(src)
     for page in result.pages:
         run.push(src, page)
@@ -282,35 +191,45 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, unit="file", desc="indexing", disable=None if enabled else True, dynamic_ncols=True)
 
 
+def _check_commit_pages(commit_pages: int) -> int:
+    if isinstance(commit_pages, bool) or not isinstance(commit_pages, int) or commit_pages < 1:
+        raise ValueError(f"commit_pages must be an integer >= 1, got {commit_pages!r}")
+    return commit_pages
+
+
 def _batch_size(encoder: Encoder) -> int:
     return TEXT_BATCH if encoder.input == "text" else max(1, int(getattr(encoder, "batch_size", 8)))
 
 
 def index_pages(
-    encoder: Encoder, index: PageIndex, sources: Iterable[tuple[str, str, Iterable[Any]]]
+    encoder: Encoder,
+    index: PageIndex,
+    sources: Iterable[tuple[str, str, Iterable[Any]]],
+    commit_pages: int = COMMIT_PAGES,
 ) -> AddReport:
-    """Embed and commit pages already in memory (a dataset's images), source by source.
+    """Embed and commit pages already in memory (a dataset's images), sources in groups.
 
     Args:
         encoder: The encoder the index was built with.
         index: The open index directory.
         sources: (path, digest, pages) for each source: the name hits will show, a digest of its
             content (a source whose digest is indexed is skipped) and its `ingest.Page` records.
+        commit_pages: Pages per commit (see `index_sources`).
 
     Returns:
         What was added, skipped and failed.
     """
-    run = _Run(encoder, index, _batch_size(encoder))
+    run = IndexRun(encoder, index, _batch_size(encoder), _check_commit_pages(commit_pages))
     skipped: list[str] = []
     for path, digest, pages in sources:
         if index.has_source(digest):
             skipped.append(path)
             continue
-        src = _Source(path, digest)
+        src = PendingSource(path, digest)
         run.open_sources.append(src)
         for page in pages:
             run.push(src, page)
         src.rendered = True
         run.commit_ready()
-    run.flush()
+    run.finish()
     return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures))

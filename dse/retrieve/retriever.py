@@ -13,11 +13,14 @@ from dse.indexes.filters import compile_where
 from dse.indexes.store import DEFAULT_IMAGE_SIZE, DeleteReport, PageIndex, ScoredPage
 from dse.retrieve.results import AddReport, Hit
 from dse.retrieve.hybrid import FUSION_DEPTH, MODES, RRF_K, check_fusion, fuse
+from dse.retrieve.lazy_encoder import EncoderLoader, encoder_from_manifest
 from dse.retrieve.rerank import Candidate, Reranker, check_rerank
 from dse.retrieve.rerank import rerank as rerank_hits
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
+
+__all__ = ["Retriever", "encoder_from_manifest"]
 
 
 class Retriever:
@@ -29,10 +32,35 @@ class Retriever:
         >>> r.search("revenue by segment", k=3)
     """
 
-    def __init__(self, encoder: Encoder, index: PageIndex) -> None:
-        index.manifest.check_encoder(encoder.describe())
-        self.encoder = encoder
+    def __init__(self, encoder: Encoder | None, index: PageIndex, **encoder_options: Any) -> None:
+        """Compose an encoder and an open index directory.
+
+        Args:
+            encoder: The encoder; it must match the one the index was built with
+                (EncoderMismatchError otherwise). None: that one, loaded from the manifest the
+                first time queries or pages are embedded (text search, info, delete and sync
+                never load it).
+            index: The open index.
+            **encoder_options: With `encoder=None`: options such as `device` or `batch_size`
+                that do not change the vectors (checked now, against the manifest).
+        """
+        if encoder is not None and encoder_options:
+            raise TypeError(f"encoder options ({', '.join(sorted(encoder_options))}) apply only with encoder=None")
+        self._loader: EncoderLoader | None = None
+        if encoder is None:
+            self._loader = EncoderLoader(index.manifest, **encoder_options)
+        else:
+            index.manifest.check_encoder(encoder.describe())
+        self._encoder = encoder
         self.index = index
+
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder; when the index was opened without one, loaded from its manifest on first use."""
+        if self._encoder is None:
+            assert self._loader is not None  # set by __init__ whenever no encoder was given
+            self._encoder = self._loader.get()
+        return self._encoder
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -70,15 +98,14 @@ class Retriever:
         Args:
             directory: The index.
             encoder: The encoder to use; it must match the one the index was built with
-                (EncoderMismatchError otherwise). None: load that one from the manifest.
+                (EncoderMismatchError otherwise). None: that one, loaded from the manifest on
+                first use (a text search never loads it).
             **encoder_options: With `encoder=None`: options such as `device` or `batch_size`
                 that do not change the vectors.
         """
         index = PageIndex.open(directory)
         try:
-            if encoder is None:
-                encoder = encoder_from_manifest(index.manifest.encoder, **encoder_options)
-            return cls(encoder, index)
+            return cls(encoder, index, **(encoder_options if encoder is None else {}))
         except BaseException:
             index.close()
             raise
@@ -108,6 +135,7 @@ class Retriever:
         allow_private: bool = False,
         workers: int | None = None,
         limits: Limits | None = None,
+        commit_pages: int | None = None,
     ) -> AddReport:
         """Index files, folders and web pages (http(s) URLs); already indexed sources are skipped.
 
@@ -126,6 +154,9 @@ class Retriever:
                 0: render in this process).
             limits: `ingest.Limits` on each source (pages, file size, image pixels, office
                 conversion time); None: its defaults. A source over a limit fails, named.
+            commit_pages: Encoded sources are committed together (one transaction, one shard of
+                the index) once they hold this many pages, and at the end; a killed run loses
+                at most that group. None: 1024; 1: every source on its own.
         """
         from dse.indexes.filters import check_metadata
         from dse.retrieve.indexing import index_sources
@@ -133,9 +164,10 @@ class Retriever:
         if isinstance(sources, (str, Path)):
             sources = [sources]
         meta = check_metadata(metadata)
+        group = {} if commit_pages is None else {"commit_pages": commit_pages}
         return index_sources(
             self.encoder, self.index, sources, dpi=dpi, password=password, progress=progress, metadata=meta,
-            allow_private=allow_private, workers=workers, limits=limits,
+            allow_private=allow_private, workers=workers, limits=limits, **group,
         )
 
     def delete(self, page_ids: Iterable[str] = (), sources: Iterable[str | Path] = ()) -> DeleteReport:
@@ -216,14 +248,15 @@ class Retriever:
 
     def _mode(self, mode: str | None) -> str:
         """The search mode, checked against what this index holds."""
-        text_index = self.encoder.kind == "text"
+        built = self.index.manifest.encoder  # not self.encoder: a text search must not load a model
+        text_index = built["kind"] == "text"
         if mode is None:
             return "text" if text_index else "visual"
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         if text_index and mode != "text":
             raise ValueError(f"mode {mode!r} needs a visual index; {self.index.directory} was built with "
-                             f"{self.encoder.name or 'bm25'} (text only): use mode='text'")
+                             f"{built.get('name') or 'bm25'} (text only): use mode='text'")
         return mode
 
     def _first_stage(
@@ -271,17 +304,3 @@ def _hits(scored: Sequence[ScoredPage], drop_zero: bool) -> list[Hit]:
         Hit(sp.record.page_id, sp.record.source, sp.record.page, sp.score, rank, sp.record.metadata)
         for rank, sp in enumerate(kept, start=1)
     ]
-
-
-def encoder_from_manifest(description: Mapping[str, Any], **runtime_options: Any) -> Encoder:
-    """Load the encoder an index was built with, from its manifest entry.
-
-    Args:
-        description: The manifest's `encoder` entry.
-        **runtime_options: Options that do not change the vectors (device, batch_size).
-    """
-    from dse.encoders.registry import load_encoder
-
-    options = dict(description.get("options") or {})
-    options.update(runtime_options)
-    return load_encoder(description["name"], model=description.get("model"), **options)

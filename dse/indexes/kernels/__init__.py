@@ -1,4 +1,4 @@
-"""Compiled (numba) kernels for quantized search: Hamming-MaxSim, quantized MaxSim, Hamming scan."""
+"""Compiled (numba) kernels for quantized search: Hamming-MaxSim, quantized MaxSim, Hamming scan, list scans."""
 
 from dse.indexes.kernels.hamming import (
     hamming_maxsim,
@@ -8,5 +8,9 @@ from dse.indexes.kernels.hamming import (
     maxsim_rows,
     top_hamming,
 )
+from dse.indexes.kernels.lists import dot_rows, hamming_spans, int8_spans
 
-__all__ = ["hamming_maxsim", "hamming_scores", "int8_scores", "kmeans_pages", "maxsim_rows", "top_hamming"]
+__all__ = [
+    "dot_rows", "hamming_maxsim", "hamming_scores", "hamming_spans", "int8_scores", "int8_spans", "kmeans_pages",
+    "maxsim_rows", "top_hamming",
+]

@@ -27,55 +27,78 @@ def _popcount(typingctx, x):  # noqa: ANN001, ANN202 - numba intrinsic signature
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _hamming_maxsim(q_bits, q_offsets, bits, offsets, pages, dim):  # noqa: ANN001, ANN202
+def _hamming_maxsim(q_t, q_offsets, bits, offsets, pages, dim):  # noqa: ANN001, ANN202
+    # q_t: (words, query_tokens), transposed so the inner loop runs over query tokens (SIMD popcount)
+    words, n_tokens = q_t.shape
     n_queries = len(q_offsets) - 1
-    words = bits.shape[1]
     out = np.zeros((n_queries, len(pages)), np.int32)  # (nq, m)
     for pi in prange(len(pages)):
         p = pages[pi]
         t0, t1 = offsets[p], offsets[p + 1]
         if t1 == t0:
             continue
+        best = np.full(n_tokens, words * 64, np.int64)  # (query_tokens,) least distance so far
+        if words == 2:
+            for j in range(t0, t1):
+                b0, b1 = bits[j, 0], bits[j, 1]
+                for i in range(n_tokens):
+                    best[i] = min(best[i], _popcount(q_t[0, i] ^ b0) + _popcount(q_t[1, i] ^ b1))
+        else:
+            h = np.empty(n_tokens, np.int64)  # (query_tokens,)
+            for j in range(t0, t1):
+                h[:] = 0
+                for w in range(words):
+                    b = bits[j, w]
+                    for i in range(n_tokens):
+                        h[i] += _popcount(q_t[w, i] ^ b)
+                for i in range(n_tokens):
+                    best[i] = min(best[i], h[i])
         for qi in range(n_queries):
             total = 0
             for i in range(q_offsets[qi], q_offsets[qi + 1]):
-                best = np.int64(words * 64)
-                if words == 2:
-                    a0, a1 = q_bits[i, 0], q_bits[i, 1]
-                    for j in range(t0, t1):
-                        h = _popcount(a0 ^ bits[j, 0]) + _popcount(a1 ^ bits[j, 1])
-                        best = min(best, h)
-                else:
-                    for j in range(t0, t1):
-                        h = np.int64(0)
-                        for w in range(words):
-                            h += _popcount(q_bits[i, w] ^ bits[j, w])
-                        best = min(best, h)
-                total += dim - 2 * best
+                total += dim - 2 * best[i]
             out[qi, pi] = total
     return out
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def _maxsim_rows(q, q_offsets, tokens, scales, offsets, pages):  # noqa: ANN001, ANN202
+    # each page token is converted to float32 once, then dotted with 4 query tokens at a time
     n_queries = len(q_offsets) - 1
-    dim = q.shape[1]
+    n_tokens, dim = q.shape
     out = np.zeros((n_queries, len(pages)), np.float32)  # (nq, m)
     for pi in prange(len(pages)):
         p = pages[pi]
         t0, t1 = offsets[p], offsets[p + 1]
         if t1 == t0:
             continue
+        best = np.full(n_tokens, -np.inf, np.float32)  # (query_tokens,)
+        row = np.empty(dim, np.float32)  # (dim,)
+        for j in range(t0, t1):
+            for d in range(dim):
+                row[d] = np.float32(tokens[j, d])
+            s = scales[j]
+            for i in range(0, n_tokens - 3, 4):
+                a0 = a1 = a2 = a3 = np.float32(0.0)
+                for d in range(dim):
+                    x = row[d]
+                    a0 += q[i, d] * x
+                    a1 += q[i + 1, d] * x
+                    a2 += q[i + 2, d] * x
+                    a3 += q[i + 3, d] * x
+                best[i] = max(best[i], a0 * s)
+                best[i + 1] = max(best[i + 1], a1 * s)
+                best[i + 2] = max(best[i + 2], a2 * s)
+                best[i + 3] = max(best[i + 3], a3 * s)
+            for i in range(n_tokens - n_tokens % 4, n_tokens):
+                acc = np.float32(0.0)
+                for d in range(dim):
+                    acc += q[i, d] * row[d]
+                best[i] = max(best[i], acc * s)
         for qi in range(n_queries):
             total = np.float32(0.0)
             for i in range(q_offsets[qi], q_offsets[qi + 1]):
-                best = np.float32(-np.inf)
-                for j in range(t0, t1):
-                    acc = np.float32(0.0)
-                    for d in range(dim):
-                        acc += q[i, d] * np.float32(tokens[j, d])
-                    best = max(best, acc * scales[j])
-                total += best
+                total += best[i]
             out[qi, pi] = total
     return out
 
@@ -132,7 +155,7 @@ def hamming_maxsim(
     if q_bits.shape[1] != bits.shape[1]:
         raise ValueError(f"query codes have {q_bits.shape[1]} words, page codes {bits.shape[1]}")
     return _hamming_maxsim(
-        np.ascontiguousarray(q_bits), np.ascontiguousarray(q_offsets, dtype=np.int64), np.asarray(bits),
+        np.ascontiguousarray(np.asarray(q_bits).T), np.ascontiguousarray(q_offsets, dtype=np.int64), np.asarray(bits),
         np.asarray(offsets, dtype=np.int64), _pages(pages, len(offsets) - 1), int(dim),
     )
 

@@ -1,0 +1,164 @@
+"""One indexing run's state: pages waiting for the encoder, sources ready to commit, the report.
+
+A source whose last page is encoded is *ready*; ready sources are committed together, in order,
+in one transaction (one engine shard) once they hold `commit_pages` pages, and at the end of the
+run. If a group's commit fails, its sources are committed one by one, so only a bad source fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from dse.encoders.base import Encoder
+from dse.indexes.catalogue import NewPage, NewSource
+from dse.indexes.store import PageIndex
+from dse.retrieve.results import Failure
+
+logger = logging.getLogger(__name__)
+
+TEXT_BATCH = 256  # pages a text encoder tokenises at once
+# Pages per commit (one engine shard each). 1024 = 4x the 256 pages from which a cascade shard
+# trains its codebook and inverted lists, so every full group gets them; 100k pages make ~100
+# shards, not one per document. The cost: a killed run redoes at most ~1024 pages, and the
+# ready vectors wait in memory (multi-vector: ~1024 x 750 tokens x 128 x 4 B ~ 0.4 GB).
+COMMIT_PAGES = 1024
+
+
+@dataclass
+class PendingSource:
+    """A source being indexed: its pages (images stored), and their vectors as they are encoded."""
+
+    path: str
+    digest: str
+    kind: str = ""
+    pages: list[NewPage] = field(default_factory=list)
+    vectors: list[Any] = field(default_factory=list)
+    rendered: bool = False
+    failed: bool = False
+    replaces: bool = False  # an older version of this path is indexed: committing replaces it
+
+
+@dataclass
+class IndexRun:
+    """The state of one `index_sources` / `index_pages` call and what it reports."""
+
+    encoder: Encoder
+    index: PageIndex
+    batch: int
+    commit_pages: int = COMMIT_PAGES
+    buffer: list[tuple[PendingSource, Any]] = field(default_factory=list)  # (source, encoder input)
+    open_sources: list[PendingSource] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    pages: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)  # user metadata given to every page
+    updated: list[str] = field(default_factory=list)
+    ready: list[PendingSource] = field(default_factory=list)  # encoded, not yet committed, in order
+    ready_pages: int = 0
+
+    def push(self, source: PendingSource, page: Any) -> None:
+        """Queue one rendered page for encoding."""
+        stored = self.index.store_image(page.page_id, page.image)
+        meta = {**dict(page.metadata), **self.metadata}
+        source.pages.append(NewPage(page.page_id, page.page, page.text, stored, meta))
+        source.kind = source.kind or str(page.metadata.get("kind", ""))
+        item = page.text if self.encoder.input == "text" else page.image
+        self.buffer.append((source, item))
+        if len(self.buffer) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Encode the buffered pages, then move the complete sources to the ready group."""
+        if self.buffer:
+            items = [item for _, item in self.buffer]
+            owners = [src for src, _ in self.buffer]
+            self.buffer = []
+            try:
+                vectors = self.encoder.encode_pages(items)
+            except Exception as exc:  # noqa: BLE001 - reported per source, the batch goes on
+                for src in dict.fromkeys(owners):
+                    self.fail(src, f"{src.path}: encoding failed: {type(exc).__name__}: {exc}")
+            else:
+                for src, vec in zip(owners, vectors):
+                    src.vectors.append(vec)
+        self.commit_ready()
+
+    def finish(self) -> None:
+        """End of a run: encode what is buffered and commit every ready source."""
+        self.flush()
+        self.commit_group()
+
+    def seen_pages(self) -> int:
+        """Pages committed, ready to commit or waiting for the encoder (for the progress bar)."""
+        return self.pages + self.ready_pages + len(self.buffer)
+
+    def commit_ready(self) -> None:
+        """Move the sources whose pages are all encoded to the ready group, in order; commit the
+        group once it holds `commit_pages` pages."""
+        while self.open_sources:
+            src = self.open_sources[0]
+            if src.failed:
+                self.open_sources.pop(0)
+                continue
+            if not (src.rendered and len(src.vectors) == len(src.pages)):
+                break
+            self.open_sources.pop(0)
+            if not src.pages:
+                self.failures.append(Failure(src.path, f"{src.path}: no pages"))
+                continue
+            self.ready.append(src)
+            self.ready_pages += len(src.pages)
+            if self.ready_pages >= self.commit_pages:
+                self.commit_group()
+
+    def commit_group(self) -> None:
+        """Commit the ready sources in one transaction; if that fails, one by one (only bad ones fail)."""
+        group, self.ready, self.ready_pages = self.ready, [], 0
+        if not group:
+            return
+        try:
+            self._add(group)
+        except Exception:  # noqa: BLE001 - retried source by source below, so the error is named
+            if len(group) == 1:
+                self._add_or_fail(group[0])
+            else:
+                logger.info("a group commit of %d sources failed; committing them one by one", len(group))
+                for src in group:
+                    self._add_or_fail(src)
+
+    def _add_or_fail(self, src: PendingSource) -> None:
+        try:
+            self._add([src])
+        except Exception as exc:  # noqa: BLE001
+            self.fail(src, f"{src.path}: could not be committed: {type(exc).__name__}: {exc}")
+
+    def _add(self, group: list[PendingSource]) -> None:
+        """Commit `group` (one shard, one transaction) and count it in the report."""
+        self.index.add_sources(
+            [NewSource(src.path, src.digest, src.kind, tuple(src.pages)) for src in group],
+            [stack_vectors(self.encoder, src.vectors) for src in group],
+        )
+        for src in group:
+            self.added.append(src.path)
+            self.pages += len(src.pages)
+            if src.replaces:
+                self.updated.append(src.path)
+
+    def fail(self, src: PendingSource, message: str) -> None:
+        """Drop a source from the run and record why."""
+        if not src.failed:
+            src.failed = True
+            self.failures.append(Failure(src.path, message))
+            logger.warning("%s", message)
+        self.buffer = [(s, item) for s, item in self.buffer if s is not src]
+
+
+def stack_vectors(encoder: Encoder, vectors: list[Any]) -> Any:
+    """One source's page vectors in the engine's input format."""
+    if encoder.kind == "single":
+        import numpy as np
+
+        return np.stack(vectors).astype("float32")  # (pages, dim)
+    return vectors
