@@ -140,11 +140,8 @@ class CascadeEngine(SegmentedEngine):
         return self._lists
 
     def _append(self, segment: Tiers) -> None:
-        self._lists = None
-        if segment.pages:
-            self._segments.append(segment)
-            self._starts.append(self._n)
-            self._n += segment.pages
+        self._lists = None  # the stacked lists are rebuilt on the next search
+        super()._append(segment)
 
     def add(self, vectors: Sequence[Any]) -> None:
         """Append pages, each a float32 (tokens_i, dim) array (pooled and encoded here).

@@ -98,12 +98,6 @@ class MaxSimEngine(SegmentedEngine):
             self._dim = dim
         return out
 
-    def _append(self, segment: _Segment) -> None:
-        if segment.pages:
-            self._segments.append(segment)
-            self._starts.append(self._n)
-            self._n += segment.pages
-
     def add(self, vectors: Sequence[Any]) -> None:
         """Append pages, each a float32 (tokens_i, dim) array.
 

@@ -250,6 +250,13 @@ class SegmentedEngine(ShardedEngine):
     def __len__(self) -> int:
         return self._n
 
+    def _append(self, segment: Any) -> None:
+        """Add a segment (anything with a `pages` count) after the last one; empty ones are dropped."""
+        if segment.pages:
+            self._segments.append(segment)
+            self._starts.append(self._n)
+            self._n += segment.pages
+
     def _saved(self, directory: Path, number: int, start: int, stop: int) -> None:
         """Swap the in-memory pages just saved for memory maps of their shard."""
         while self._segments and self._starts[-1] >= start:
