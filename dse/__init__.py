@@ -16,13 +16,16 @@ __version__ = "0.1.0"
 from dse.encoders import Encoder, ModelLoadError, list_encoders, load_encoder, register_encoder  # noqa: E402
 from dse.indexes.manifest import EncoderMismatchError, IndexFormatError  # noqa: E402
 from dse.retrieve import AddReport, Failure, Hit, Retriever  # noqa: E402
+from dse.serve.client import Client, RemoteError  # noqa: E402
 
 __all__ = [
     "AddReport",
+    "Client",
     "Encoder",
     "EncoderMismatchError",
     "Failure",
     "Hit",
+    "RemoteError",
     "IndexFormatError",
     "ModelLoadError",
     "Retriever",

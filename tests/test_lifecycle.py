@@ -100,7 +100,9 @@ def test_refresh_sees_other_writers(tmp_path: Path) -> None:
     reader = PageIndex.open(tmp_path / "idx")
     b = _add(writer, "b", 3, rng)
     writer.delete(sources=["a.pdf"])
-    assert _ids(reader, b[:1]) == []  # the reader's snapshot has a's rows only, now deleted
+    # the reader answers from the committed state it loaded (a's pages) until it refreshes: never
+    # from a mix of two states (a deleted but b not yet loaded)
+    assert _ids(reader, b[:1]) == ["a-p1", "a-p2"]
     assert reader.refresh() == 3 and _ids(reader, a[:1]) == ["b-p1", "b-p2", "b-p3"]
     _add(reader, "c", 1, rng)  # a second handle can write too (one at a time), then the first catches up
     _add(writer, "d", 1, rng)

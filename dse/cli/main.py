@@ -10,7 +10,8 @@ from typing import Sequence
 from dse.cli.common import CLIError
 
 # modules with a `register(subparsers)` function; each sets `func` on its parser
-COMMAND_MODULES = ("dse.cli.index", "dse.cli.search", "dse.cli.info", "dse.cli.eval", "dse.cli.delete")
+COMMAND_MODULES = ("dse.cli.index", "dse.cli.search", "dse.cli.info", "dse.cli.eval", "dse.cli.delete",
+                   "dse.cli.serve", "dse.cli.mcp")
 
 
 def build_parser() -> argparse.ArgumentParser:

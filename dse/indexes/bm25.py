@@ -45,6 +45,7 @@ class BM25Engine(ShardedEngine):
         self._docs: list[list[str]] = []
         self._model: Any = None  # bm25s.BM25, None when stale
         self._vocab: dict[str, int] = {}
+        self._built: tuple[Any, dict[str, int]] = (None, {})
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -71,6 +72,14 @@ class BM25Engine(ShardedEngine):
             self._docs.extend(docs)
             self._model = None
 
+    def _copy_containers(self) -> None:
+        self._docs = list(self._docs)
+
+    def prepare(self) -> None:
+        """Build the bm25s model now (it is otherwise built by the first search after an add)."""
+        if self._model is None and self._docs:
+            self._build()
+
     def _build(self) -> None:
         """(Re)build the bm25s model from all token lists."""
         import bm25s
@@ -80,6 +89,7 @@ class BM25Engine(ShardedEngine):
         model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         if vocab:
             model.index((ids, vocab), create_empty_token=False, show_progress=False)
+        self._built = (model, vocab)
         self._model, self._vocab = model, vocab
 
     def scores(self, queries: Sequence[Sequence[str]]) -> np.ndarray:
@@ -87,11 +97,12 @@ class BM25Engine(ShardedEngine):
         qs = self._check(queries, "queries")
         if self._model is None:
             self._build()
+        model, vocab = self._built  # one consistent pair, even while another thread rebuilds
         out = np.zeros((len(qs), len(self._docs)), np.float32)  # (nq, n)
         for i, q in enumerate(qs):
-            ids = [self._vocab[t] for t in q if t in self._vocab]
+            ids = [vocab[t] for t in q if t in vocab]
             if ids:
-                out[i] = self._model.get_scores_from_ids(ids)  # (n,)
+                out[i] = model.get_scores_from_ids(ids)  # (n,)
         return out
 
     def search(

@@ -139,6 +139,11 @@ class CascadeEngine(SegmentedEngine):
             self._lists = cascade_ivf.stack(segments, self._dim or 0)
         return self._lists
 
+    def prepare(self) -> None:
+        """Stack the inverted lists now (the first search would)."""
+        if self._n:
+            self._stacked()
+
     def _append(self, segment: Tiers) -> None:
         self._lists = None  # the stacked lists are rebuilt on the next search
         super()._append(segment)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -129,13 +130,29 @@ class Catalogue:
 
     def __init__(self, directory: Path) -> None:
         self.path = Path(directory) / CATALOGUE_NAME
-        self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._local = threading.local()  # one SQLite connection per thread (sqlite3 binds them)
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        self._db.execute("PRAGMA journal_mode=WAL")  # persistent: set once, by the first opener
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version < SCHEMA_VERSION:
             self._upgrade()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection, opened on its first use (threads never share one)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError(f"{self.path}: the catalogue is closed")
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # explicit transactions
+            db.execute("PRAGMA busy_timeout=10000")
+            db.execute("PRAGMA synchronous=FULL")
+            with self._connections_lock:
+                self._connections.append(db)
+            self._local.db = db
+        return db
 
     def _upgrade(self) -> None:
         """Create the tables, or migrate a version-1 catalogue (one transaction)."""
@@ -155,8 +172,13 @@ class Catalogue:
             raise
 
     def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+        """Close every thread's connection (the catalogue cannot be used after)."""
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+        self._local = threading.local()
 
     def __len__(self) -> int:
         """Rows ever committed, deleted ones included (the engines hold exactly this many)."""
@@ -176,8 +198,29 @@ class Catalogue:
         return int(self._db.execute("SELECT COUNT(*) FROM sources WHERE deleted = 0").fetchone()[0])
 
     def data_version(self) -> int:
-        """A number that changes whenever another connection commits (SQLite `data_version`)."""
+        """A number that changes whenever another connection commits (SQLite `data_version`, per thread)."""
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def snapshot(self) -> tuple[int, list[int]]:
+        """(rows, tombstoned rows ascending), read in one transaction: one committed state."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            rows = int(db.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pages").fetchone()[0])
+            deleted = [r for (r,) in db.execute("SELECT row FROM pages WHERE deleted = 1 ORDER BY row")]
+        finally:
+            db.execute("COMMIT")
+        return rows, deleted
+
+    def state_key(self) -> tuple[int, int]:
+        """(rows, deleted rows): changes with every commit that adds or deletes pages, the same in every thread.
+
+        Rows are never reused and tombstones never revert, so the pair only grows.
+        """
+        row = self._db.execute(
+            "SELECT (SELECT COALESCE(MAX(row) + 1, 0) FROM pages), (SELECT COUNT(*) FROM pages WHERE deleted = 1)"
+        ).fetchone()
+        return int(row[0]), int(row[1])
 
     def has_digest(self, digest: str) -> bool:
         """True if a live source with these exact bytes is indexed."""
@@ -272,11 +315,19 @@ class Catalogue:
         """Rows of deleted pages, ascending."""
         return [r for (r,) in self._db.execute("SELECT row FROM pages WHERE deleted = 1 ORDER BY row")]
 
-    def rows_where(self, condition: str, args: Sequence[Any]) -> list[int]:
-        """Live rows whose page matches an SQL condition over `p` (pages) and `s` (sources)."""
+    def rows_where(self, condition: str, args: Sequence[Any], live: bool = True) -> list[int]:
+        """Rows whose page matches an SQL condition over `p` (pages) and `s` (sources), ascending.
+
+        Args:
+            condition: The SQL condition (from `dse.indexes.filters.compile_where`).
+            args: Its parameters.
+            live: Only live rows; False: deleted ones too (a page's fields never change, so a
+                search applies the tombstones of its own committed state).
+        """
+        alive = "p.deleted = 0 AND " if live else ""
         cur = self._db.execute(
             f"SELECT p.row FROM pages p JOIN sources s ON s.source_id = p.source_id "
-            f"WHERE p.deleted = 0 AND ({condition}) ORDER BY p.row",
+            f"WHERE {alive}({condition}) ORDER BY p.row",
             list(args),
         )
         return [r for (r,) in cur]

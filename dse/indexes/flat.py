@@ -92,6 +92,12 @@ class FlatEngine(ShardedEngine):
             opts.update(M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search)
         return opts
 
+    def _copy_containers(self) -> None:
+        if self._index is not None:
+            import faiss
+
+            self._index = faiss.clone_index(self._index)  # FAISS appends in place: the copy holds every row
+
     def _new_index(self, dim: int) -> Any:
         import faiss
 

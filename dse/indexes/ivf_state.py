@@ -15,6 +15,8 @@ so a crash at any point never loses or corrupts a row.
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,6 +126,13 @@ class SegmentLists:
         if self.centroids is not None and labels is None:
             labels = ivf.assign(vectors, self.centroids)  # (rows,)
         self.labels.append(np.zeros(0, np.int32) if labels is None else labels)
+
+    def copy(self) -> "SegmentLists":
+        """A copy whose appends, pops and saves leave this one unchanged (label arrays shared)."""
+        other = copy.copy(self)
+        other.labels = list(self.labels)
+        other._shards = [None if s is None else copy.copy(s) for s in self._shards]
+        return other
 
     def pop(self) -> None:
         """Drop the last segment."""

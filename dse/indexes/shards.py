@@ -14,6 +14,8 @@ row `n` is rewritten to its first rows. `load` itself never writes, so read-only
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import re
 from abc import abstractmethod
@@ -132,6 +134,25 @@ class ShardedEngine(SearchEngine):
 
     def _saved(self, directory: Path, number: int, start: int, stop: int) -> None:
         """Called after rows `[start, stop)` were written as shard `number` (e.g. to memory-map them)."""
+
+    def snapshot(self: E) -> E:
+        """A copy that can be extended, added to and saved while this engine keeps serving searches.
+
+        Copy-on-write: the containers of rows are copied, the rows themselves (memory-mapped
+        shards, arrays never written in place) are shared. Searches on this engine stay valid and
+        unchanged whatever is done to the copy; swap the copy in once it is ready.
+        """
+        clone = copy.copy(self)
+        if self._disk is not None:
+            clone._disk = dataclasses.replace(self._disk)
+        clone._copy_containers()
+        return clone
+
+    def _copy_containers(self) -> None:
+        """On a fresh `copy.copy`: replace every container that adds or loads mutate by a copy of it."""
+
+    def prepare(self) -> None:
+        """Build what the first search would build lazily (so it is not paid by a reader)."""
 
     def save(self, directory: Path) -> None:
         """Append the rows not yet on disk as one new shard (nothing when all rows are saved).
@@ -256,6 +277,9 @@ class SegmentedEngine(ShardedEngine):
             self._segments.append(segment)
             self._starts.append(self._n)
             self._n += segment.pages
+
+    def _copy_containers(self) -> None:
+        self._segments, self._starts = list(self._segments), list(self._starts)
 
     def _saved(self, directory: Path, number: int, start: int, stop: int) -> None:
         """Swap the in-memory pages just saved for memory maps of their shard."""

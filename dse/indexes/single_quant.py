@@ -106,6 +106,15 @@ class QuantizedFlatEngine(ShardedEngine):
         """The IVF centroids, float32 (n_lists, dim), or None before training (or without lists)."""
         return self._lists.centroids
 
+    def _copy_containers(self) -> None:
+        self._vectors, self._codes, self._starts = list(self._vectors), list(self._codes), list(self._starts)
+        self._lists = self._lists.copy()
+
+    def prepare(self) -> None:
+        """Gather the codes in memory now (the first search would)."""
+        if self._n:
+            self._codes_resident()
+
     def _encode(self, vectors: np.ndarray) -> tuple[np.ndarray, ...]:
         return (pack_signs(vectors),) if self.mode == "binary" else int8_encode(vectors)
 

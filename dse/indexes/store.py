@@ -19,6 +19,7 @@ writer at a time holds the directory's lock.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,38 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class IndexView:
+    """One committed state of the index, as searches see it: engines, rows and tombstones together.
+
+    A view is never changed: commits and refreshes publish a new one, so a search that holds a
+    view answers from one committed state whatever is written meanwhile, and never waits for it.
+
+    Attributes:
+        engine: The visual (or, for a `bm25` index, the text) engine, holding `rows` rows.
+        text_engine: The BM25 text side (the same engine for a `bm25` index; None for old indexes).
+        rows: Rows committed in this state.
+        deleted: int64 (n_deleted,) tombstoned rows of this state, ascending.
+    """
+
+    engine: Any
+    text_engine: Any
+    rows: int
+    deleted: np.ndarray
+
+
+@dataclass(frozen=True)
 class ScoredPage:
     """A catalogued page with its score for one query."""
 
     record: PageRecord
     score: float
+
+
+def _prepare(engine: Any) -> None:
+    """Build an engine's lazy search structures before it is published (engines without `prepare` skip)."""
+    prepare = getattr(engine, "prepare", None)
+    if prepare is not None:
+        prepare()
 
 
 def _dse_version() -> str:
@@ -70,15 +98,43 @@ class PageIndex(IndexWriter):
     """
 
     def __init__(
-        self, directory: Path, manifest: Manifest, catalogue: Catalogue, engine: Any, text_engine: Any = None
+        self, directory: Path, manifest: Manifest, catalogue: Catalogue, engine: Any, text_engine: Any = None,
+        state: tuple[int, list[int]] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.manifest = manifest
         self.catalogue = catalogue
-        self.engine = engine
-        self.text_engine = engine if manifest.kind == "text" else text_engine
         self._tokenizer: Any = None
         self._masks = RowMasks(catalogue)
+        self._refresh_lock = threading.RLock()  # refreshes and this process's writes, one at a time
+        self._view = self._view_of(engine, engine if manifest.kind == "text" else text_engine, state)
+
+    # ---------------------------------------------------------------- committed state
+    @property
+    def engine(self) -> Any:
+        """The engine of the current view (read-only use: writes go through `add_sources`)."""
+        return self._view.engine
+
+    @property
+    def text_engine(self) -> Any:
+        """The BM25 text side of the current view."""
+        return self._view.text_engine
+
+    def view(self) -> IndexView:
+        """The committed state searches use now (pass it to `search`/`search_text` to pin one state)."""
+        return self._view
+
+    def _view_of(self, engine: Any, text_engine: Any, state: tuple[int, list[int]] | None = None) -> IndexView:
+        """A view of engines loaded at the catalogue state `state` (rows, tombstones; None: read it now).
+
+        Raises:
+            RuntimeError: the engines hold another number of rows than the state (a bug: every
+                caller loads them at the state's rows, or holds the writer lock).
+        """
+        rows, deleted = self.catalogue.snapshot() if state is None else state
+        if len(engine) != rows or (text_engine is not None and len(text_engine) != rows):
+            raise RuntimeError(f"{self.directory}: the engines hold {len(engine)} rows, the catalogue state {rows}")
+        return IndexView(engine, text_engine, rows, np.asarray(deleted, dtype=np.int64))
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -119,6 +175,9 @@ class PageIndex(IndexWriter):
             store["text"] = {"tokenizer": BM25Encoder().options(), "engine": text_engine.options()}
         manifest = Manifest(encoder=dict(encoder), engine=engine.options(), store=store, dse_version=_dse_version())
         write_manifest(directory, manifest)
+        engine.save(directory / VECTORS_DIR)  # no rows yet: binds the engines to their directories,
+        if text_engine is not None:  # as loading does, so copies of them append to the same shards
+            text_engine.save(directory / TEXT_DIR)
         return cls(directory, manifest, Catalogue(directory), engine, text_engine)
 
     @classmethod
@@ -127,8 +186,9 @@ class PageIndex(IndexWriter):
         directory = Path(directory)
         manifest = read_manifest(directory)
         catalogue = Catalogue(directory)
-        engine, text_engine = load_engines(directory, manifest, len(catalogue))
-        index = cls(directory, manifest, catalogue, engine, text_engine)
+        state = catalogue.snapshot()  # rows and tombstones of one committed state
+        engine, text_engine = load_engines(directory, manifest, state[0])
+        index = cls(directory, manifest, catalogue, engine, text_engine, state)
         counts = catalogue.counts()
         if manifest.pages != counts.pages or manifest.sources != counts.sources:
             index._repair_counts()
@@ -150,7 +210,7 @@ class PageIndex(IndexWriter):
         self.close()
 
     def __len__(self) -> int:
-        """Live pages (deleted ones excluded)."""
+        """Live pages committed (deleted ones excluded), from the catalogue."""
         return self.catalogue.counts().pages
 
     def counts(self) -> Counts:
@@ -158,23 +218,55 @@ class PageIndex(IndexWriter):
         return self.catalogue.counts()
 
     def refresh(self) -> int:
-        """Load the rows other processes committed since this index was opened; returns how many."""
-        rows, before = len(self.catalogue), len(self.engine)
-        if rows != before:
-            engines = [self.engine] + ([self.text_engine] if self.text_engine is not self.engine else [])
-            try:
-                if rows < before or not all(hasattr(e, "extend") for e in engines):
-                    raise ValueError("reload")
-                for engine in engines:
-                    engine.extend(rows)
-            except ValueError:
-                self._reload_engine()
-        self._masks.invalidate()
-        return rows - before
+        """Load what other processes committed since the current view; returns how many rows were added.
+
+        Thread-safe, and searches never wait for it: the new rows are read into copies of the
+        engines (sharing every row already loaded), which are prepared for searching and then
+        published as the next view. Deletions committed elsewhere become visible here too.
+        """
+        with self._refresh_lock:
+            old = self._view
+            if self.catalogue.state_key() == (old.rows, len(old.deleted)):
+                return 0
+            state = self.catalogue.snapshot()  # committed rows never change: load exactly these
+            engine, text_engine = self._extended(old, state[0])
+            self._view = self._view_of(engine, text_engine, state)
+            return self._view.rows - old.rows
+
+    def _extended(self, view: IndexView, rows: int) -> tuple[Any, Any]:
+        """Copies of the view's engines holding `rows` rows, ready to search (reloaded if they cannot extend)."""
+        if rows == view.rows:
+            return view.engine, view.text_engine
+        same = view.text_engine is view.engine
+        engines = [view.engine] + ([] if same or view.text_engine is None else [view.text_engine])
+        try:
+            if rows < view.rows or not all(hasattr(e, "snapshot") for e in engines):
+                raise ValueError("reload")
+            copies = [e.snapshot() for e in engines]
+            for e in copies:
+                e.extend(rows)
+        except ValueError:
+            copies = list(load_engines(self.directory, self.manifest, rows))
+            copies = copies[:1] if same or view.text_engine is None else copies
+        for e in copies:
+            _prepare(e)
+        engine = copies[0]
+        text_engine = engine if same else (copies[1] if len(copies) > 1 else None)
+        return engine, text_engine
 
     def _reload_engine(self) -> None:
         """Reload the engines from disk at the catalogue's row count (drops uncommitted rows)."""
-        self.engine, self.text_engine = load_engines(self.directory, self.manifest, len(self.catalogue))
+        with self._refresh_lock:
+            state = self.catalogue.snapshot()
+            engine, text_engine = load_engines(self.directory, self.manifest, state[0])
+            self._view = self._view_of(engine, text_engine, state)
+
+    def _publish(self, engine: Any, text_engine: Any) -> None:
+        """Make engines that hold every committed row the current view (under the refresh lock)."""
+        for e in {id(engine): engine, id(text_engine): text_engine}.values():
+            if e is not None:
+                _prepare(e)
+        self._view = self._view_of(engine, text_engine)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """BM25 tokens of texts (queries or pages) for the text side, as it was built."""
@@ -189,26 +281,31 @@ class PageIndex(IndexWriter):
         return self._tokenizer.encode_pages(list(texts))
 
     # ---------------------------------------------------------------- reading
-    def search(self, queries: Any, k: int, where: Mapping[str, Any] | None = None) -> list[list[ScoredPage]]:
+    def search(
+        self, queries: Any, k: int, where: Mapping[str, Any] | None = None, view: IndexView | None = None
+    ) -> list[list[ScoredPage]]:
         """Top-k live pages for each query (engine input format: vectors or token lists).
 
         Args:
             queries: Encoded queries.
             k: Depth; k pages come back when k pages match.
             where: Optional metadata filter (see `dse.indexes.filters`), applied before scoring.
+            view: The committed state to search (None: the current one).
         """
-        return self._scored(self.engine, queries, k, where)
+        view = view or self._view
+        return self._scored(view, view.engine, queries, k, where)
 
-    def allowed(self, where: Mapping[str, Any] | None = None) -> np.ndarray | None:
+    def allowed(self, where: Mapping[str, Any] | None = None, view: IndexView | None = None) -> np.ndarray | None:
         """Bool (n_rows,) mask of the engine rows a search may return (None: all of them)."""
-        return self._masks.allowed(len(self.engine), where)
+        view = view or self._view
+        return self._masks.allowed(view.rows, view.deleted, where)
 
     def _scored(
-        self, engine: Any, queries: Any, k: int, where: Mapping[str, Any] | None = None
+        self, view: IndexView, engine: Any, queries: Any, k: int, where: Mapping[str, Any] | None = None
     ) -> list[list[ScoredPage]]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        mask = self._masks.allowed(len(engine), where)  # (n_rows,) or None
+        mask = self._masks.allowed(view.rows, view.deleted, where)  # (n_rows,) or None
         if len(engine) == 0 or (mask is not None and not mask.any()):
             return [[] for _ in range(len(queries))]
         options = {} if mask is None else {"allowed": mask}
@@ -220,10 +317,11 @@ class PageIndex(IndexWriter):
         return out
 
     def search_text(
-        self, queries: Sequence[str], k: int, where: Mapping[str, Any] | None = None
+        self, queries: Sequence[str], k: int, where: Mapping[str, Any] | None = None, view: IndexView | None = None
     ) -> list[list[ScoredPage]]:
         """Top-k live pages by BM25 over the text layers, for each text query (score 0: no match)."""
-        return self._scored(self.text_engine, self.tokenize(queries), k, where)
+        view = view or self._view
+        return self._scored(view, view.text_engine, self.tokenize(queries), k, where)
 
     def page(self, page_id: str) -> PageRecord:
         """The catalogued page with this id."""

@@ -13,48 +13,43 @@ from dse.indexes.filters import FIELDS, FilterError, compile_where, json_path
 class RowMasks:
     """Builds the `allowed` bool masks that engines search under, from the catalogue.
 
-    The tombstone mask is cached until the catalogue changes (SQLite's `data_version` for
-    commits by other processes, `invalidate()` for this process's own). Masks have one entry
-    per engine row: rows the catalogue committed after the engines were loaded are ignored,
-    so a reader searches a consistent snapshot until it refreshes.
+    The tombstones come from the committed state being searched (`dse.indexes.store.IndexView`),
+    not from the catalogue as it is now, so an answer never mixes two states: a source updated
+    meanwhile is either its old pages or its new ones, never neither. A filter is matched against
+    every row (a page's fields never change), then the state's tombstones are removed. Safe to
+    share across threads (it keeps no state of its own).
     """
 
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
-        self._key: tuple[int, int] | None = None
-        self._deleted = np.zeros(0, np.int64)  # (n_deleted,) rows
 
     def invalidate(self) -> None:
-        """Forget cached tombstones (call after this process writes to the catalogue)."""
-        self._key = None
+        """Nothing is cached (kept for callers)."""
 
-    def allowed(self, n_rows: int, where: Mapping[str, Any] | None = None) -> np.ndarray | None:
+    def allowed(self, n_rows: int, deleted: np.ndarray, where: Mapping[str, Any] | None = None) -> np.ndarray | None:
         """Bool (n_rows,) mask of the rows a search may return, or None when every row may be.
+
+        Args:
+            n_rows: Rows of the state searched.
+            deleted: int64 (n_deleted,) tombstoned rows of that state.
+            where: The filter, or None.
 
         Raises:
             FilterError: a malformed filter, or a metadata key no live page has.
         """
         if where is None:
-            deleted = self._tombstones()
-            deleted = deleted[deleted < n_rows]  # (n_deleted',)
             if deleted.size == 0:
                 return None
             mask = np.ones(n_rows, dtype=bool)  # (n_rows,)
-            mask[deleted] = False
+            mask[deleted[deleted < n_rows]] = False
             return mask
         compiled = compile_where(where)
         self._check_keys(compiled.metadata_keys)
-        rows = np.fromiter(self.catalogue.rows_where(compiled.sql, compiled.args), dtype=np.int64)  # (m,)
+        rows = np.fromiter(self.catalogue.rows_where(compiled.sql, compiled.args, live=False), dtype=np.int64)  # (m,)
         mask = np.zeros(n_rows, dtype=bool)  # (n_rows,)
         mask[rows[rows < n_rows]] = True
+        mask[deleted[deleted < n_rows]] = False
         return mask
-
-    def _tombstones(self) -> np.ndarray:
-        key = (self.catalogue.data_version(), len(self.catalogue))
-        if key != self._key:
-            self._deleted = np.asarray(self.catalogue.deleted_rows(), dtype=np.int64)  # (n_deleted,)
-            self._key = key
-        return self._deleted
 
     def _check_keys(self, keys: tuple[str, ...]) -> None:
         """Raise FilterError for a metadata key that no live page records (a typo, most often)."""

@@ -60,7 +60,10 @@ class IndexWriter:
     engine: Any
     text_engine: Any
     _masks: RowMasks
+    _refresh_lock: Any
     refresh: Callable[[], int]
+    view: Callable[[], Any]
+    _publish: Callable[[Any, Any], None]
     tokenize: Callable[[Sequence[str]], list[list[str]]]
     _reload_engine: Callable[[], None]
 
@@ -122,20 +125,29 @@ class IndexWriter:
                 raise ValueError(f"{src.path}: {len(src.pages)} pages but {len(vecs)} vectors")
         if not sources:
             return []
-        with self._write_lock():
+        with self._refresh_lock, self._write_lock():
             self.refresh()  # another writer may have committed since we opened
             replaced = [image for src in sources for image in self.catalogue.images_of(src.path)]
+            view = self.view()
+            # copies: searches keep using the view's engines until the commit is published
+            engine = view.engine.snapshot() if hasattr(view.engine, "snapshot") else view.engine
+            text_engine = view.text_engine
+            if text_engine is view.engine:
+                text_engine = engine
+            elif text_engine is not None and hasattr(text_engine, "snapshot"):
+                text_engine = text_engine.snapshot()
             try:
-                self.engine.add(_concat(vectors))
-                self.engine.save(self.directory / VECTORS_DIR)
-                if self.text_engine is not self.engine:
-                    self.text_engine.add(self.tokenize([p.text for src in sources for p in src.pages]))
-                    self.text_engine.save(self.directory / TEXT_DIR)
+                engine.add(_concat(vectors))
+                engine.save(self.directory / VECTORS_DIR)
+                if text_engine is not engine:
+                    text_engine.add(self.tokenize([p.text for src in sources for p in src.pages]))
+                    text_engine.save(self.directory / TEXT_DIR)
                 rows = self.catalogue.commit_sources(sources)
             except BaseException:
-                self._reload_engine()  # drop the uncommitted rows from memory
+                if engine is view.engine or getattr(view.engine, "_disk", True) is None:
+                    self._reload_engine()  # engines without copies: drop the uncommitted rows
                 raise
-            self._masks.invalidate()
+            self._publish(engine, text_engine)
             self._write_counts()
         new_ids = {p.page_id for src in sources for p in src.pages}
         self._remove_images([image for page_id, image in replaced if page_id not in new_ids])
@@ -147,10 +159,12 @@ class IndexWriter:
         The pages' rows are tombstoned (never returned by a search again); their vectors stay
         in the shards, their stored images are removed.
         """
-        with self._write_lock():
+        with self._refresh_lock, self._write_lock():
+            self.refresh()
             before = self.catalogue.counts()
             records, missing = self.catalogue.delete(list(page_ids), list(sources))
-            self._masks.invalidate()
+            view = self.view()
+            self._publish(view.engine, view.text_engine)
             self._write_counts()
             after = self.catalogue.counts()
         self._remove_images([rec.image for rec in records])

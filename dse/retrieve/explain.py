@@ -103,10 +103,24 @@ def explain(retriever: Any, query: str, page_id: str, aggregate: str = "sum") ->
 
 def patch_heat(encoder: Any, query: str, image: Image.Image, aggregate: str = "sum") -> np.ndarray:
     """Aggregated query-patch similarity, float32 (rows, cols), for a ColPali-family encoder."""
-    import torch
-
     if aggregate not in AGGREGATES:
         raise ValueError(f"unknown aggregate {aggregate!r}; use one of {', '.join(AGGREGATES)}")
+    per_token = token_maps(encoder, query, image)  # (q_tokens, rows, cols)
+    heat = per_token.sum(axis=0) if aggregate == "sum" else per_token.max(axis=0)  # (rows, cols)
+    return heat.astype(np.float32)
+
+
+def query_tokens(encoder: Any, query: str) -> list[str]:
+    """The query's tokens as the encoder embeds them (one per row of `encode_queries`, `token_maps`)."""
+    batch = encoder.processor.process_queries([query])
+    ids = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()  # (q_tokens,)
+    return [str(t) for t in encoder.processor.tokenizer.convert_ids_to_tokens(ids)]
+
+
+def token_maps(encoder: Any, query: str, image: Image.Image) -> np.ndarray:
+    """Similarity of each query token with each patch of `image`, float32 (q_tokens, rows, cols)."""
+    import torch
+
     family = getattr(encoder, "family", None)
     if family not in GRID_FAMILIES:
         raise ValueError(
@@ -120,9 +134,7 @@ def patch_heat(encoder: Any, query: str, image: Image.Image, aggregate: str = "s
     rows, cols = _grid(encoder, batch, int(mask.sum()))
     patches = page[0].cpu().numpy()[mask].reshape(rows, cols, -1)  # (rows, cols, dim), row-major as the model
     q = encoder.encode_queries([query])[0]  # (q_tokens, dim)
-    per_token = np.einsum("nk,ijk->nij", q, patches)  # (q_tokens, rows, cols)
-    heat = per_token.sum(axis=0) if aggregate == "sum" else per_token.max(axis=0)  # (rows, cols)
-    return heat.astype(np.float32)
+    return np.einsum("nk,ijk->nij", q, patches).astype(np.float32)  # (q_tokens, rows, cols)
 
 
 def _grid(encoder: Any, batch: Any, n_tokens: int) -> tuple[int, int]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from dse.encoders.base import Encoder
 from dse.indexes.store import PageIndex
-from dse.retrieve.results import AddReport, Failure
+from dse.retrieve.results import AddReport, Failure, IndexProgress
 from dse.retrieve.run import COMMIT_PAGES, TEXT_BATCH, IndexRun, PendingSource
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ def index_sources(
     workers: int | None = None,
     limits: Limits | None = None,
     commit_pages: int = COMMIT_PAGES,
+    on_progress: Callable[[IndexProgress], None] | None = None,
 ) -> AddReport:
     """Render, embed and commit every file under `sources`; one bad file never stops the rest.
 
@@ -60,6 +61,7 @@ def index_sources(
         limits: Per-source limits (`ingest.Limits`; None: its defaults); a source over one fails.
         commit_pages: Encoded sources are committed together (one transaction, one engine shard)
             once they hold this many pages, and at the end (1: each source on its own).
+        on_progress: Called with an `IndexProgress` after each file (and at the end).
 
     Returns:
         What was added, updated, skipped and failed.
@@ -78,7 +80,7 @@ def index_sources(
     render_options: dict[str, Any] = {"password": password, "allow_private": allow_private, "limits": limits}
     if dpi is not None:
         render_options["dpi"] = dpi
-    bar = _progress_bar(len(files), progress)
+    bar = _progress_bar(len(files), progress, on_progress)
     pending: list[tuple[Path, PendingSource]] = []  # files to render, after the skip checks
     web: list[tuple[Any, PendingSource | None]] = []  # URLs and .html files, for the shared browser
     for file in files:
@@ -184,11 +186,39 @@ def _add_web_result(
     run.commit_ready()
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+def _progress_bar(total: int, enabled: bool, on_progress: Callable[[IndexProgress], None] | None = None) -> Any:
     from tqdm.auto import tqdm
 
     # disable=None: shown on a terminal only, so logs and CI output stay clean
-    return tqdm(total=total, unit="file", desc="indexing", disable=None if enabled else True, dynamic_ncols=True)
+    bar = tqdm(total=total, unit="file", desc="indexing", disable=None if enabled else True, dynamic_ncols=True)
+    return bar if on_progress is None else _ReportingBar(bar, total, on_progress)
+
+
+class _ReportingBar:
+    """A progress bar that also tells a callback (a server job) how far the run is."""
+
+    def __init__(self, bar: Any, total: int, on_progress: Callable[[IndexProgress], None]) -> None:
+        self._bar, self._on_progress = bar, on_progress
+        self._done, self._total, self._pages, self._failed = 0, total, 0, 0
+
+    def _report(self) -> None:
+        try:
+            self._on_progress(IndexProgress(self._done, self._total, self._pages, self._failed))
+        except Exception:  # noqa: BLE001 - a reporting error never stops indexing
+            logger.exception("progress callback failed")
+
+    def update(self, n: int = 1) -> None:
+        self._bar.update(n)
+        self._done += n
+        self._report()
+
+    def set_postfix(self, pages: int = 0, failed: int = 0) -> None:
+        self._bar.set_postfix(pages=pages, failed=failed)
+        self._pages, self._failed = pages, failed
+        self._report()
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _check_commit_pages(commit_pages: int) -> int:

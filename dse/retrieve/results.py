@@ -64,3 +64,20 @@ class AddReport:
     def ok(self) -> bool:
         """True unless sources failed and none was indexed or already present."""
         return not self.failures or bool(self.added or self.skipped)
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """How far an indexing run is (given to `Retriever.add(on_progress=...)` after each file).
+
+    Attributes:
+        files_done: Files rendered (or skipped, or failed) so far.
+        files_total: Files the run found under its sources.
+        pages: Pages committed, ready to commit or waiting for the encoder.
+        failed: Files that failed so far.
+    """
+
+    files_done: int
+    files_total: int
+    pages: int
+    failed: int

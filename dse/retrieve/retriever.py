@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from PIL import Image
 
 from dse.encoders.base import Encoder
 from dse.indexes.filters import compile_where
 from dse.indexes.store import DEFAULT_IMAGE_SIZE, DeleteReport, PageIndex, ScoredPage
-from dse.retrieve.results import AddReport, Hit
+from dse.retrieve.results import AddReport, Hit, IndexProgress
 from dse.retrieve.hybrid import FUSION_DEPTH, MODES, RRF_K, check_fusion, fuse
 from dse.retrieve.lazy_encoder import EncoderLoader, encoder_from_manifest
 from dse.retrieve.rerank import Candidate, Reranker, check_rerank
@@ -53,6 +53,9 @@ class Retriever:
             index.manifest.check_encoder(encoder.describe())
         self._encoder = encoder
         self.index = index
+        # Optional replacement of `encoder.encode_queries` (same input and output), e.g. the
+        # server's micro-batching, caching `dse.serve.batching.QueryBatcher`.
+        self.query_encoder: Callable[[list[str]], Any] | None = None
 
     @property
     def encoder(self) -> Encoder:
@@ -136,6 +139,7 @@ class Retriever:
         workers: int | None = None,
         limits: Limits | None = None,
         commit_pages: int | None = None,
+        on_progress: Callable[[IndexProgress], None] | None = None,
     ) -> AddReport:
         """Index files, folders and web pages (http(s) URLs); already indexed sources are skipped.
 
@@ -157,6 +161,7 @@ class Retriever:
             commit_pages: Encoded sources are committed together (one transaction, one shard of
                 the index) once they hold this many pages, and at the end; a killed run loses
                 at most that group. None: 1024; 1: every source on its own.
+            on_progress: Called with an `IndexProgress` after each file (e.g. a server's job).
         """
         from dse.indexes.filters import check_metadata
         from dse.retrieve.indexing import index_sources
@@ -167,7 +172,7 @@ class Retriever:
         group = {} if commit_pages is None else {"commit_pages": commit_pages}
         return index_sources(
             self.encoder, self.index, sources, dpi=dpi, password=password, progress=progress, metadata=meta,
-            allow_private=allow_private, workers=workers, limits=limits, **group,
+            allow_private=allow_private, workers=workers, limits=limits, on_progress=on_progress, **group,
         )
 
     def delete(self, page_ids: Iterable[str] = (), sources: Iterable[str | Path] = ()) -> DeleteReport:
@@ -267,12 +272,19 @@ class Retriever:
         if mode == "text":
             return [_hits(s, drop_zero=True) for s in self.index.search_text(queries, k, where)]
         deep = k if mode == "visual" else max(k, FUSION_DEPTH)
-        encoded = self.encoder.encode_queries(queries)
-        visual = [_hits(s, drop_zero=False) for s in self.index.search(encoded, deep, where)]
+        encoded = self.encode_queries(queries)
+        view = self.index.view()  # both sides of a hybrid search rank the same committed state
+        visual = [_hits(s, drop_zero=False) for s in self.index.search(encoded, deep, where, view=view)]
         if mode == "visual":
             return visual
-        text = [_hits(s, drop_zero=True) for s in self.index.search_text(queries, deep, where)]
+        text = [_hits(s, drop_zero=True) for s in self.index.search_text(queries, deep, where, view=view)]
         return [fuse(v, t, k, fusion=fusion, rrf_k=rrf_k, weight=weight) for v, t in zip(visual, text)]
+
+    def encode_queries(self, queries: list[str]) -> Any:
+        """The queries embedded by the index's encoder (through `query_encoder` when one is set)."""
+        if self.query_encoder is not None:
+            return self.query_encoder(queries)
+        return self.encoder.encode_queries(queries)
 
     def _candidate(self, hit: Hit) -> Candidate:
         """A first-stage hit with its page's text and a loader of its stored image."""

@@ -1,0 +1,218 @@
+"""`dse mcp`: an index's search as MCP tools over stdio (the official `mcp` SDK).
+
+Two tools over one `Retriever`:
+
+- `search_pages(query, k=5, mode=None, where=None)`: the ranking of `Retriever.search`, as
+  structured content (`SearchResults`) plus a readable text block.
+- `get_page_image(page_id)`: the stored page image, as PNG image content.
+
+A bad argument, filter or page id comes back as a tool error (`is_error`) with a message the
+caller can act on; the server keeps running. stdout carries the protocol only: logs go to stderr.
+
+Run: `dse mcp --index DIR` or `python -m dse.serve.mcp_server --index DIR`.
+"""
+
+# no `from __future__ import annotations`: the SDK reads the tools' signatures at registration
+
+import argparse
+import contextlib
+import io
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Annotated, Iterator, Literal, Sequence
+
+from pydantic import BaseModel, Field
+
+try:  # mcp 2.x
+    from mcp.server.mcpserver import Image, MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+except ImportError:  # mcp 1.x: the same API under its old name
+    from mcp.server.fastmcp import FastMCP as MCPServer  # type: ignore[no-redef]
+    from mcp.server.fastmcp import Image  # type: ignore[no-redef]
+    from mcp.server.fastmcp.exceptions import ToolError  # type: ignore[no-redef]
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+
+from dse.retrieve.retriever import Retriever
+from dse.serve.snippets import Snippet, snippet
+
+PAGE_ID_RE = re.compile(r"^[0-9a-f]{16}-p[0-9]{5,}$")
+MAX_K = 100
+MAX_QUERY_CHARS = 2000
+SNIPPET_CHARS = 200
+
+
+class PageHit(BaseModel):
+    """One page found: where it is, how it scored, and a piece of its text."""
+
+    page_id: str = Field(description="stable page id; pass it to get_page_image")
+    source: str = Field(description="path of the source file, as indexed")
+    source_name: str = Field(description="file name of the source")
+    page: int = Field(description="1-based page number within the source")
+    score: float = Field(description="similarity or BM25 score (higher is better)")
+    rank: int = Field(description="1-based rank")
+    snippet: str = Field(description="about 200 characters of the page's text around the query's terms")
+    highlights: list[tuple[int, int]] = Field(
+        default_factory=list, description="[start, end) offsets in snippet of the words matching a query term")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="facts recorded at ingest (kind, ...)")
+
+
+class SearchResults(BaseModel):
+    """The pages found for one query, best first."""
+
+    query: str
+    mode: str = Field(description="visual, text or hybrid: the ranking used")
+    hits: list[PageHit]
+
+
+def build_server(retriever: Retriever, name: str = "dse") -> MCPServer:
+    """The MCP server offering `search_pages` and `get_page_image` over `retriever`.
+
+    Calls are serialised on one lock (the retriever is shared) and each first picks up pages that
+    another process (e.g. `dse index`) committed since the last call.
+    """
+    lock = threading.Lock()
+    built = retriever.index.manifest.encoder
+    text_only = built.get("kind") == "text"
+    modes = "text" if text_only else "visual, text or hybrid"
+    instructions = (
+        f"Searches the {len(retriever)} pages of the document index {retriever.index.directory} "
+        f"(encoder {built.get('name')}; modes: {modes}). Call search_pages with a question, then "
+        "get_page_image with a hit's page_id to look at the page itself."
+    )
+    server = MCPServer(name, instructions=instructions)
+
+    @contextlib.contextmanager
+    def using() -> Iterator[Retriever]:
+        """The retriever, refreshed, for one call; anticipated failures become tool errors."""
+        with lock, contextlib.redirect_stdout(sys.stderr):
+            try:
+                retriever.refresh()
+                yield retriever
+            except ToolError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - only user errors are re-raised as tool errors
+                if _is_user_error(exc):
+                    raise ToolError(_message(exc)) from exc
+                raise
+
+    read_only = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+
+    @server.tool(title="Search pages", annotations=read_only)
+    def search_pages(
+        query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="the question or keywords")],
+        k: Annotated[int, Field(ge=1, le=MAX_K, description="number of pages to return")] = 5,
+        mode: Annotated[
+            Literal["visual", "text", "hybrid"] | None,
+            Field(description="visual (page images), text (BM25 over the text layer) or hybrid; "
+                              "default: the index's own"),
+        ] = None,
+        where: Annotated[
+            dict[str, Any] | None,
+            Field(description='metadata filter, all conditions must hold, e.g. {"kind": "pdf"}, '
+                              '{"page": {"gte": 2}}, {"source": {"glob": "*/reports/*"}}; operators: eq ne in '
+                              'not_in gt gte lt lte glob'),
+        ] = None,
+    ) -> Annotated[CallToolResult, SearchResults]:
+        """Find the pages of the indexed documents that best answer a query, best first."""
+        if not query.strip():
+            raise ToolError("query is empty: give a question or keywords")
+        with using() as r:
+            hits = r.search(query, k, mode=mode, where=where)
+            chosen = mode or ("text" if text_only else "visual")
+            snippets = [_snippet_of(r, h.page_id, query) for h in hits]
+            results = SearchResults(query=query, mode=chosen, hits=[
+                PageHit(page_id=h.page_id, source=h.source, source_name=Path(h.source).name, page=h.page,
+                        score=float(h.score), rank=h.rank, snippet=sn.text, highlights=list(sn.highlights),
+                        metadata=dict(h.metadata))
+                for h, sn in zip(hits, snippets)
+            ])
+        return CallToolResult(content=[TextContent(type="text", text=_as_text(results))],
+                              structuredContent=results.model_dump(mode="json"))
+
+    @server.tool(title="Get page image", annotations=read_only)
+    def get_page_image(
+        page_id: Annotated[str, Field(description="a page id from search_pages, e.g. 3f2a9c0d1e2b4a5c-p00007")],
+    ) -> Image:
+        """The image of one indexed page (PNG), to read the page itself."""
+        if not PAGE_ID_RE.fullmatch(page_id):
+            raise ToolError(f"{page_id!r} is not a page id: page ids look like 3f2a9c0d1e2b4a5c-p00007 "
+                            "(16 hex digits, '-p', the page number); take one from search_pages")
+        with using() as r:
+            try:
+                image = r.page_image(page_id)
+            except KeyError as exc:
+                raise ToolError(f"no page {page_id!r} in this index (deleted, or from another index); "
+                                "search_pages returns the ids it holds") from exc
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return Image(data=buf.getvalue(), format="png")
+
+    return server
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """Errors the caller can fix (bad mode, filter, page, index) rather than bugs."""
+    from dse.cli.common import CLIError
+    from dse.encoders.hub import ModelLoadError
+    from dse.indexes.manifest import EncoderMismatchError, IndexFormatError
+    from dse.indexes.store import IndexLockedError
+
+    return isinstance(exc, (ValueError, KeyError, FileNotFoundError, FileExistsError, ModelLoadError,
+                            EncoderMismatchError, IndexFormatError, IndexLockedError, CLIError))
+
+
+def _message(exc: Exception) -> str:
+    """The text of an exception (a KeyError's without the quotes repr adds)."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def _snippet_of(retriever: Retriever, page_id: str, query: str) -> Snippet:
+    """A ~200-character window of a page's text around the query's matches (its start if none)."""
+    return snippet(retriever.page_text(page_id), query, retriever.index.tokenize, width=SNIPPET_CHARS)
+
+
+def _as_text(results: SearchResults) -> str:
+    """The hits as a few readable lines (the text content of `search_pages`)."""
+    if not results.hits:
+        return f"no matching pages for {results.query!r} (mode {results.mode})"
+    n = len(results.hits)
+    lines = [f"{n} page{'s' if n > 1 else ''} for {results.query!r} (mode {results.mode}):"]
+    for h in results.hits:
+        lines.append(f"{h.rank}. {h.source_name}, page {h.page} (score {h.score:.4g}) page_id={h.page_id}")
+        if h.snippet:
+            lines.append(f"   {h.snippet}")
+    return "\n".join(lines)
+
+
+def serve(index: str | Path, **encoder_options: Any) -> None:
+    """Open the index (its encoder loaded on first use) and serve MCP over stdio until stdin closes."""
+    with contextlib.redirect_stdout(sys.stderr):  # nothing but the protocol on stdout
+        retriever = Retriever.open(index, **encoder_options)
+    try:
+        build_server(retriever).run("stdio")
+    finally:
+        retriever.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m dse.serve.mcp_server --index DIR`: the same as `dse mcp`."""
+    from dse.cli.mcp import add_arguments, run
+
+    parser = argparse.ArgumentParser(prog="dse mcp", description="Serve an index's search as MCP tools over stdio.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - user errors become one clear line on stderr
+        if not _is_user_error(exc):
+            raise
+        print(f"dse: error: {_message(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

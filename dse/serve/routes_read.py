@@ -1,0 +1,219 @@
+"""Read routes of the API: the index, search, pages, their images and similarity maps."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+
+from dse.serve.problems import ApiError
+from dse.serve.schemas import MAX_QUERY_CHARS, BatchOut, PageOut, SearchOut, SearchRequest
+from dse.serve.service import Service, check_page_id
+
+router = APIRouter()
+_MAPS: OrderedDict[tuple[str, str], Any] = OrderedDict()  # (page_id, query) -> token maps, LRU
+_MAPS_LOCK = threading.Lock()
+_MAPS_KEEP = 32
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def source_url(source: str, page: int, kind: str | None) -> str | None:
+    """Where a browser opens the source: the URL of a web page, or the served file (PDFs at the page)."""
+    if source.startswith(("http://", "https://")):
+        return source
+    url = f"/v1/sources/file?source={quote(source, safe='')}"
+    return f"{url}#page={page}" if kind == "pdf" else url
+
+
+def _name(source: str) -> str:
+    return source if source.startswith(("http://", "https://")) else Path(source).name
+
+
+@router.get("/v1/index", tags=["index"], summary="the index: manifest, counts, supported modes")
+def index_info(request: Request) -> dict[str, Any]:
+    svc = _service(request)
+    info = svc.retriever.info()
+    kind = svc.index.manifest.kind
+    modes = ["text"] if kind == "text" else ["visual", "text", "hybrid"]
+    fields = svc.index.catalogue.metadata_keys()
+    return {"manifest": info, "pages": info["pages"], "sources": info["sources"], "kind": kind, "modes": modes,
+            "default_mode": modes[0], "explain": kind == "multi", "metadata_fields": fields,
+            "writable": bool(svc.config.token), "rerankers": sorted(getattr(svc, "rerankers", {}) or {}),
+            "max_k": svc.config.max_k}
+
+
+@router.post("/v1/search", tags=["search"], summary="search the index", response_model=SearchOut | BatchOut)
+def search(body: SearchRequest, request: Request) -> Any:
+    from dse.encoders.hub import ModelLoadError
+    from dse.indexes.manifest import EncoderMismatchError
+
+    svc = _service(request)
+    if (body.query is None) == (body.queries is None):
+        raise ApiError(422, "give either 'query' (one text) or 'queries' (a list of texts)")
+    queries = [body.query] if body.query is not None else list(body.queries or [])
+    if any(len(q) > MAX_QUERY_CHARS or len(q) > svc.config.max_query_chars for q in queries):
+        raise ApiError(422, f"a query is longer than {min(MAX_QUERY_CHARS, svc.config.max_query_chars)} characters")
+    if body.k > svc.config.max_k:
+        raise ApiError(422, f"k={body.k} is over this server's limit of {svc.config.max_k} (dse serve --max-k)")
+    options: dict[str, Any] = {"mode": body.mode, "fusion": body.fusion, "weight": body.weight, "rrf_k": body.rrf_k,
+                               "where": body.where}
+    if body.rerank is not None:
+        reranker = (getattr(svc, "rerankers", {}) or {}).get(body.rerank)
+        if reranker is None:
+            raise ApiError(422, f"rerank {body.rerank!r} is not offered by this server (dse serve --rerank ENCODER)")
+        options.update(rerank=reranker, alpha=body.alpha, depth=max(body.depth, body.k))
+    mode = body.mode or ("text" if svc.index.manifest.kind == "text" else "visual")
+    started = time.perf_counter()
+    try:
+        results = svc.retriever.search_many(queries, body.k, **options)
+    except (ModelLoadError, OSError) as exc:
+        raise ApiError(503, f"the index's encoder cannot be loaded: {exc}") from None
+    except EncoderMismatchError as exc:
+        raise ApiError(409, str(exc)) from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ApiError(422, str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)) from None
+    took = (time.perf_counter() - started) * 1000
+    out = [{"query": q, "mode": mode, "took_ms": took, "hits": [_hit(svc, h, q, body.snippets) for h in hits]}
+           for q, hits in zip(queries, results)]
+    if body.query is not None:
+        return out[0]
+    return {"mode": mode, "took_ms": took, "results": out}
+
+
+def _hit(svc: Service, hit: Any, query: str, snippets: bool) -> dict[str, Any]:
+    from dse.serve.snippets import snippet
+
+    kind = hit.metadata.get("kind") if isinstance(hit.metadata, dict) else None
+    text, marks = "", ()
+    if snippets:
+        try:
+            found = snippet(svc.index.page(hit.page_id).text, query, svc.index.tokenize)
+            text, marks = found.text, found.highlights
+        except KeyError:  # deleted since the search: its hit stands, without a snippet
+            pass
+    return {"page_id": hit.page_id, "source": hit.source, "source_name": _name(hit.source), "page": hit.page,
+            "score": hit.score, "rank": hit.rank, "image_url": f"/v1/pages/{hit.page_id}/image",
+            "source_url": source_url(hit.source, hit.page, kind), "snippet": text,
+            "highlights": [list(m) for m in marks], "metadata": dict(hit.metadata)}
+
+
+def _record(svc: Service, page_id: str) -> Any:
+    check_page_id(page_id)
+    try:
+        return svc.index.page(page_id)
+    except KeyError:
+        raise ApiError(404, f"no page {page_id!r} in this index") from None
+
+
+@router.get("/v1/pages/{page_id}", tags=["pages"], summary="a page: source, number, text, metadata",
+            response_model=PageOut)
+def page(page_id: str, request: Request) -> Any:
+    svc = _service(request)
+    rec = _record(svc, page_id)
+    kind = rec.metadata.get("kind") if isinstance(rec.metadata, dict) else None
+    return {"page_id": rec.page_id, "source": rec.source, "source_name": _name(rec.source), "page": rec.page,
+            "text": rec.text, "metadata": dict(rec.metadata), "image_url": f"/v1/pages/{rec.page_id}/image",
+            "source_url": source_url(rec.source, rec.page, kind)}
+
+
+@router.get("/v1/pages/{page_id}/image", tags=["pages"], summary="the stored page image (JPEG)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def page_image(request: Request, page_id: str,
+               max_side: int | None = Query(None, ge=16, le=4096, description="downscale to this long side")) -> Any:
+    from dse.indexes.layout import IMAGES_DIR
+
+    svc = _service(request)
+    _record(svc, page_id)
+    path = Path(svc.config.index) / IMAGES_DIR / f"{page_id}.jpg"  # from the checked id, never the catalogue
+    if not path.is_file():
+        raise ApiError(404, f"page {page_id!r} has no stored image (the index was built with image_size=0)")
+    etag = f'"{page_id}-{max_side or 0}"'  # a page id names its bytes: the image never changes
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    if max_side is None:
+        return FileResponse(path, media_type="image/jpeg", headers=headers)
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=82)
+    return Response(buf.getvalue(), media_type="image/jpeg", headers=headers)
+
+
+def _multi(svc: Service) -> Any:
+    if svc.index.manifest.kind != "multi":
+        raise ApiError(409, f"similarity maps need a multi-vector index (ColPali family); this index is "
+                            f"{svc.index.manifest.kind}-vector ({svc.index.manifest.encoder.get('name')})")
+    try:
+        return svc.retriever.encoder
+    except Exception as exc:  # noqa: BLE001 - the model cannot load here
+        raise ApiError(503, f"the index's encoder cannot be loaded: {exc}") from None
+
+
+@router.get("/v1/explain/tokens", tags=["pages"], summary="the query tokens a similarity map is indexed by")
+def explain_tokens(request: Request, query: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS)) -> Any:
+    from dse.retrieve.explain import query_tokens
+
+    return {"query": query, "tokens": query_tokens(_multi(_service(request)), query)}
+
+
+@router.get("/v1/pages/{page_id}/explain", tags=["pages"], summary="similarity map of a query over a page (PNG)",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def explain_page(request: Request, page_id: str, query: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS),
+                 token: str = Query("all", pattern=r"^(all|[0-9]{1,4})$")) -> Any:
+    from dse.retrieve.explain import token_maps
+
+    svc = _service(request)
+    _record(svc, page_id)
+    encoder = _multi(svc)
+    key = (page_id, query)
+    with _MAPS_LOCK:
+        maps = _MAPS.get(key)
+    if maps is None:
+        image = svc.index.page_image(page_id)
+        try:
+            maps = (token_maps(encoder, query, image), image.size)  # (q_tokens, rows, cols)
+        except ValueError as exc:
+            raise ApiError(409, str(exc)) from None
+        with _MAPS_LOCK:
+            _MAPS[key] = maps
+            while len(_MAPS) > _MAPS_KEEP:
+                _MAPS.popitem(last=False)
+    per_token, size = maps
+    if token == "all":
+        heat = per_token.sum(axis=0)  # (rows, cols)
+    elif int(token) < len(per_token):
+        heat = per_token[int(token)]  # (rows, cols)
+    else:
+        raise ApiError(422, f"token {token} is out of range: the query has {len(per_token)} tokens")
+    return Response(_heat_png(heat, size), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _heat_png(heat: Any, size: tuple[int, int]) -> bytes:
+    """A transparent PNG of `size` with the heat drawn in (blue: weak, red: strong)."""
+    import numpy as np
+    from PIL import Image
+
+    lo, hi = float(heat.min()), float(heat.max())
+    norm = ((heat - lo) / (hi - lo + 1e-10)).astype(np.float32)  # (rows, cols) in [0, 1]
+    grid = Image.fromarray(norm, mode="F").resize(size, Image.Resampling.BILINEAR)
+    h = np.clip(np.asarray(grid, dtype=np.float32), 0, 1)  # (height, width)
+    colour = np.stack([np.clip(1.5 - np.abs(4 * h - c), 0, 1) for c in (3, 2, 1)], axis=-1)  # (height, width, 3)
+    alpha = (0.15 + 0.6 * h)[..., None]  # (height, width, 1)
+    rgba = np.concatenate([colour, alpha], axis=-1)  # (height, width, 4)
+    buf = io.BytesIO()
+    Image.fromarray(np.round(rgba * 255).astype(np.uint8), mode="RGBA").save(buf, format="PNG")
+    return buf.getvalue()

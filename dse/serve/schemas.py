@@ -1,0 +1,107 @@
+"""Request and response bodies of the HTTP API (pydantic models; they make /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_QUERY_CHARS = 2000
+
+
+class SearchRequest(BaseModel):
+    """`POST /v1/search`: one query (`query`) or several (`queries`), with `Retriever.search`'s options."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    query: Optional[str] = Field(None, max_length=MAX_QUERY_CHARS, description="the query text")
+    queries: Optional[list[str]] = Field(None, max_length=64, description="several queries, answered in order")
+    k: int = Field(10, ge=1, le=1000, description="pages per query (at most the server's --max-k)")
+    mode: Optional[Literal["visual", "text", "hybrid"]] = Field(None, description="default: the index's own")
+    where: Optional[dict[str, Any]] = Field(None, description="metadata filter, e.g. {\"kind\": \"pdf\"}")
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    weight: float = Field(1.0, ge=0, le=1e6, description="weighted fusion: the visual side's weight")
+    rrf_k: float = Field(60.0, gt=0, le=1e6)
+    rerank: Optional[str] = Field(None, max_length=64, description="a reranker the server offers (GET /v1/index)")
+    alpha: float = Field(0.5, ge=0, le=1, description="reranking: weight of the first stage")
+    depth: int = Field(50, ge=1, le=1000, description="reranking: first-stage pages rescored")
+    snippets: bool = Field(True, description="include text snippets with highlights")
+
+
+class HitOut(BaseModel):
+    """One page found."""
+
+    page_id: str
+    source: str
+    source_name: str
+    page: int
+    score: float
+    rank: int
+    image_url: str
+    source_url: Optional[str]
+    snippet: str
+    highlights: list[tuple[int, int]]
+    metadata: dict[str, Any]
+
+
+class SearchOut(BaseModel):
+    """The answer to one query."""
+
+    query: str
+    mode: str
+    took_ms: float
+    hits: list[HitOut]
+
+
+class BatchOut(BaseModel):
+    """The answers to several queries, in order."""
+
+    mode: str
+    took_ms: float
+    results: list[SearchOut]
+
+
+class PageOut(BaseModel):
+    """`GET /v1/pages/{page_id}`."""
+
+    page_id: str
+    source: str
+    source_name: str
+    page: int
+    text: str
+    metadata: dict[str, Any]
+    image_url: str
+    source_url: Optional[str]
+
+
+class UrlSource(BaseModel):
+    """`POST /v1/sources` with a JSON body: index a web page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(..., max_length=4096, pattern=r"^https?://", description="an http(s) URL")
+    metadata: Optional[dict[str, Any]] = None
+
+
+class JobOut(BaseModel):
+    """An indexing job."""
+
+    id: str
+    state: Literal["queued", "running", "done", "failed"]
+    sources: list[str]
+    sources_total: int
+    sources_done: int
+    pages_done: int
+    pages_total: Optional[int]
+    added: list[str]
+    skipped: list[str]
+    failures: list[dict[str, str]]
+    created: str
+    finished: Optional[str]
+
+
+class DeleteOut(BaseModel):
+    """`DELETE /v1/sources`."""
+
+    pages: int
+    sources: int
