@@ -11,3 +11,7 @@ for q in "how do I wire the inverter" "revenue growth by segment" "which bird di
   echo "\$ dse search --index demo-index \"$q\" -k 3"
   dse search --index demo-index "$q" -k 3
 done
+
+echo
+echo "Next: search it from a browser, an HTTP API or an agent:"
+echo "  source .venv/bin/activate && dse serve --index demo-index    # then open http://127.0.0.1:8000"

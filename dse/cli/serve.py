@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query-cache", type=int, default=1024, help="query embeddings cached (default 1024)")
     p.add_argument("--rerank", metavar="ENCODER", action="append", default=[],
                    help="offer reranking with this multi-vector encoder (repeatable), e.g. colqwen2")
+    p.add_argument("--no-preload", dest="preload", action="store_false",
+                   help="load a visual index's encoder at the first visual query, not at start")
     p.add_argument("--allow-private", action="store_true",
                    help="URLs submitted for indexing may reach loopback and private addresses")
     runtime_flags(p)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         index=Path(args.index), token=token, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_k=args.max_k, batch_queries=args.batch_queries, batch_wait_ms=args.batch_wait_ms,
         query_cache=args.query_cache, allow_private=args.allow_private, runtime=tuple(runtime(args).items()),
-        rerank=tuple(args.rerank),
+        rerank=tuple(args.rerank), preload=args.preload,
     )
     app = create_app(config)
     where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"

@@ -46,6 +46,8 @@ class ServeConfig:
         allow_private: URLs submitted for indexing may reach loopback / private addresses.
         runtime: Encoder options that do not change the vectors (device, batch_size, dtype).
         rerank: Multi-vector encoders offered as rerankers (`"rerank": NAME` in a search).
+        preload: Load a visual index's encoder when the server starts (in the background)
+            rather than at the first visual query.
     """
 
     index: Path
@@ -61,6 +63,7 @@ class ServeConfig:
     allow_private: bool = False
     runtime: tuple[tuple[str, Any], ...] = ()
     rerank: tuple[str, ...] = ()
+    preload: bool = True
 
 
 def check_page_id(page_id: str) -> str:
@@ -102,6 +105,15 @@ class Service:
         self._file_checks: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256
         self._refresher = threading.Thread(target=self._refresh_loop, name="dse-refresh", daemon=True)
         self._refresher.start()
+        if config.preload and self.index.manifest.kind != "text":
+            threading.Thread(target=self._preload, name="dse-preload", daemon=True).start()
+
+    def _preload(self) -> None:
+        """Load the index's encoder now, so the first visual query does not wait for the model."""
+        try:
+            self.retriever.encoder  # noqa: B018 - loads it (once; a request arriving meanwhile waits for it)
+        except Exception:  # noqa: BLE001 - a search reports the error to its user (503)
+            logger.exception("loading the encoder of %s", self.config.index)
 
     def _encode(self, queries: list[str]) -> Any:
         return self.retriever.encoder.encode_queries(queries)
