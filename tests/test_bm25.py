@@ -151,3 +151,55 @@ def test_engine_errors_and_options(tmp_path: Path) -> None:
     assert loaded.k1 == 1.2 and loaded.tokens(1) == ["b", "c", "c"]
     np.testing.assert_allclose(loaded.scores([["c"]]), engine.scores([["c"]]))
     assert (tmp_path / "text" / "shard-000001.jsonl").read_text().splitlines() == ['["a", "b"]', '["b", "c", "c"]']
+
+
+def _bm25s_scores(docs: list[list[str]], qs: list[list[str]], method: str) -> np.ndarray:
+    """bm25s itself, indexed once over every page: the library this engine must equal, bit for bit."""
+    import bm25s
+
+    vocab: dict[str, int] = {}
+    ids = [[vocab.setdefault(t, len(vocab)) for t in d] for d in docs]
+    model = bm25s.BM25(method=method)
+    model.index((ids, vocab), create_empty_token=False, show_progress=False)
+    out = np.zeros((len(qs), len(docs)), np.float32)
+    for i, q in enumerate(qs):
+        known = [vocab[t] for t in q if t in vocab]
+        if known:
+            out[i] = model.get_scores_from_ids(known)
+    return out
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire", "bm25l", "bm25+"])
+def test_segments_equal_bm25s_indexed_at_once(tmp_path: Path, method: str) -> None:
+    rng = np.random.default_rng(7)
+    words = [f"w{i}" for i in range(400)]
+    zipf = 1 / np.arange(1, 401)
+    docs = [list(rng.choice(words, size=int(rng.integers(0, 60)), p=zipf / zipf.sum())) for _ in range(300)]
+    qs = [list(rng.choice(words + ["unseen"], size=int(s))) for s in rng.integers(0, 9, size=20)]
+    engine = BM25Engine(method=method)
+    for start in range(0, 300, 70):  # five shards, as five commits make
+        engine.add(docs[start : start + 70])
+        engine.save(tmp_path)
+    assert np.array_equal(engine.scores(qs), _bm25s_scores(docs, qs, method))
+    loaded = BM25Engine.load(tmp_path, rows=300, method=method)  # from the postings files
+    assert np.array_equal(loaded.scores(qs), _bm25s_scores(docs, qs, method))
+    head = BM25Engine.load(tmp_path, rows=180, method=method)  # a commit point inside a shard
+    assert np.array_equal(head.scores(qs), _bm25s_scores(docs[:180], qs, method))
+    assert head.tokens(150) == docs[150] and loaded.tokens(299) == docs[299]
+
+
+def test_snapshots_leave_the_original_unchanged_and_old_shards_load(tmp_path: Path) -> None:
+    docs = [t.lower().split() for t in DOCS]
+    engine = BM25Engine()
+    engine.add(docs[:3])
+    engine.save(tmp_path)
+    before = engine.scores([["revenue"], ["cloud"]])
+    copy = engine.snapshot()
+    copy.add(docs[3:])
+    copy.save(tmp_path)
+    assert len(engine) == 3 and np.array_equal(engine.scores([["revenue"], ["cloud"]]), before)
+    assert np.array_equal(copy.scores([["revenue"]]), _bm25s_scores(docs, [["revenue"]], "lucene"))
+    for postings in tmp_path.glob("*.postings.npz"):  # an index written before postings files existed
+        postings.unlink()
+    old = BM25Engine.load(tmp_path, rows=len(docs))
+    assert np.array_equal(old.scores([["revenue"], ["cloud"]]), copy.scores([["revenue"], ["cloud"]]))
