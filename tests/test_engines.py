@@ -225,7 +225,7 @@ def test_save_load_roundtrip_and_append(kind: str, tmp_path: Path) -> None:
     engine.add(a)
     engine.save(d)
     engine.save(d)  # nothing new: no new shard
-    assert sorted(p.name for p in d.iterdir() if not p.name.endswith(".offsets.npy")) == [
+    assert sorted(p.name for p in d.iterdir() if not p.name.endswith((".offsets.npy", ".postings.npz"))) == [
         f"shard-000001{engine.marker if kind != 'multi' else '.npy'}"
     ]
     loaded = engine_for(kind).load(d, rows=20, **engine.options())

@@ -3,7 +3,7 @@
 Pages are held as segments (one per shard): a segment's postings list, for each of its terms,
 the pages that contain it and how often. Document frequencies, the page count and the average
 length are summed over segments when a query is scored, so adding a shard never rebuilds what
-is there: a commit reads or writes one segment, and opening an index memory-maps each shard's
+is there: a commit reads or writes one segment, and opening an index reads each shard's
 postings instead of re-tokenising its text. Scores equal bm25s's (the library this engine
 replaced, kept as its test oracle) for every `method`, in the same float32 arithmetic.
 """

@@ -1,7 +1,8 @@
-"""Single-vector search with FAISS: exact inner product (IndexFlatIP) or approximate HNSW."""
+"""Single-vector search with FAISS: exact inner product over memory-mapped shards, or approximate HNSW."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -10,7 +11,7 @@ import numpy as np
 from dse.encoders.base import VectorKind
 from dse.indexes.base import topk
 from dse.indexes.shards import (
-    ShardedEngine,
+    SegmentedEngine,
     check_allowed,
     check_k,
     empty_result,
@@ -35,13 +36,26 @@ def _sort_ties(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     )
 
 
-class FlatEngine(ShardedEngine):
+@dataclass(frozen=True)
+class _Rows:
+    """One segment: float32 (rows, dim), in memory until saved, then a memory map of its shard."""
+
+    vectors: np.ndarray
+
+    @property
+    def pages(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+class FlatEngine(SegmentedEngine):
     """Float32 rows (n, dim) searched by inner product (cosine for the unit-norm vectors encoders give).
 
-    By default the search is exact (`faiss.IndexFlatIP`). With `hnsw=True` it is approximate
-    (`faiss.IndexHNSWFlat`, inner-product metric); the graph is not stored: it is rebuilt from the
-    shards when the index is loaded (about O(n log n); the shards stay the single source of truth,
-    so there is no cache to keep consistent with crash-safe appends).
+    By default the search is exact: each segment (one per shard, memory-mapped, never copied into
+    memory) is scanned with FAISS's brute-force kernel (`faiss.knn`, BLAS) and the per-segment
+    top-k merged. With `hnsw=True` it is approximate (`faiss.IndexHNSWFlat`, inner-product
+    metric); the graph is not stored: it is built from the shards when the index is loaded
+    (about O(n log n); the shards stay the single source of truth, so there is no cache to keep
+    consistent with crash-safe appends), and a snapshot copies it.
 
     On disk: `shard-NNNNNN.npy`, float32 (rows, dim) each.
 
@@ -64,26 +78,15 @@ class FlatEngine(ShardedEngine):
         ef_construction: int = 200,
         ef_search: int = 128,
     ) -> None:
-        super().__init__()
-        if dim is not None and (isinstance(dim, bool) or int(dim) != dim or dim < 1):
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        super().__init__(dim)
         for name, value in (("M", M), ("ef_construction", ef_construction), ("ef_search", ef_search)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value!r}")
         self.hnsw = bool(hnsw)
         self.M, self.ef_construction, self.ef_search = int(M), int(ef_construction), int(ef_search)
-        self._dim: int | None = None if dim is None else int(dim)
-        self._index: Any = None
-        if self._dim is not None:
+        self._index: Any = None  # the HNSW graph (hnsw=True only)
+        if self.hnsw and self._dim is not None:
             self._index = self._new_index(self._dim)
-
-    @property
-    def dim(self) -> int | None:
-        """Vector width (None until known)."""
-        return self._dim
-
-    def __len__(self) -> int:
-        return 0 if self._index is None else int(self._index.ntotal)
 
     def options(self) -> dict[str, Any]:
         """Constructor options, recorded in the manifest."""
@@ -93,16 +96,15 @@ class FlatEngine(ShardedEngine):
         return opts
 
     def _copy_containers(self) -> None:
+        super()._copy_containers()
         if self._index is not None:
             import faiss
 
-            self._index = faiss.clone_index(self._index)  # FAISS appends in place: the copy holds every row
+            self._index = faiss.clone_index(self._index)  # the graph is appended in place: the copy holds it whole
 
     def _new_index(self, dim: int) -> Any:
         import faiss
 
-        if not self.hnsw:
-            return faiss.IndexFlatIP(dim)
         index = faiss.IndexHNSWFlat(dim, self.M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = self.ef_construction
         index.hnsw.efSearch = self.ef_search
@@ -119,7 +121,8 @@ class FlatEngine(ShardedEngine):
             if arr.shape[0] == 0 or not adopt:
                 return np.ascontiguousarray(arr)
             self._dim = int(arr.shape[1])
-            self._index = self._new_index(self._dim)
+            if self.hnsw:
+                self._index = self._new_index(self._dim)
         if arr.shape[1] != self._dim:
             raise ValueError(f"{what} have dim {arr.shape[1]}, but this index expects dim {self._dim}")
         if not np.isfinite(arr).all():
@@ -134,7 +137,9 @@ class FlatEngine(ShardedEngine):
         """
         arr = self._check(vectors, "vectors")  # (n, dim)
         if arr.shape[0]:
-            self._index.add(arr)
+            self._append(_Rows(arr.copy()))
+            if self._index is not None:
+                self._index.add(arr)
 
     def search(self, queries: Any, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows by inner product for each query row (ties: lower row first).
@@ -202,59 +207,77 @@ class FlatEngine(ShardedEngine):
 
     def _subset(self, q: np.ndarray, idx: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-kk over the rows `idx` (ascending) only, gathered in bounded blocks."""
-        stored = self._stored()  # (n, dim)
         best = empty_result(q.shape[0])
         step = max(1, _BLOCK_SCORES // max(1, q.shape[0]))
-        for a in range(0, idx.shape[0], step):
-            rows = idx[a : a + step]  # (b,)
-            best = merge_topk_rows(best, q @ stored[rows].T, rows, kk)  # scores (nq, b)
+        bounds = np.searchsorted(idx, np.asarray(self._starts + [self._n], np.int64))  # (segments + 1,)
+        for seg, first, a0, z0 in zip(self._segments, self._starts, bounds[:-1], bounds[1:]):
+            for a in range(int(a0), int(z0), step):
+                rows = idx[a : min(a + step, int(z0))]  # (b,) ascending, inside this segment
+                block = np.asarray(seg.vectors[rows - first])  # (b, dim)
+                best = merge_topk_rows(best, q @ block.T, rows, kk)  # scores (nq, b)
         return best
 
     def _exact(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-kk with ties at the cut resolved to the lower rows, like `topk`.
 
-        FAISS picks arbitrary rows among equal scores at the cut, so it is asked for a few more
-        rows; a query whose tie group may extend past them is rescored in full.
+        Each segment is scanned by FAISS; FAISS picks arbitrary rows among equal scores at the
+        cut, so it is asked for a few more rows, and a segment whose tie group may extend past
+        them is rescored in full for that query. Segments come in row order, so merging keeps
+        the lower row first among equal scores.
         """
         import faiss
 
-        n = len(self)
-        flat = faiss.downcast_index(self._index.storage) if self.hnsw else self._index
-        k2 = min(n, kk + _TIE_MARGIN)
-        scores, rows = _sort_ties(*flat.search(q, k2))  # (nq, k2), (nq, k2)
-        redo = (scores[:, k2 - 1] == scores[:, kk - 1]) & (k2 < n)  # (nq,)
-        scores, rows = scores[:, :kk].copy(), rows[:, :kk].copy()  # (nq, kk), (nq, kk)
-        if redo.any():
-            scores[redo], rows[redo] = topk(q[redo] @ self._stored().T, kk)  # (n_redo, n) -> kk
-        return scores, rows
-
-    def _stored(self) -> np.ndarray:
-        """Zero-copy view of the stored rows, float32 (n, dim); valid until the next add."""
-        import faiss
-
-        flat = faiss.downcast_index(self._index.storage) if self.hnsw else self._index
-        return faiss.rev_swig_ptr(flat.get_xb(), len(self) * self._dim).reshape(len(self), self._dim)
+        best = empty_result(q.shape[0])
+        for seg, first in zip(self._segments, self._starts):
+            xb = seg.vectors  # (rows, dim), memory-mapped once saved
+            n = xb.shape[0]
+            kseg = min(n, kk)
+            k2 = min(n, kk + _TIE_MARGIN)
+            scores, rows = _sort_ties(*faiss.knn(q, xb, k2, metric=faiss.METRIC_INNER_PRODUCT))  # (nq, k2) each
+            redo = (scores[:, k2 - 1] == scores[:, kseg - 1]) & (k2 < n)  # (nq,)
+            scores, rows = scores[:, :kseg].copy(), rows[:, :kseg].copy()  # (nq, kseg), (nq, kseg)
+            if redo.any():
+                scores[redo], rows[redo] = topk(q[redo] @ np.asarray(xb).T, kseg)  # (n_redo, rows) -> kseg
+            merged = _sort_ties(np.concatenate([best[0], scores], axis=1),
+                                np.concatenate([best[1], rows + first], axis=1))  # (nq, k' + kseg) each
+            best = merged[0][:, :kk], merged[1][:, :kk]
+        return best
 
     def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Copy of rows `[start, stop)` as float32 (n, dim)."""
         stop = len(self) if stop is None else stop
-        if self._index is None or stop <= start:
+        parts = [np.asarray(seg.vectors[max(start - first, 0): stop - first])
+                 for seg, first in zip(self._segments, self._starts) if first < stop and first + seg.pages > start]
+        if not parts:
             return np.zeros((0, self._dim or 0), np.float32)
-        return np.array(self._stored()[start:stop])  # (stop - start, dim)
+        return np.concatenate(parts).astype(np.float32, copy=False)  # (stop - start, dim)
 
-    def _read_shard(self, directory: Path, number: int, keep: int) -> int:
+    def _read_shard(self, directory: Path, number: int, keep: int, graph: bool = True) -> int:
         path = shard_path(directory, number, self.marker)
         arr = load_npy(path)  # (rows, dim), memory-mapped
         if arr.ndim != 2 or arr.dtype != np.float32:
             raise ValueError(f"{path} is not a float32 (rows, dim) array: {arr.dtype} {arr.shape}")
-        try:
-            self.add(arr[:keep])
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+        if self._dim is not None and arr.shape[1] != self._dim:
+            raise ValueError(f"{path}: vectors have dim {arr.shape[1]}, but this index expects dim {self._dim}")
+        rows = arr[:keep]
+        if rows.shape[0]:
+            if self._dim is None:
+                self._check(np.asarray(rows[:1]), "vectors")  # adopts the width (and makes the graph)
+            self._append(_Rows(rows))
+            if graph and self._index is not None:
+                self._index.add(np.ascontiguousarray(rows))
         return int(arr.shape[0])
 
+    def _saved(self, directory: Path, number: int, start: int, stop: int) -> None:
+        """Swap the rows just saved for a memory map of their shard (the graph already holds them)."""
+        while self._segments and self._starts[-1] >= start:
+            self._segments.pop()
+            self._starts.pop()
+        self._n = start
+        self._read_shard(directory, number, stop - start, graph=False)
+
     def _write_shard(self, directory: Path, number: int, start: int, stop: int) -> None:
-        save_npy(shard_path(directory, number, self.marker), self._stored()[start:stop])
+        save_npy(shard_path(directory, number, self.marker), self.vectors(start, stop))
 
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         path = shard_path(directory, number, self.marker)
