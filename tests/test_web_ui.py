@@ -317,6 +317,7 @@ def test_errors_are_shown(bm25_server: Server, page: Page) -> None:
 
 def test_similarity_overlay(multi_server: Server, page: Page) -> None:
     page.goto(multi_server.url + "/?q=bake+the+bread&mode=visual")
+    expect(page.locator("#mode option")).to_have_count(3, timeout=MODEL_TIMEOUT)  # filled from GET /v1/index
     assert page.locator("#mode option").evaluate_all("os => os.map(o => o.value)") == ["visual", "text", "hybrid"]
     expect(page.locator("#mode")).to_have_value("visual")
     expect(page.locator("#upload-toggle")).to_be_hidden()  # no token configured: read-only
