@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from PIL import Image
+
+
+PAGE_ID_RE = re.compile(r"^[0-9a-f]{16}-p[0-9]{5,}$")  # what make_page_id returns, and nothing else
+
+
+def is_page_id(text: object) -> bool:
+    """True if `text` has the page-id format (so it can name a file without being a path)."""
+    return isinstance(text, str) and PAGE_ID_RE.fullmatch(text) is not None
 
 
 def make_page_id(source_digest: str, page: int) -> str:

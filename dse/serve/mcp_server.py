@@ -37,7 +37,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from dse.retrieve.retriever import Retriever
 from dse.serve.snippets import Snippet, snippet
 
-PAGE_ID_RE = re.compile(r"^[0-9a-f]{16}-p[0-9]{5,}$")
+from ingest.page import PAGE_ID_RE  # noqa: E402 - after the SDK's imports
 MAX_K = 100
 MAX_QUERY_CHARS = 2000
 SNIPPET_CHARS = 200

@@ -23,7 +23,6 @@ from dse.serve.problems import ApiError
 
 logger = logging.getLogger(__name__)
 
-PAGE_ID_RE = re.compile(r"^[0-9a-f]{16}-p[0-9]{5,}$")  # ingest.make_page_id
 UPLOADS_DIR = "uploads"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -68,7 +67,9 @@ class ServeConfig:
 
 def check_page_id(page_id: str) -> str:
     """The page id if it has the id format (so no path is ever built from request text), else 422."""
-    if not isinstance(page_id, str) or not PAGE_ID_RE.match(page_id):
+    from ingest.page import is_page_id
+
+    if not is_page_id(page_id):
         raise ApiError(422, f"{page_id!r} is not a page id (16 hex digits, '-p', the page number: "
                             "'3f2a9c0d1e2b4a5c-p00007')")
     return page_id
