@@ -1,14 +1,20 @@
-"""Benchmark the multi-vector cascade engine against exact MaxSim on a ColQwen2-shaped corpus.
+"""Benchmark the multi-vector cascade against exhaustive exact MaxSim and fast-plaid, at full size.
 
-    python bench/late.py --pages 10000          # one corpus size; last line is a JSON object
+    python bench/late.py --pages 10000                      # realistic generator; last line is JSON
+    python bench/late.py --pages 10000 --gen zipf=1.2,background=0.5   # generator parameters
+    python bench/late.py --pages 10000 --corpus-kind easy   # the earlier, easy corpus (labelled so)
+    python bench/late.py --corpus vectors.npz               # real embeddings (`dse export-vectors`)
+    python bench/late.py --pages 10000 --fast-plaid-python /tmp/fastplaid-venv/bin/python
 
-The corpus (bench/late_corpus.py) is generated page by page straight into the engine's
-compact shards (nothing holds the float corpus), and the exhaustive exact MaxSim top 10 of
-every query (the oracle) is computed in streaming blocks while generating. Latency is one
-query per call (query encoding excluded). Baselines on the same data: colpali-engine's
-`score_multi_vector` brute force (on the first `--baseline-pages` pages, extrapolated
-linearly to the full size and labelled so) and fast-plaid (in the interpreter given by
-`--fast-plaid-python`, on the same subset), when it installs and runs.
+The corpus (bench/corpus_late.py) is generated page by page and committed, in groups of whole
+documents of at least `--commit-pages` pages, into (a) a real index directory built as `dse
+index --engine-mode cascade` builds it, searched through `Retriever.open` + `Retriever.search`
+(bench/late_index.py), and (b) the project's exact engine (float32, memory-mapped shards), the
+oracle and exact baseline, run over the whole corpus (bench/late_exact.py). fast-plaid indexes
+the exact engine's shards in its own interpreter (bench/late_fastplaid.py). Recall@10 is
+tie-tolerant, against exact MaxSim. Latency is one query per call, warm, query encoding
+excluded; cold is a fresh process opening the index with its files evicted from the page
+cache, and its first query.
 """
 
 from __future__ import annotations
@@ -28,166 +34,195 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from late_corpus import Corpus, maxsim  # noqa: E402
+import late_exact  # noqa: E402
+import late_index  # noqa: E402
+from corpus_late import EasyCorpus, NpzCorpus, RealisticCorpus, groups  # noqa: E402
 
-from dse.indexes.base import topk  # noqa: E402
-from dse.indexes.cascade import CascadeEngine  # noqa: E402
-from dse.indexes.shards import merge_topk  # noqa: E402
+from dse.indexes.maxsim import MaxSimEngine  # noqa: E402
+from dse.retrieve.run import COMMIT_PAGES  # noqa: E402
 
-
-def _recall(rows: np.ndarray, oracle: np.ndarray) -> float:
-    return float(np.mean([len(set(r[:10]) & set(o[:10])) / 10 for r, o in zip(rows, oracle)]))
-
-
-def _latency(search, queries: list[np.ndarray]) -> tuple[float, float, np.ndarray, float]:  # noqa: ANN001
-    search(queries[:1])  # warm up (kernel compile / cache load)
-    times, rows, cpu = [], [], []
-    for q in queries:
-        t, c = time.perf_counter(), time.process_time()
-        rows.append(search([q]))
-        times.append((time.perf_counter() - t) * 1e3)
-        cpu.append((time.process_time() - c) * 1e3)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 95)), np.stack(rows), float(np.median(cpu))
+SWEEP = "default,4:4096:512:64:64,8:8192:1024:128:128,16:16384:2048:256:256,32:32768:4096:512:512"
 
 
-def build(args: argparse.Namespace, corpus: Corpus, queries: list[np.ndarray], directory: Path):  # noqa: ANN201
-    """Generate the corpus into the engine (timed) and the oracle (not timed)."""
-    engine = CascadeEngine(dim=args.dim, exact_dtype=args.exact_dtype, coarse_tokens=args.coarse_tokens,
-                           n_probe=args.n_probe, n_shortlist=args.n_shortlist, pool_factor=args.pool_factor, n_coarse=args.n_coarse,
-                           n_refine=args.n_refine, cluster_probe=args.cluster_probe, n_candidates=args.n_candidates)
-    best = (np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64))
-    build_s = 0.0
-    for start in range(0, args.pages, args.shard_pages):
-        stop = min(start + args.shard_pages, args.pages)
-        pages = [corpus.page(i) for i in range(start, stop)]
-        for a in range(0, len(pages), 100):
-            best = merge_topk(best, maxsim(queries, pages[a : a + 100]), start + a, 10)
+def _load() -> str:
+    return "%.1f %.1f %.1f" % os.getloadavg()
+
+
+def _corpus(args: argparse.Namespace):  # noqa: ANN202
+    if args.corpus:
+        c = NpzCorpus(args.corpus, args.pages)
+        return c, c.queries[: args.queries], c.targets[: args.queries]
+    if args.corpus_kind == "easy":
+        c = EasyCorpus(args.pages, args.seed, args.tokens, args.dim)
+    else:
+        gen = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=") for kv in args.gen.split(",") if kv)}
+        c = RealisticCorpus(args.pages, args.seed, args.tokens, args.dim, **gen)
+    targets = np.random.default_rng([args.seed, 99]).choice(args.pages, args.queries, replace=False)
+    return c, [c.query(int(t)) for t in targets], targets
+
+
+def build(args: argparse.Namespace, corpus, queries: list[np.ndarray], directory: Path) -> dict:  # noqa: ANN001
+    """Generate the corpus once into the cascade index and the exact engine; returns build times."""
+    r = late_index.create(directory / "index", queries, corpus.dim, json.loads(args.engine))
+    exact_dir = directory / "exact"
+    exact_dir.mkdir(parents=True, exist_ok=True)
+    cascade_s = exact_s = 0.0
+    done = 0
+    for a, b in groups(corpus.doc_starts, corpus.n, args.commit_pages):
+        pages = [corpus.page(i) for i in range(a, b)]
+        cascade_s += late_index.commit(r, a, pages, corpus.doc_starts)
         t = time.perf_counter()
-        engine.add(pages)
-        engine.save(directory)
-        build_s += time.perf_counter() - t
-        print(f"  built {stop}/{args.pages} pages, build {build_s:.0f}s", file=sys.stderr, flush=True)
-    return engine, best[1], build_s
+        exact = MaxSimEngine.load(exact_dir, rows=done) if done else MaxSimEngine()
+        exact.add(pages)
+        exact.save(exact_dir)
+        exact_s += time.perf_counter() - t
+        done = b
+        print(f"  built {b}/{corpus.n} pages: cascade {cascade_s:.0f}s, exact {exact_s:.0f}s (load {_load()})",
+              file=sys.stderr, flush=True)
+    r.close()
+    return {"cascade_build_s": cascade_s, "exact_build_s": exact_s}
 
 
-def colpali_baseline(corpus: Corpus, queries: list[np.ndarray], n: int, total: int) -> dict:
-    """colpali-engine score_multi_vector over the first n pages, latency extrapolated to `total`."""
-    import torch
-    from colpali_engine.models import ColPaliProcessor
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
-    pages = [torch.from_numpy(corpus.page(i)) for i in range(n)]
-    oracle = topk(maxsim(queries, [p.numpy() for p in pages]), 10)[1]
+
+def _timed(fn, n: int) -> tuple[float, float, np.ndarray]:  # noqa: ANN001
+    fn(0)
     times, rows = [], []
-    queries = queries[:8]  # brute force is slow: 8 queries are enough for its latency
-    oracle = oracle[:8]
-    for q in queries:
+    for j in range(n):
         t = time.perf_counter()
-        scores = ColPaliProcessor.score_multi_vector([torch.from_numpy(q)], pages, batch_size=256)  # (1, n)
-        times.append((time.perf_counter() - t) * 1e3 * total / n)
-        rows.append(torch.topk(scores[0], 10).indices.numpy())
-    return {"pages_measured": n, "extrapolated_to": total, "p50_ms": float(np.percentile(times, 50)),
-            "p95_ms": float(np.percentile(times, 95)), "recall_at_10": _recall(np.stack(rows), oracle),
-            "resident_bytes_per_page": corpus.tokens * corpus.dim * 4, "disk_bytes_per_page": corpus.tokens * corpus.dim * 4,
-            "build_s": 0.0}
+        rows.append(fn(j))
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95)), np.stack(rows)
 
 
-def fast_plaid_baseline(python: str, corpus: Corpus, queries: list[np.ndarray], n: int) -> dict:
-    """fast-plaid on the first n pages (its own interpreter: it pins another torch)."""
-    work = Path(tempfile.mkdtemp(prefix="late-fp-"))
+def fast_plaid(args: argparse.Namespace, directory: Path, queries: list[np.ndarray], exact: MaxSimEngine,
+               oracle_s: np.ndarray, n: int) -> dict:
+    """fast-plaid on the exact engine's shards, in its own interpreter."""
+    work = Path(tempfile.mkdtemp(prefix="late-fp-", dir=directory))
     try:
-        pages = np.stack([corpus.page(i) for i in range(n)])  # (n, tokens, dim)
-        np.save(work / "pages.npy", pages)
-        np.save(work / "queries.npy", np.stack(queries))
-        oracle = topk(maxsim(queries, list(pages)), 10)[1]
-        del pages
+        np.savez(work / "queries.npz", tokens=np.concatenate(queries),
+                 offsets=np.concatenate([[0], np.cumsum([len(q) for q in queries])]))
         script = Path(__file__).with_name("late_fastplaid.py")
-        run = subprocess.run([python, str(script), str(work)], capture_output=True, text=True, timeout=3600)
+        run = subprocess.run([args.fast_plaid_python, str(script), str(work), str(directory / "exact"),
+                              args.fast_plaid_sweep, str(args.fast_plaid_partitions), str(args.fast_plaid_sample_docs)],
+                             capture_output=True, text=True, timeout=6 * 3600)
         if run.returncode != 0:
-            return {"error": (run.stderr or run.stdout).strip().splitlines()[-1][:300], "pages_measured": n}
+            last = (run.stderr or run.stdout or "").strip().splitlines() or [""]
+            return {"error": f"exit status {run.returncode}: {last[-1][:300]}", "pages_measured": n}
         out = json.loads(run.stdout.strip().splitlines()[-1])
-        rows = np.array(out.pop("rows"))
-        return {"pages_measured": n, **out, "recall_at_10": _recall(rows, oracle)}
+        settings = []
+        for s in out.pop("settings"):
+            rows = np.array(s.pop("rows"))
+            settings.append({**s, "recall_at_10": late_exact.recall(exact, queries, rows, oracle_s)})
+        first = settings[0]
+        return {"pages_measured": n, "p50_ms": first["p50_ms"], "p95_ms": first["p95_ms"],
+                "recall_at_10": first["recall_at_10"], "resident_bytes_per_page": None,
+                "disk_bytes_per_page": out["disk_bytes"] / n, "build_s": out["build_s"], "open_s": out["open_s"],
+                "max_rss_gib": out["max_rss_bytes"] / 2**30, "partitions": out["partitions"] or "fast-plaid default",
+                "sample_docs": out["sample_docs"] or "fast-plaid default", "sweep": settings, "load_average": _load()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pages", type=int, default=10000)
     p.add_argument("--queries", type=int, default=64)
     p.add_argument("--tokens", type=int, default=768, help="tokens per page")
     p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--query-tokens", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--exact-dtype", default="int8", choices=["int8", "float16"])
-    p.add_argument("--pool-factor", type=int, default=1)
-    p.add_argument("--coarse-tokens", type=int, default=32)
-    p.add_argument("--n-probe", type=int, default=4)
-    p.add_argument("--n-shortlist", type=int, default=4096)
-    p.add_argument("--n-coarse", type=int, default=512)
-    p.add_argument("--n-refine", type=int, default=64)
-    p.add_argument("--cluster-probe", type=int, default=0)
-    p.add_argument("--n-candidates", type=int, default=64)
-    p.add_argument("--sweep", default="4:4096:512:64:64:0,4:4096:512:64:64:0,4:2048:256:64:64:0,4:4096:512:128:128:0,"
-                   "8:16384:1024:256:256:0,0:1:512:64:64:0,4:4096:512:64:64:4",
-                   help="n_probe:n_shortlist:n_coarse:n_refine:n_candidates:cluster_probe settings (0: off)")
-    p.add_argument("--shard-pages", type=int, default=5000)
-    p.add_argument("--dir", help="engine directory (default: a temporary one, removed at the end)")
-    p.add_argument("--reuse", action="store_true", help="search the index already in --dir (built by a run with the same arguments)")
-    p.add_argument("--baseline-pages", type=int, default=500)
-    p.add_argument("--fast-plaid-python", default=sys.executable)
+    p.add_argument("--corpus-kind", default="realistic", choices=["realistic", "easy"])
+    p.add_argument("--gen", default="", help="realistic generator parameters, e.g. zipf=1.1,background=0.5")
+    p.add_argument("--corpus", help=".npz of real page and query tokens (see bench/corpus_late.NpzCorpus)")
+    p.add_argument("--engine", default="{}", help="extra cascade options as JSON (default: what dse index uses)")
+    p.add_argument("--commit-pages", type=int, default=COMMIT_PAGES)
+    p.add_argument("--sweep", default=SWEEP, help="n_probe:n_shortlist:n_coarse:n_refine:n_candidates settings")
+    p.add_argument("--exact-queries", type=int, default=8, help="queries timed on the exact baseline")
+    p.add_argument("--dir", help="work directory (default: a temporary one, removed at the end)")
+    p.add_argument("--reuse", action="store_true", help="search what an earlier run built in --dir")
+    p.add_argument("--fast-plaid-python", help="interpreter with fast-plaid installed (omit: no fast-plaid)")
+    p.add_argument("--fast-plaid-sweep", default="8:4096,4:1024,16:8192,32:16384", help="n_ivf_probe:n_full_scores")
+    p.add_argument("--fast-plaid-partitions", type=int, default=0, help="fast-plaid centroids (0: its heuristic)")
+    p.add_argument("--fast-plaid-sample-docs", type=int, default=0, help="documents its k-means samples (0: its heuristic)")
     args = p.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
-    corpus = Corpus(args.seed, args.tokens, args.dim)
-    targets = np.random.default_rng([args.seed, 99]).choice(args.pages, args.queries, replace=False)
-    queries = [corpus.query(int(t), args.query_tokens) for t in targets]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"python {platform.python_version()}, load {_load()}")
+    corpus, queries, targets = _corpus(args)
+    print(f"corpus: {corpus.describe()}")
     directory = Path(args.dir or tempfile.mkdtemp(prefix="late-"))
     try:
-        saved = directory / "oracle.npz"
-        if args.reuse and saved.exists():  # an index built by an earlier run with the same arguments
-            data = np.load(saved)
-            oracle, build_s = data["oracle"], float(data["build_s"])
-            engine = CascadeEngine(**json.loads(str(data["options"])))
+        saved = directory / "build.json"
+        if args.reuse and saved.exists():
+            times = json.loads(saved.read_text())
         else:
-            engine, oracle, build_s = build(args, corpus, queries, directory)
-            np.savez(saved, oracle=oracle, build_s=build_s, options=json.dumps(engine.options()))
-        disk = sum(f.stat().st_size for f in directory.iterdir() if f != saved) / args.pages
-        engine = CascadeEngine.load(directory, rows=args.pages, **engine.options())  # cold: tiers memory-mapped
-        resident = engine.resident_bytes() / args.pages
-        print(f"pages={args.pages} build {build_s:.0f}s disk {disk:.0f} B/page resident {resident:.0f} B/page "
-              f"(target 100k: 8192) top1-is-target {np.mean(oracle[:, 0] == targets):.2f}")
-        print("n_probe n_shortlist n_coarse n_refine n_candidates clusters  p50_ms  p95_ms  cpu_ms(p50, both threads)  "
-              "recall@10")
-        default = None
+            times = build(args, corpus, queries, directory)
+            saved.write_text(json.dumps(times))
+        n = corpus.n
+        exact = MaxSimEngine.load(directory / "exact", rows=n)
+        t = time.perf_counter()
+        oracle_s, oracle_r = late_exact.oracle(exact, queries)
+        oracle_time = time.perf_counter() - t
+        hard = late_exact.hardness(oracle_s, oracle_r, np.asarray(targets))
+        print(f"oracle: {oracle_time:.0f}s for {len(queries)} queries; hardness {json.dumps(hard)}")
+        e50, e95 = late_exact.latency(exact, queries, args.exact_queries)
+        baselines = {"exact_maxsim": {
+            "pages_measured": n, "p50_ms": e50, "p95_ms": e95, "recall_at_10": 1.0, "resident_bytes_per_page": 0,
+            "disk_bytes_per_page": _du(directory / "exact") / n, "build_s": times["exact_build_s"], "open_s": None,
+            "queries_timed": args.exact_queries, "load_average": _load()}}
+        print(f"exact MaxSim (float32, memory-mapped, every page): p50 {e50:.0f} ms p95 {e95:.0f} ms (load {_load()})")
+
+        qfile = directory / "queries.npz"
+        np.savez(qfile, tokens=np.concatenate(queries), offsets=np.concatenate([[0], np.cumsum([len(q) for q in queries])]))
+        cold = subprocess.run([sys.executable, str(Path(__file__).with_name("late_index.py")), "cold",
+                               str(directory / "index"), str(qfile)], capture_output=True, text=True, check=True)
+        cold = json.loads(cold.stdout.strip().splitlines()[-1])
+        cold.pop("first_rows")
+        print(f"cold (fresh process, index evicted from the page cache): {json.dumps(cold)} (load {_load()})")
+
+        from dse.retrieve.retriever import Retriever
+
+        t = time.perf_counter()
+        r = Retriever.open(directory / "index", late_index.VectorEncoder(queries, corpus.dim))
+        open_s = time.perf_counter() - t
+        engine = r.index.view().engine
+        resident = engine.resident_bytes() / n
+        disk = _du(directory / "index" / "vectors") / n
+        p50, p95, rows = _timed(lambda j: late_index.search_rows(r, j), len(queries))  # warm-up included
+        p50, p95, rows = _timed(lambda j: late_index.search_rows(r, j), len(queries))
+        rec = late_exact.recall(exact, queries, rows, oracle_s)
+        print(f"cascade via Retriever.search (defaults {json.dumps(engine.options())}): p50 {p50:.1f} ms "
+              f"p95 {p95:.1f} ms recall@10 {rec:.3f}; open {open_s:.2f}s; resident {resident:.0f} B/page, "
+              f"disk {disk:.0f} B/page, build {times['cascade_build_s']:.0f}s (load {_load()})")
+        print("sweep (engine.search of the opened index, per-call knobs)\n"
+              "n_probe n_shortlist n_coarse n_refine n_candidates  p50_ms  p95_ms  recall@10  load")
+        sweep = []
         for setting in args.sweep.split(","):
-            n_probe, n0, n1, nr, n2, cp = (int(x) for x in setting.split(":"))
-            p50, p95, rows, cpu = _latency(lambda q: engine.search(  # noqa: B023 - called within the iteration
-                q, 10, n_probe=n_probe, n_shortlist=n0, n_coarse=n1, n_refine=nr, n_candidates=n2,
-                cluster_probe=cp)[1][0], queries)
-            print(f"{n_probe:7d} {n0:11d} {n1:8d} {nr:8d} {n2:12d} {cp:8d} {p50:7.1f} {p95:7.1f} {cpu:10.1f} "
-                  f"{_recall(rows, oracle):10.3f}", flush=True)
-            if (n_probe, n0, n1, nr, n2, cp) == (args.n_probe, args.n_shortlist, args.n_coarse, args.n_refine,
-                                                 args.n_candidates, args.cluster_probe):
-                default = (p50, p95, _recall(rows, oracle), cpu)
-        if default is None:
-            p50, p95, rows, cpu = _latency(lambda q: engine.search(q, 10)[1][0], queries)
-            default = (p50, p95, _recall(rows, oracle), cpu)
+            if setting == "default":
+                knobs = {}
+            else:
+                knobs = dict(zip(("n_probe", "n_shortlist", "n_coarse", "n_refine", "n_candidates"),
+                                 (int(x) for x in setting.split(":"))))
+            s50, s95, srows = _timed(lambda j: engine.search([queries[j]], 10, **knobs)[1][0], len(queries))  # noqa: B023
+            srec = late_exact.recall(exact, queries, srows, oracle_s)
+            sweep.append({"setting": setting, "p50_ms": s50, "p95_ms": s95, "recall_at_10": srec, "load": _load()})
+            print(f"{setting:>40s} {s50:7.1f} {s95:7.1f} {srec:10.3f}  {_load()}", flush=True)
+        r.close()
+        if args.fast_plaid_python:
+            baselines["fast_plaid"] = fast_plaid(args, directory, queries, exact, oracle_s, n)
+            for s in baselines["fast_plaid"].get("sweep", []):
+                print(f"fast-plaid n_ivf_probe={s['n_ivf_probe']} n_full_scores={s['n_full_scores']}: "
+                      f"p50 {s['p50_ms']:.1f} ms p95 {s['p95_ms']:.1f} ms recall@10 {s['recall_at_10']:.3f}")
+            print(f"fast-plaid: {json.dumps({k: v for k, v in baselines['fast_plaid'].items() if k != 'sweep'})}")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        print(f"load average during the run: {os.getloadavg()}")
-        print(f"process max RSS {rss / 2**30:.2f} GiB (includes the oracle's blocks)")
-        n_base = min(args.baseline_pages, args.pages)
-        baselines = {"colpali_score_multi_vector": colpali_baseline(corpus, queries, n_base, args.pages)}
-        try:
-            baselines["fast_plaid"] = fast_plaid_baseline(args.fast_plaid_python, corpus, queries, n_base)
-        except Exception as exc:  # noqa: BLE001 - report, do not hide, a baseline that cannot run
-            baselines["fast_plaid"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        for name, b in baselines.items():
-            print(f"baseline {name}: {b}")
+        print(f"process max RSS {rss / 2**30:.2f} GiB; load average {_load()}")
         print(json.dumps({
-            "pages": args.pages, "p50_ms": round(default[0], 2), "p95_ms": round(default[1], 2),
-            "recall_at_10": round(default[2], 4), "cpu_ms_p50": round(default[3], 2), "resident_bytes_per_page": round(resident, 1),
-            "disk_bytes_per_page": round(disk, 1), "build_s": round(build_s, 1), "options": engine.options(),
-            "tokens_per_page": args.tokens, "queries": args.queries, "baselines": baselines,
+            "pages": n, "p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "recall_at_10": round(rec, 4),
+            "resident_bytes_per_page": round(resident, 1), "disk_bytes_per_page": round(disk, 1),
+            "build_s": round(times["cascade_build_s"], 1), "open_s": round(open_s, 3), "cold": cold,
+            "options": engine.options(), "corpus": corpus.describe(), "hardness": hard, "queries": len(queries),
+            "sweep": sweep, "baselines": baselines, "load_average": _load(),
         }))
     finally:
         if not args.dir:

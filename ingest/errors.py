@@ -42,3 +42,25 @@ class MissingConverterError(IngestError):
     An `IngestError`, unlike `MissingToolError`: only the office documents of a batch fail (each
     with a message saying how to install it); PDFs and images are still indexed.
     """
+
+
+class RenderTimeoutError(LimitExceededError):
+    """Rendering or reading the text of a page or of a whole file took longer than its limit.
+
+    `Limits.page_timeout` (per page) and `Limits.file_timeout` (per file); the tool is stopped.
+    """
+
+
+class MemoryLimitError(LimitExceededError):
+    """A renderer or converter ran out of memory under its cap (`Limits.max_memory_mb`)."""
+
+
+class WorkerCrashedError(IngestError):
+    """A render worker process died (killed, out of memory, crashed) while rendering the source.
+
+    The run goes on with a fresh worker; only this source fails.
+    """
+
+
+class SandboxUnavailableError(ConversionError):
+    """The sandbox `Limits.sandbox` asks for ("require", "strict") cannot run on this machine."""

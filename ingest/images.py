@@ -1,4 +1,9 @@
-"""Image files as pages: PNG, JPEG, WebP, TIFF (every frame), BMP and GIF (first frame)."""
+"""Image files as pages: PNG, JPEG, WebP, TIFF (every frame), BMP and GIF (first frame).
+
+Every frame is checked against `Limits.max_image_pixels` before it is decoded, at its own size (a
+TIFF's later pages, or a GIF frame larger than its canvas, can be far larger than the header
+says), and decoding a file's frames counts against its `Limits.file_timeout`.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ingest.base import RenderOptions, SourceFile
 from ingest.errors import IngestError
-from ingest.limits import check_image_pixels, check_page_count
+from ingest.limits import Clock, Stopwatch, check_image_pixels, check_page_count
 from ingest.page import Page, make_page_id
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 MULTI_PAGE_FORMATS = frozenset({"TIFF"})
 """Formats whose frames are pages (multi-page scans); other formats yield their first frame only."""
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError)
+"""What Pillow raises on a malformed file (a TIFF frame without dimensions: TypeError; with an
+unknown compression: KeyError); reported as what is wrong with the file, not as a crash."""
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -35,6 +42,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _malformed(file: SourceFile, what: str, exc: BaseException) -> IngestError:
+    """The IngestError for a malformed image, saying what Pillow found wrong."""
+    return IngestError(file.source, f"{what}: the file is malformed ({type(exc).__name__}: {exc})")
+
+
+def _frame_count(file: SourceFile, image: Image.Image) -> int:
+    """Frames that are pages: all of a TIFF's (reading every frame's header), else one."""
+    if image.format not in MULTI_PAGE_FORMATS:
+        return 1
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except _DECODE_ERRORS as exc:
+        raise _malformed(file, "cannot read the image's frames", exc) from None
+
+
 def _file_dpi(image: Image.Image) -> float | None:
     """Return the resolution stored in the file, if any."""
     dpi = image.info.get("dpi")
@@ -43,10 +65,16 @@ def _file_dpi(image: Image.Image) -> float | None:
     return None
 
 
-def _frame(file: SourceFile, image: Image.Image, index: int) -> Image.Image:
-    """Decode frame `index` as an upright RGB image, or raise IngestError."""
+def _frame(file: SourceFile, image: Image.Image, index: int, max_pixels: int) -> Image.Image:
+    """Decode frame `index` as an upright RGB image, or raise IngestError.
+
+    The frame's own size is checked against `max_pixels` after seeking to it (which reads its
+    header) and before decoding it.
+    """
     try:
         image.seek(index)
+        what = "image" if index == 0 else f"frame {index + 1} of the image"
+        check_image_pixels(file.source, image.width, image.height, max_pixels, what)
         image.load()
         return to_rgb(ImageOps.exif_transpose(image) or image)
     except Image.DecompressionBombError as exc:
@@ -54,7 +82,7 @@ def _frame(file: SourceFile, image: Image.Image, index: int) -> Image.Image:
             file.source, f"image too large for Pillow's decompression-bomb guard: {exc}"
         ) from exc
     except _DECODE_ERRORS as exc:
-        raise IngestError(file.source, f"cannot decode image frame {index + 1}: {exc}") from exc
+        raise _malformed(file, f"cannot decode image frame {index + 1}", exc) from None
 
 
 def _page(
@@ -82,13 +110,21 @@ def _page(
 
 
 def _iter_frames(
-    file: SourceFile, image: Image.Image, first: Image.Image, num_pages: int
+    file: SourceFile, image: Image.Image, first: Image.Image, num_pages: int,
+    options: RenderOptions, clock: Clock,
 ) -> Iterator[Page]:
-    """Yield the already decoded first frame, then decode the others one at a time."""
+    """Yield the already decoded first frame, then decode the others one at a time.
+
+    Only the decoding counts against the file's time (not the consumer's between pages).
+    """
+    max_pixels = options.limits.max_image_pixels
     try:
         yield _page(file, image, first, 1, num_pages)
         for index in range(1, num_pages):
-            yield _page(file, image, _frame(file, image, index), index + 1, num_pages)
+            watch = Stopwatch(clock)
+            frame = _frame(file, image, index, max_pixels)
+            watch.lap()
+            yield _page(file, image, frame, index + 1, num_pages)
     finally:
         image.close()
 
@@ -96,10 +132,12 @@ def _iter_frames(
 def render_image(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
     """Open and decode an image now (so a broken file fails before any page), then yield its pages.
 
-    An image over `options.limits.max_image_pixels` (default: Pillow's `Image.MAX_IMAGE_PIXELS`),
-    or a TIFF with more frames than `options.limits.max_pages`, is refused with a
-    LimitExceededError before it is decoded; Pillow's decompression-bomb guard stays on too (over
-    `Image.MAX_IMAGE_PIXELS * 2` pixels). `options.dpi` does not apply (images keep their pixels).
+    An image (each frame of it) over `options.limits.max_image_pixels` (default: Pillow's
+    `Image.MAX_IMAGE_PIXELS`), or a TIFF with more frames than `options.limits.max_pages`, is
+    refused with a LimitExceededError before that frame is decoded; Pillow's decompression-bomb
+    guard stays on too (over `Image.MAX_IMAGE_PIXELS * 2` pixels). Decoding past
+    `options.limits.file_timeout` fails the file between frames. `options.dpi` does not apply
+    (images keep their pixels).
 
     Args:
         file: The image file.
@@ -111,6 +149,7 @@ def render_image(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
     Raises:
         IngestError: The file is not a readable image or is too large.
     """
+    watch = Stopwatch(Clock(file.source, options.limits))
     try:
         image = Image.open(file.path)
     except Image.DecompressionBombError as exc:
@@ -124,11 +163,13 @@ def render_image(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
     except _DECODE_ERRORS as exc:
         raise IngestError(file.source, f"cannot open image: {exc}") from exc
     try:
-        check_image_pixels(file.source, image.width, image.height, options.limits.max_image_pixels)
-        frames = getattr(image, "n_frames", 1) if image.format in MULTI_PAGE_FORMATS else 1
+        max_pixels = options.limits.max_image_pixels
+        check_image_pixels(file.source, image.width, image.height, max_pixels)
+        frames = _frame_count(file, image)
         check_page_count(file.source, frames, options.limits.max_pages)
-        first = _frame(file, image, 0)
+        first = _frame(file, image, 0, max_pixels)
+        watch.lap()
     except BaseException:
         image.close()
         raise
-    return _iter_frames(file, image, first, frames)
+    return _iter_frames(file, image, first, frames, options, watch.clock)

@@ -1,6 +1,10 @@
-"""PDF pages through poppler: `pdfinfo` probes, `pdftoppm` (pdf2image) renders, `pdftotext` reads.
+"""PDF pages through poppler: `pdfinfo` probes, `pdftoppm` renders, `pdftotext` reads.
 
 Pages come in chunks of `RenderOptions.chunk_pages`, so a long PDF never sits in memory whole.
+Every poppler call runs under the file's limits (`ingest.poppler`); a page whose pixels at the
+requested dpi would exceed the page budget is rendered at a lower dpi, and one that would exceed
+it even at 1 dpi is refused before anything is rendered. An encrypted PDF is decrypted by qpdf
+into a private file first, so its password never appears on a command line.
 """
 
 from __future__ import annotations
@@ -8,161 +12,140 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import shutil
-import subprocess
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
+from ingest import poppler
 from ingest.base import RenderOptions, SourceFile
-from ingest.errors import EncryptedSourceError, IngestError, MissingToolError
-from ingest.limits import check_page_count
+from ingest.errors import EncryptedSourceError, IngestError, LimitExceededError
+from ingest.limits import Clock, Limits
 from ingest.page import Page, make_page_id
+from ingest.poppler import PdfInfo, Size, probe_pdf  # where they live: the probe runs pdfinfo
 
 logger = logging.getLogger(__name__)
 
 PDF_EXTENSIONS = (".pdf",)
 MAX_PAGE_PIXELS = 40_000_000
-"""A page whose render at the requested dpi would exceed this is rendered at a lower dpi instead."""
-TIMEOUT_SECONDS = 600
-"""Longest a single poppler call (one chunk) may run before the source is declared broken."""
+"""A page whose render at the requested dpi would exceed this (or `Limits.max_image_pixels`,
+if lower) is rendered at a lower dpi instead."""
 
-_PAGE_SIZE = re.compile(r"^Page\s+(\d+)\s+size$")
-_SIZE_VALUE = re.compile(r"^([\d.]+)\s*x\s*([\d.]+)")
+_require_tool = poppler.require_tool
 
 
-@dataclass(frozen=True)
-class PdfInfo:
-    """What `pdfinfo` says about a PDF.
-
-    Attributes:
-        num_pages: Number of pages (at least 1).
-        sizes: Page sizes in points, `(width, height)` per page, or None when pdfinfo gave none.
-    """
-
-    num_pages: int
-    sizes: tuple[tuple[float, float] | None, ...]
+def page_budget(limits: Limits) -> int:
+    """Most pixels one rendered page may have: `MAX_PAGE_PIXELS` or the image limit if lower."""
+    return min(MAX_PAGE_PIXELS, limits.max_image_pixels)
 
 
-@cache
-def _require_tool(name: str) -> str:
-    """Return the path of a poppler program, or raise MissingToolError."""
-    path = shutil.which(name)
-    if path is None:
-        raise MissingToolError(
-            f"'{name}' was not found: install poppler-utils (e.g. `apt-get install poppler-utils`)"
-        )
-    return path
-
-
-def _poppler_error(source: str, message: str, password: str | None) -> IngestError:
-    """Turn poppler's stderr into an IngestError that names the source and says why."""
-    if "Incorrect password" in message:
-        if password is None:
-            return EncryptedSourceError(
-                source, "PDF is encrypted: pass its password (password=...)"
-            )
-        return EncryptedSourceError(source, "PDF is encrypted and the given password is wrong")
-    if "Invalid page count 0" in message:
-        return IngestError(source, "PDF has no pages")
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("Unable to get page count")]
-    detail = "; ".join(dict.fromkeys(lines)) or "no output"
-    return IngestError(source, f"not a readable PDF (poppler: {detail[:300]})")
-
-
-def probe_pdf(file: SourceFile, password: str | None, max_pages: int | None = None) -> PdfInfo:
-    """Read the page count and page sizes with one `pdfinfo` call.
-
-    Raises:
-        EncryptedSourceError: The PDF needs a (different) password.
-        LimitExceededError: The PDF has more than `max_pages` pages.
-        IngestError: The file is not a readable PDF or has no pages.
-    """
-    from pdf2image import pdfinfo_from_path
-    from pdf2image.exceptions import PDFPageCountError, PDFPopplerTimeoutError
-
-    _require_tool("pdfinfo")
-    try:
-        info = pdfinfo_from_path(
-            os.path.abspath(file.path),
-            userpw=password,
-            first_page=1,
-            last_page=10**7,
-            timeout=TIMEOUT_SECONDS,
-        )
-    except PDFPageCountError as exc:
-        raise _poppler_error(file.source, str(exc), password) from exc
-    except PDFPopplerTimeoutError as exc:
-        raise IngestError(file.source, f"pdfinfo timed out after {TIMEOUT_SECONDS} s") from exc
-    num_pages = int(info["Pages"])
-    if num_pages < 1:
-        raise IngestError(file.source, "PDF has no pages")
-    if max_pages is not None:
-        check_page_count(file.source, num_pages, max_pages)
-    sizes: list[tuple[float, float] | None] = [None] * num_pages
-    for key, value in info.items():
-        key_match, value_match = _PAGE_SIZE.match(key), _SIZE_VALUE.match(str(value))
-        if key_match and value_match and 1 <= int(key_match.group(1)) <= num_pages:
-            sizes[int(key_match.group(1)) - 1] = (
-                float(value_match.group(1)),
-                float(value_match.group(2)),
-            )
-    return PdfInfo(num_pages=num_pages, sizes=tuple(sizes))
-
-
-def page_dpi(size: tuple[float, float] | None, dpi: int) -> int:
-    """Return `dpi`, lowered if needed so the page renders within `MAX_PAGE_PIXELS`."""
+def page_dpi(size: Size | None, dpi: int, max_pixels: int | None = None) -> int:
+    """Return `dpi`, lowered if needed so the page renders within `max_pixels` (default
+    `MAX_PAGE_PIXELS`)."""
+    budget = MAX_PAGE_PIXELS if max_pixels is None else max_pixels
     if size is None:
         return dpi
     pixels = (size[0] / 72 * dpi) * (size[1] / 72 * dpi)
-    if pixels <= MAX_PAGE_PIXELS:
+    if pixels <= budget:
         return dpi
-    return max(1, math.floor(dpi * math.sqrt(MAX_PAGE_PIXELS / pixels)))
+    return max(1, math.floor(dpi * math.sqrt(budget / pixels)))
 
 
-def _pdftotext(file: SourceFile, first: int, last: int, password: str | None) -> str | None:
-    """Run one `pdftotext -layout` call over pages first..last; None when poppler fails."""
-    args = [
-        _require_tool("pdftotext"),
-        "-f",
-        str(first),
-        "-l",
-        str(last),
-        "-layout",
-        "-enc",
-        "UTF-8",
-    ]
-    if password is not None:
-        args += ["-upw", password]
-    args += [os.path.abspath(file.path), "-"]
+def check_page_pixels(source: str, info: PdfInfo, budget: int) -> None:
+    """Refuse a PDF with a page over `budget` pixels even at 1 dpi (before rendering any)."""
+    for number in range(1, info.num_pages + 1):
+        size = info.render_size(number)
+        if size is not None and math.ceil(size[0] / 72) * math.ceil(size[1] / 72) > budget:
+            raise LimitExceededError(
+                source,
+                f"page {number} is {size[0]:g} x {size[1]:g} pt, over the limit of {budget:,} "
+                "pixels even at 1 dpi (raise it with --max-image-pixels)",
+            )
+
+
+@dataclass
+class OpenedPdf:
+    """A probed PDF: what poppler reads (the file, or its decrypted private copy) and its info."""
+
+    file: SourceFile
+    info: PdfInfo
+    spent: float = 0.0  # seconds of the file's time used by the probe (and decryption)
+    private_folder: str | None = None  # the decrypted copy's folder, deleted by close()
+
+    def close(self) -> None:
+        """Delete the decrypted copy, if there is one."""
+        if self.private_folder is not None:
+            shutil.rmtree(self.private_folder, ignore_errors=True)
+
+
+def open_pdf(file: SourceFile, options: RenderOptions) -> OpenedPdf:
+    """Probe a PDF (decrypting it first if it needs `options.password`) and check its limits.
+
+    Raises:
+        EncryptedSourceError: The PDF needs a (different) password.
+        LimitExceededError: Too many pages, a page too large at any dpi, or out of time.
+        IngestError: The file is not a readable PDF.
+    """
+    limits = options.limits
+    clock = Clock(file.source, limits)
+    target, folder = file, None
     try:
-        done = subprocess.run(args, capture_output=True, timeout=TIMEOUT_SECONDS, check=False)
-    except subprocess.TimeoutExpired:
-        return None
-    if done.returncode != 0:
-        return None
-    return done.stdout.decode("utf-8", errors="replace")
+        info = probe_pdf(file, limits.max_pages, clock)
+    except EncryptedSourceError:
+        if options.password is None:
+            raise
+        path = poppler.decrypt(file.path.absolute(), options.password, clock, limits.max_file_bytes)
+        target = SourceFile(path=path, source=file.source, digest=file.digest)
+        folder = str(path.parent)
+        try:
+            info = probe_pdf(target, limits.max_pages, clock, password_given=True)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    opened = OpenedPdf(target, info, clock.spent, folder)
+    try:
+        check_page_pixels(file.source, info, page_budget(limits))
+    except BaseException:
+        opened.close()
+        raise
+    return opened
 
 
-def page_texts(file: SourceFile, first: int, last: int, password: str | None) -> list[str]:
+def _pdftotext(file: SourceFile, first: int, last: int, clock: Clock | None = None) -> str | None:
+    """Run one `pdftotext -layout` call over pages first..last; None when poppler fails.
+
+    Text past `poppler.MAX_TEXT_BYTES_PER_PAGE` a page is cut: a call over several pages then
+    returns None (its pages are read one by one), a single page keeps its first part.
+    """
+    clock = clock or Clock(file.source)
+    text, cut = poppler.pdftotext(file.path.absolute(), first, last, clock)
+    if cut and first != last:
+        return None
+    if cut:
+        logger.warning("%s: the text layer of page %d is over %s bytes; it is cut", file.source,
+                       first, f"{poppler.MAX_TEXT_BYTES_PER_PAGE:,}")
+    return text
+
+
+def page_texts(file: SourceFile, first: int, last: int, clock: Clock | None = None) -> list[str]:
     """Return the text layer of pages first..last (one string per page, aligned).
 
     One `pdftotext` call per chunk, split on the form feed poppler writes after every page (empty
     pages included). If the split does not line up, each page is read on its own; a page whose text
-    cannot be read gets "" and a logged warning (its image is still rendered).
+    cannot be read gets "" and a logged warning (its image is still rendered). A call past its
+    time limit fails the file (RenderTimeoutError).
     """
+    clock = clock or Clock(file.source)
     count = last - first + 1
-    output = _pdftotext(file, first, last, password)
+    output = _pdftotext(file, first, last, clock)
     if output is not None:
         parts = output.split("\f")
         if len(parts) == count + 1 and not parts[-1].strip():
             return [part.rstrip() for part in parts[:-1]]
     texts = []
     for number in range(first, last + 1):
-        single = _pdftotext(file, number, number, password)
+        single = _pdftotext(file, number, number, clock)
         if single is None:
             logger.warning(
                 "%s: pdftotext failed on page %d; its text layer is left empty", file.source, number
@@ -172,40 +155,51 @@ def page_texts(file: SourceFile, first: int, last: int, password: str | None) ->
     return texts
 
 
-def _render_run(file: SourceFile, first: int, last: int, dpi: int, password: str | None) -> list:
+def render_run_files(
+    file: SourceFile, first: int, last: int, dpi: int, clock: Clock | None = None,
+    folder: str = "",
+) -> list[str]:
+    """Render pages first..last at one dpi with pdftoppm; their PPM files, left in `folder`.
+
+    For another process to read: no image is decoded or copied here.
+
+    Returns:
+        The paths of the PPM files, one per page, in order.
+    """
+    clock = clock or Clock(file.source)
+    return poppler.pdftoppm(file.path.absolute(), first, last, dpi, folder, clock,
+                            page_budget(clock.limits))
+
+
+def _render_run(
+    file: SourceFile, first: int, last: int, dpi: int, clock: Clock | None = None
+) -> list[Any]:
     """Render pages first..last at one dpi with pdftoppm; exactly one RGB image per page."""
-    from pdf2image import convert_from_path
-    from pdf2image.exceptions import PDFPageCountError, PDFPopplerTimeoutError
     from PIL import Image
 
-    _require_tool("pdftoppm")
-    where = f"page {first}" if first == last else f"pages {first}-{last}"
+    folder = poppler.private_dir()
     try:
-        images = convert_from_path(
-            os.path.abspath(file.path),
-            dpi=dpi,
-            first_page=first,
-            last_page=last,
-            userpw=password,
-            thread_count=1,
-            timeout=TIMEOUT_SECONDS,
-        )
-    except PDFPageCountError as exc:
-        raise _poppler_error(file.source, str(exc), password) from exc
-    except PDFPopplerTimeoutError as exc:
-        raise IngestError(file.source, f"poppler timed out rendering {where}") from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise IngestError(file.source, f"cannot render {where}: {exc}") from exc
-    if len(images) != last - first + 1:
-        raise IngestError(file.source, f"poppler rendered {len(images)} image(s) for {where}")
-    return [image if image.mode == "RGB" else image.convert("RGB") for image in images]
+        images = []
+        for path in render_run_files(file, first, last, dpi, clock, folder):
+            try:
+                with Image.open(path) as ppm:
+                    images.append(ppm.convert("RGB"))  # (height, width, 3)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                raise IngestError(file.source, f"cannot render page {first + len(images)}: "
+                                  f"{exc}") from exc
+            os.unlink(path)
+        return images
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _dpi_runs(info: PdfInfo, first: int, last: int, dpi: int) -> list[tuple[int, int, int]]:
+def _dpi_runs(
+    info: PdfInfo, first: int, last: int, dpi: int, budget: int | None = None
+) -> list[tuple[int, int, int]]:
     """Split pages first..last into runs `(first, last, dpi)` of consecutive pages sharing a dpi."""
     runs: list[tuple[int, int, int]] = []
     for number in range(first, last + 1):
-        value = page_dpi(info.sizes[number - 1], dpi)
+        value = page_dpi(info.render_size(number), dpi, budget)
         if runs and runs[-1][2] == value:
             runs[-1] = (runs[-1][0], number, value)
         else:
@@ -213,67 +207,28 @@ def _dpi_runs(info: PdfInfo, first: int, last: int, dpi: int) -> list[tuple[int,
     return runs
 
 
-def render_run_files(
-    file: SourceFile, first: int, last: int, dpi: int, password: str | None, folder: str
-) -> list[str]:
-    """Like `_render_run` (same pdftoppm pixels), but the PPM files are left in `folder`.
-
-    For another process to read: no image is decoded or copied here.
-
-    Returns:
-        The paths of the PPM files, one per page, in order.
-    """
-    import uuid
-
-    root = os.path.join(folder, uuid.uuid4().hex)
-    args = [_require_tool("pdftoppm"), "-r", str(dpi), "-f", str(first), "-l", str(last)]
-    if password is not None:
-        args += ["-upw", password]
-    where = f"page {first}" if first == last else f"pages {first}-{last}"
-    try:
-        done = subprocess.run(
-            [*args, os.path.abspath(file.path), root],
-            capture_output=True,
-            timeout=TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise IngestError(file.source, f"poppler timed out rendering {where}") from exc
-    finally:
-        prefix = os.path.basename(root) + "-"
-        paths = sorted(
-            os.path.join(folder, name) for name in os.listdir(folder) if name.startswith(prefix)
-        )
-    if done.returncode != 0 or len(paths) != last - first + 1:
-        for path in paths:
-            os.unlink(path)
-        if done.returncode != 0:
-            raise _poppler_error(file.source, done.stderr.decode("utf-8", "replace"), password)
-        raise IngestError(file.source, f"poppler rendered {len(paths)} image(s) for {where}")
-    return paths
-
-
 def render_chunk(
     file: SourceFile,
-    options: RenderOptions,
     info: PdfInfo,
     first: int,
     last: int,
-    run: Callable[[SourceFile, int, int, int, str | None], list[Any]] | None = None,
+    dpi: int,
+    clock: Clock,
+    run: Callable[[SourceFile, int, int, int, Clock], list[Any]] | None = None,
 ) -> list[tuple[int, Any, str]]:
     """Render pages first..last: `(dpi, image, text)` per page, text first (cheap), in order.
 
-    `run` renders one run of pages sharing a dpi (default `_render_run`: RGB PIL images; a
-    partial `render_run_files`: PPM files for another process).
+    `file` is what poppler reads (see `OpenedPdf`); `run` renders one run of pages sharing a dpi
+    (default `_render_run`: RGB PIL images; a partial `render_run_files`: PPM files for another
+    process). Every call is on `clock`.
     """
     run = run or _render_run
-    texts = page_texts(file, first, last, options.password)
+    texts = page_texts(file, first, last, clock)
     rendered = []
-    for run_first, run_last, dpi in _dpi_runs(info, first, last, options.dpi):
-        rendered += [
-            (dpi, image) for image in run(file, run_first, run_last, dpi, options.password)
-        ]
-    return [(dpi, image, text) for (dpi, image), text in zip(rendered, texts)]
+    budget = page_budget(clock.limits)
+    for run_first, run_last, value in _dpi_runs(info, first, last, dpi, budget):
+        rendered += [(value, image) for image in run(file, run_first, run_last, value, clock)]
+    return [(value, image, text) for (value, image), text in zip(rendered, texts)]
 
 
 def pdf_page(file: SourceFile, info: PdfInfo, number: int, dpi: int, image: Any, text: str) -> Page:
@@ -307,13 +262,17 @@ def chunk_ranges(num_pages: int, chunk_pages: int) -> list[tuple[int, int]]:
     ]
 
 
-def _iter_pages(file: SourceFile, options: RenderOptions, info: PdfInfo) -> Iterator[Page]:
+def _iter_pages(file: SourceFile, options: RenderOptions, opened: OpenedPdf) -> Iterator[Page]:
     """Yield the pages chunk by chunk, so at most one chunk of images is in memory."""
-    for first, last in chunk_ranges(info.num_pages, options.chunk_pages):
-        chunk = render_chunk(file, options, info, first, last)
-        for offset, (dpi, image, text) in enumerate(chunk):
-            yield pdf_page(file, info, first + offset, dpi, image, text)
-        del chunk
+    clock = Clock(file.source, options.limits, opened.spent)
+    try:
+        for first, last in chunk_ranges(opened.info.num_pages, options.chunk_pages):
+            chunk = render_chunk(opened.file, opened.info, first, last, options.dpi, clock)
+            for offset, (dpi, image, text) in enumerate(chunk):
+                yield pdf_page(file, opened.info, first + offset, dpi, image, text)
+            del chunk
+    finally:
+        opened.close()
 
 
 def render_pdf(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
@@ -321,15 +280,17 @@ def render_pdf(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
 
     Args:
         file: The PDF.
-        options: dpi, password, chunk size and limits (`limits.max_pages`).
+        options: dpi, password, chunk size and limits (pages, pixels, time, memory).
 
     Returns:
         A lazy iterator over the PDF's pages, in order.
 
     Raises:
         EncryptedSourceError: The PDF needs a (different) password.
-        LimitExceededError: The PDF has more pages than `options.limits.max_pages`.
+        LimitExceededError: The PDF is over a limit (pages, a page's size, time).
         IngestError: The file is not a readable PDF.
     """
-    info = probe_pdf(file, options.password, options.limits.max_pages)
-    return _iter_pages(file, options, info)
+    opened = open_pdf(file, options)
+    pages = _iter_pages(file, options, opened)
+    weakref.finalize(pages, opened.close)  # also when never iterated
+    return pages

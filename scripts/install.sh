@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs dse on a fresh machine: poppler (system package) and a virtualenv in .venv.
+# Installs dse on a fresh machine: poppler, LibreOffice, Chromium, bubblewrap, qpdf (system
+# packages) and a virtualenv in .venv.
 # Idempotent: re-running only installs what is missing. Used by `make demo` and `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,12 @@ command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
 # office documents: LibreOffice converts them to PDF; metric-compatible fonts (Arial, Times New
 # Roman, Calibri, Cambria) keep their line and page breaks as in Word / PowerPoint
 command -v soffice >/dev/null 2>&1 || missing+=(libreoffice-writer libreoffice-impress libreoffice-calc)
+# containment of untrusted documents: bubblewrap runs LibreOffice with no network (and, in strict
+# mode, none of your files); qpdf decrypts password-protected PDFs (the password goes to its
+# stdin, never on a command line); util-linux's prlimit caps memory and CPU time of every tool
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v qpdf >/dev/null 2>&1 || missing+=(qpdf)
+command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 if command -v dpkg-query >/dev/null 2>&1; then
   for font in fonts-liberation2 fonts-crosextra-carlito fonts-crosextra-caladea; do
     dpkg-query -W -f='${Status}' "$font" 2>/dev/null | grep -q "ok installed" || missing+=("$font")
@@ -28,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $packages >/dev/null
   elif command -v brew >/dev/null 2>&1; then
-    brew install poppler
+    brew install poppler qpdf
     command -v soffice >/dev/null 2>&1 || brew install --cask libreoffice
   else
     echo "error: poppler is missing; install poppler-utils (pdftoppm, pdftotext) with your package manager" >&2

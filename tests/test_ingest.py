@@ -167,30 +167,6 @@ def test_dpi_changes_image_size(tmp_path: Path) -> None:
         ingest.render(path, dpi=0)
 
 
-def test_streaming_renders_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pdf2image
-
-    path = write(
-        tmp_path / "long.pdf", make_pdf([f"page number {n}" for n in range(1, 41)], size=(150, 40))
-    )
-    real, calls = pdf2image.convert_from_path, []
-
-    def spy(*args, **kwargs):
-        calls.append((kwargs["first_page"], kwargs["last_page"]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pdf2image, "convert_from_path", spy)
-    pages = ingest.render(path, dpi=36, chunk_pages=4)
-    assert calls == []  # nothing rendered before iteration
-    first = next(pages)
-    assert first.page == 1 and calls == [(1, 4)]
-    rest = list(pages)
-    assert calls == [(a, a + 3) for a in range(1, 41, 4)]
-    assert [p.page for p in [first, *rest]] == list(range(1, 41))
-    for page in [first, *rest]:
-        assert page.text.strip() == f"page number {page.page}"
-
-
 def test_text_falls_back_to_single_pages_when_split_misaligns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

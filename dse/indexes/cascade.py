@@ -240,6 +240,16 @@ class CascadeEngine(SegmentedEngine):
             out_rows.append(rows_q[cols[0]])
         return np.stack(out_scores).astype(np.float32), np.stack(out_rows).astype(np.int64)
 
+    def page_tokens(self, row: int) -> np.ndarray:
+        """One row's exact-tier tokens, decoded: float32 (tokens, dim), grouped by coarse cluster
+        (MaxSim does not depend on token order; `dse export-vectors`)."""
+        if not 0 <= row < self._n:
+            raise IndexError(f"row {row} out of range [0, {self._n})")
+        s = int(np.searchsorted(self._starts, row, side="right")) - 1
+        seg, local = self._segments[s], row - self._starts[s]
+        a, b = seg.offsets[local], seg.offsets[local + 1]
+        return np.asarray(seg.exact[a:b], np.float32) * np.asarray(seg.scales[a:b], np.float32)[:, None]
+
     def _mask(self, allowed: np.ndarray) -> np.ndarray:
         mask = np.asarray(allowed)
         if mask.dtype != np.bool_ or mask.shape != (self._n,):

@@ -166,6 +166,14 @@ class MaxSimEngine(SegmentedEngine):
             yield pages[a:b], _Segment(np.asarray(seg.tokens[take], dtype=np.float32), offsets)  # (T, dim)
             a = b
 
+    def page_tokens(self, row: int) -> np.ndarray:
+        """The stored tokens of one row: float32 (tokens, dim) (`dse export-vectors`)."""
+        if not 0 <= row < self._n:
+            raise IndexError(f"row {row} out of range [0, {self._n})")
+        s = int(np.searchsorted(self._starts, row, side="right")) - 1
+        seg, local = self._segments[s], row - self._starts[s]
+        return np.asarray(seg.tokens[seg.offsets[local] : seg.offsets[local + 1]], np.float32)
+
     def score(self, queries: Sequence[Any]) -> np.ndarray:
         """Full MaxSim score matrix, float32 (n_queries, n_pages) (for small indexes and tests)."""
         qs = self._check(queries, "queries", adopt=False)

@@ -304,9 +304,9 @@ class Retriever:
 
     def info(self) -> dict[str, Any]:
         """The manifest with the counts `pages` and `sources` (live), `deleted_pages`, `deleted_sources`."""
-        counts = self.index.counts()
-        return {**self.index.manifest.to_json(), "deleted_pages": counts.deleted_pages,
-                "deleted_sources": counts.deleted_sources}
+        counts = self.index.counts()  # live from the catalogue: commits by other processes count at once
+        return {**self.index.manifest.to_json(), "pages": counts.pages, "sources": counts.sources,
+                "deleted_pages": counts.deleted_pages, "deleted_sources": counts.deleted_sources}
 
 
 def _hits(scored: Sequence[ScoredPage], drop_zero: bool) -> list[Hit]:

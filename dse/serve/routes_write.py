@@ -33,6 +33,13 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
+def _check_source(source: str) -> str:
+    """A source as a client names it: no NUL or control characters (they are never a path)."""
+    if any(ord(c) < 32 for c in source):
+        raise ApiError(422, "a source path or URL cannot contain control characters")
+    return source
+
+
 def _metadata(raw: Any) -> dict[str, Any] | None:
     from dse.indexes.filters import check_metadata
 
@@ -110,7 +117,7 @@ def _accepted(job: Any) -> JSONResponse:
 def delete_source(request: Request, source: str = Query(..., min_length=1, max_length=4096)) -> Any:
     svc = _service(request)
     svc.check_token(request.headers.get("authorization"))
-    report = svc.retriever.delete(sources=[source])
+    report = svc.retriever.delete(sources=[_check_source(source)])
     if report.missing:
         raise ApiError(404, f"no source {source!r} in this index")
     svc.drop_unindexed([source] if _inside(svc, source) else [])
@@ -133,7 +140,7 @@ def list_sources(request: Request) -> Any:
 @router.get("/v1/sources/file", tags=["sources"], summary="the original file of an indexed local source",
             response_class=FileResponse)
 def source_file(request: Request, source: str = Query(..., min_length=1, max_length=4096)) -> Any:
-    path = _service(request).source_file(source)
+    path = _service(request).source_file(_check_source(source))
     return FileResponse(path, filename=path.name, content_disposition_type="inline")
 
 
