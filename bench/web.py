@@ -9,7 +9,11 @@ over the same pages in the same run:
   shared-1    one browser, one page at a time
   shared-N    one browser, N pages at a time (`WebRenderer(max_parallel=N)`, the default 4)
 With `--real K`, the K smallest ../shared/data/real-docs/web/readability pages (offline: their
-remote resources fail) are rendered too, reporting seconds per page and how many settled.
+remote resources fail; `--real -1`: all of them) are rendered too, reporting seconds, how many
+settled, and how the tiles went (retried, taken by the fallback, pages stopped by the time limit).
+`--hogs N` runs N busy-loop processes during that pass (a machine under full CPU load):
+
+    python bench/web.py --pages 0 --real -1 --hogs 2
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import http.server
 import json
 import os
 import platform
+import subprocess
 import sys
 import threading
 import time
@@ -82,12 +87,50 @@ def _timed(urls: list[str], options: WebOptions, parallel: int, fresh: bool) -> 
     return time.perf_counter() - start, tiles
 
 
+def _hogs(count: int, seconds: float) -> list[subprocess.Popen]:
+    """`count` busy-loop processes that end on their own after `seconds`."""
+    code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+
+
+def _real(count: int, parallel: int, hogs: int) -> dict[str, object]:
+    """Render the `count` smallest real readability pages (all if negative), under `hogs` CPU hogs."""
+    folder = ROOT.parent / "shared" / "data" / "real-docs" / "web" / "readability"
+    files = sorted(folder.glob("*.html"), key=lambda path: (path.stat().st_size, path.name))
+    files = files if count < 0 else files[:count]
+    busy = _hogs(hogs, 900)
+    try:
+        start = time.perf_counter()
+        with WebRenderer(max_parallel=parallel) as renderer:
+            real = render_web(files, WebOptions(), renderer=renderer)
+        seconds = time.perf_counter() - start
+    finally:
+        for hog in busy:
+            hog.kill()
+            hog.wait()
+    ok = [r for r in real if r.error is None]
+    firsts = [r.pages[0].metadata for r in ok]
+    return {
+        "files": len(files),
+        "rendered": len(ok),
+        "failed": [str(r.error) for r in real if r.error is not None],
+        "settled": sum(bool(meta["settled"]) for meta in firsts),
+        "tiles": sum(len(r.pages) for r in ok),
+        "tiles_retried": sum(meta["tile_retries"] for meta in firsts),
+        "tiles_fallback": sum(meta["tile_fallbacks"] for meta in firsts),
+        "stopped": sum(meta["stopped"] is not None for meta in firsts),
+        "cpu_hogs": hogs,
+        "seconds": round(seconds, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=12)
     parser.add_argument("--delay", type=float, default=0.3, help="seconds the server delays each subresource")
     parser.add_argument("--parallel", type=int, default=4)
-    parser.add_argument("--real", type=int, default=10, help="real readability pages to render (0: none)")
+    parser.add_argument("--real", type=int, default=10, help="real readability pages to render (0: none, -1: all)")
+    parser.add_argument("--hogs", type=int, default=0, help="busy-loop processes during the real pages")
     args = parser.parse_args()
     server = _serve(args.delay)
     urls = [f"http://127.0.0.1:{server.server_port}/page/{i}" for i in range(args.pages)]
@@ -98,11 +141,8 @@ def main() -> None:
         "delay_s": args.delay,
     }
     timings = {}
-    for name, parallel, fresh in (
-        ("fresh", 1, True),
-        ("shared-1", 1, False),
-        (f"shared-{args.parallel}", args.parallel, False),
-    ):
+    modes = (("fresh", 1, True), ("shared-1", 1, False), (f"shared-{args.parallel}", args.parallel, False))
+    for name, parallel, fresh in modes if args.pages else ():
         seconds, tiles = _timed(urls, options, parallel, fresh)
         timings[name] = seconds
         print(
@@ -110,30 +150,18 @@ def main() -> None:
             f"{seconds / args.pages:.2f} s/page",
             file=sys.stderr,
         )
-    best = timings[f"shared-{args.parallel}"]
-    results["seconds"] = {name: round(value, 2) for name, value in timings.items()}
-    results["speedup_vs_fresh"] = round(timings["fresh"] / best, 2)
-    results["speedup_vs_shared_1"] = round(timings["shared-1"] / best, 2)
-    print(
-        f"shared-{args.parallel} is {results['speedup_vs_fresh']}x faster than a browser per page and "
-        f"{results['speedup_vs_shared_1']}x faster than one page at a time",
-        file=sys.stderr,
-    )
-    folder = ROOT.parent / "shared" / "data" / "real-docs" / "web" / "readability"
-    if args.real and folder.is_dir():
-        files = sorted(folder.glob("*.html"), key=lambda path: (path.stat().st_size, path.name))[: args.real]
-        start = time.perf_counter()
-        with WebRenderer(max_parallel=args.parallel) as renderer:
-            real = render_web(files, WebOptions(), renderer=renderer)
-        seconds = time.perf_counter() - start
-        ok = [r for r in real if r.error is None]
-        results["real"] = {
-            "files": len(files),
-            "rendered": len(ok),
-            "settled": sum(bool(r.pages[0].metadata["settled"]) for r in ok),
-            "tiles": sum(len(r.pages) for r in ok),
-            "seconds": round(seconds, 1),
-        }
+    if args.pages:
+        best = timings[f"shared-{args.parallel}"]
+        results["seconds"] = {name: round(value, 2) for name, value in timings.items()}
+        results["speedup_vs_fresh"] = round(timings["fresh"] / best, 2)
+        results["speedup_vs_shared_1"] = round(timings["shared-1"] / best, 2)
+        print(
+            f"shared-{args.parallel} is {results['speedup_vs_fresh']}x faster than a browser per page and "
+            f"{results['speedup_vs_shared_1']}x faster than one page at a time",
+            file=sys.stderr,
+        )
+    if args.real and (ROOT.parent / "shared" / "data" / "real-docs" / "web").is_dir():
+        results["real"] = _real(args.real, args.parallel, args.hogs)
         print(f"real readability pages: {results['real']}", file=sys.stderr)
     server.shutdown()
     print(json.dumps(results))

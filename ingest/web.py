@@ -2,8 +2,9 @@
 
 Each page is loaded in a fresh browser context, scrolled to the bottom (so lazy loaders fire),
 given until `WebOptions.settle_timeout` for its network to go quiet (a page that never settles is
-captured anyway, with metadata `settled: False` and a logged warning), then captured full-page
-and cut into overlapping tiles of `width x tile_height` pixels. Each tile is one `Page`:
+captured anyway, with metadata `settled: False` and a logged warning), then captured tile by tile
+(overlapping tiles of `width x tile_height` pixels, each scrolled to and screenshot on its own,
+with a retry and a fallback: `ingest.web_tiles`). Each tile is one `Page`:
 `source` is the URL as given (or the file's path), `page` the 1-based tile number, `text` the
 DOM text whose boxes intersect the tile, and metadata has `offset_y`, `full_height`, `title`,
 `url` (final, after redirects), `settled`, `truncated`.
@@ -13,10 +14,13 @@ file is skipped on re-indexing, like a PDF); a URL's is the SHA-256 of its final
 page's visible text (`web_pages.url_digest`), so an unchanged page gets the same ids, and a page
 whose text changed is indexed anew.
 
-Safety: only http, https and file sources. Every request of a page (redirect hops and
-subresources included) goes through a filtering proxy that refuses loopback, private and
-link-local addresses unless `allow_private=True`; a local file may load files from its own folder
-only; downloads are refused; JavaScript dialogs are dismissed; each page has a hard time limit.
+Safety: Chromium runs inside its sandbox (as an unprivileged user when dse runs as root;
+`ingest.web_sandbox`). Only http, https and file sources. Every request of a page (redirect hops
+and subresources included) goes through a filtering proxy that refuses loopback, private and
+link-local addresses unless `allow_private=True`; a local file is read by dse, not the browser, and
+may load files from its own folder only (`WebOptions.local_files`, `ingest.web_local`); scripts
+never read local files; downloads are refused; JavaScript dialogs are dismissed; each page has a
+hard time limit.
 """
 
 from __future__ import annotations

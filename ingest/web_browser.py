@@ -2,7 +2,10 @@
 
 The browser lives on a private thread running its own asyncio loop, so callers stay synchronous
 (and work inside Jupyter's running loop), and several pages render at once: each page gets a new
-browser context, at most `max_parallel` at a time.
+browser context, at most `max_parallel` at a time. Chromium keeps its sandbox unless a page's
+`WebOptions.sandbox` (or the renderer's `sandbox`, or `$DSE_CHROMIUM_SANDBOX=0`) turns it off;
+as root it runs as an unprivileged user for that (`ingest.web_sandbox`). A sandboxed and an
+unsandboxed browser can coexist, each started on first use.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 from ingest.errors import MissingToolError
 from ingest.web_capture import capture
 from ingest.web_pages import Capture, WebOptions
+from ingest.web_proxy import Resolver
+from ingest.web_sandbox import LaunchPlan, executable_for, launch_error, plan_launch, sandbox_wanted, warn_unsandboxed
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +30,6 @@ DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ENV = "DSE_CHROMIUM"
 CHROMIUM_ARGS = (
     "--headless",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
@@ -37,6 +41,8 @@ CHROMIUM_ARGS = (
 )
 DEFAULT_PARALLEL = 4
 """Pages rendered at once: loading is mostly waiting on the network, not CPU."""
+LAUNCH_TIMEOUT = 60.0
+"""Seconds Chromium gets to start (a busy machine is slow)."""
 
 
 def chromium_path() -> str:
@@ -61,6 +67,8 @@ class WebRenderer:
         max_parallel: Pages rendered at once.
         executable: Chromium executable (default: `chromium_path()`).
         extra_args: More Chromium switches (e.g. `--host-resolver-rules=...`).
+        sandbox: Sandbox choice for pages whose `WebOptions.sandbox` is None (None:
+            `$DSE_CHROMIUM_SANDBOX`, default on).
     """
 
     def __init__(
@@ -68,17 +76,23 @@ class WebRenderer:
         max_parallel: int = DEFAULT_PARALLEL,
         executable: str | None = None,
         extra_args: tuple[str, ...] = (),
+        sandbox: bool | None = None,
     ) -> None:
         if max_parallel < 1:
             raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
+        if "--no-sandbox" in extra_args:
+            raise ValueError("turn the sandbox off with sandbox=False, not --no-sandbox")
         self.max_parallel = max_parallel
+        self.sandbox = sandbox
         self._executable = executable
         self._args = CHROMIUM_ARGS + tuple(extra_args)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._playwright: Any = None
-        self._browser: Any = None
+        self._browsers: dict[bool, Any] = {}
+        self._plans: dict[bool, LaunchPlan] = {}
+        self._resolver = Resolver()
         self._slots: asyncio.Semaphore | None = None
         self._launching: asyncio.Lock | None = None
 
@@ -93,6 +107,28 @@ class WebRenderer:
         loop = self._start()
         return asyncio.run_coroutine_threadsafe(self._render(source, url, options), loop)
 
+    def launch_plan(self, sandbox: bool | None = None) -> LaunchPlan:
+        """How Chromium is (or will be) started for pages with `WebOptions(sandbox=sandbox)`.
+
+        Raises:
+            MissingToolError: Chromium is missing, or cannot be sandboxed as root (no setpriv or user).
+        """
+        self._start()
+        wanted = sandbox_wanted(sandbox, self.sandbox)
+        with self._lock:
+            if wanted not in self._plans:
+                self._plans[wanted] = plan_launch(self._executable or chromium_path(), wanted)
+            return self._plans[wanted]
+
+    def sandbox_report(self, sandbox: bool | None = None, timeout: float = 60.0) -> str:
+        """Chromium's own account of its sandbox (the text of chrome://sandbox), for diagnostics.
+
+        Raises:
+            MissingToolError: The browser cannot start.
+        """
+        loop = self._start()
+        return asyncio.run_coroutine_threadsafe(self._sandbox_text(sandbox), loop).result(timeout=timeout)
+
     def close(self) -> None:
         """Close the browser and stop the thread (a later `submit` starts them again)."""
         with self._lock:
@@ -106,6 +142,9 @@ class WebRenderer:
             logger.debug("closing the browser: %s", exc)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        self._resolver.close()
+        with self._lock:
+            self._plans = {}
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -118,36 +157,60 @@ class WebRenderer:
                 self._loop, self._thread = loop, thread
             return self._loop
 
-    async def _ensure_browser(self) -> Any:
-        """Launch Playwright and Chromium on first use, and again if the browser died."""
-        if self._browser is not None and self._browser.is_connected():
-            return self._browser
+    async def _ensure_browser(self, sandbox: bool) -> Any:
+        """Launch Playwright and Chromium (in the `sandbox` mode) on first use, and again if it died."""
+        browser = self._browsers.get(sandbox)
+        if browser is not None and browser.is_connected():
+            return browser
         try:
             from playwright.async_api import async_playwright
         except ImportError as exc:
             raise MissingToolError("the 'playwright' package is missing: pip install playwright") from exc
+        plan = await asyncio.get_running_loop().run_in_executor(None, self.launch_plan, sandbox)
         if self._playwright is None:
             self._playwright = await async_playwright().start()
         try:
-            self._browser = await self._playwright.chromium.launch(
-                executable_path=self._executable, args=list(self._args)
-            )
+            with executable_for(plan) as executable:
+                browser = await self._playwright.chromium.launch(
+                    executable_path=executable,
+                    chromium_sandbox=plan.sandbox,
+                    args=list(self._args),
+                    timeout=LAUNCH_TIMEOUT * 1000,
+                )
         except Exception as exc:
-            raise MissingToolError(f"cannot start Chromium ({self._executable}): {exc}") from exc
-        return self._browser
+            raise launch_error(plan, exc) from exc
+        if not plan.sandbox:
+            warn_unsandboxed(plan)
+        logger.debug("started %s", plan.describe())
+        self._browsers[sandbox] = browser
+        return browser
 
-    async def _render(self, source: str, url: str, options: WebOptions) -> Capture:
+    async def _browser_for(self, sandbox: bool | None) -> Any:
         if self._slots is None or self._launching is None:
             self._slots, self._launching = asyncio.Semaphore(self.max_parallel), asyncio.Lock()
+        async with self._launching:
+            return await self._ensure_browser(sandbox_wanted(sandbox, self.sandbox))
+
+    async def _render(self, source: str, url: str, options: WebOptions) -> Capture:
+        browser = await self._browser_for(options.sandbox)
+        assert self._slots is not None
         async with self._slots:
-            async with self._launching:
-                browser = await self._ensure_browser()
-            return await capture(browser, source, url, options)
+            return await capture(browser, source, url, options, self._resolver)
+
+    async def _sandbox_text(self, sandbox: bool | None) -> str:
+        browser = await self._browser_for(sandbox)
+        context = await browser.new_context()
+        try:
+            page = await context.new_page()
+            await page.goto("chrome://sandbox")
+            return str(await page.inner_text("body"))
+        finally:
+            await context.close()
 
     async def _shutdown(self) -> None:
-        browser, playwright = self._browser, self._playwright
-        self._browser = self._playwright = self._slots = self._launching = None
-        if browser is not None:
+        browsers, playwright = list(self._browsers.values()), self._playwright
+        self._browsers, self._playwright, self._slots, self._launching = {}, None, None, None
+        for browser in browsers:
             await browser.close()
         if playwright is not None:
             await playwright.stop()

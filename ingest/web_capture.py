@@ -1,28 +1,45 @@
-"""Capture one web page in a fresh browser context: load, scroll, settle, read text, screenshot."""
+"""Capture one web page in a fresh browser context: load, scroll, settle, read text, screenshot.
+
+The page's time limit (`WebOptions.page_timeout`) is spent where it matters: loading and
+settling end by `LOAD_SHARE` of it (a page still parsing gets until `PARSE_SHARE`, since a
+capture of an unparsed page is empty), and the tiles get the rest (`ingest.web_tiles`), each
+step bounded, so a slow page ends with the tiles taken by then rather than with nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 from ingest.errors import IngestError
+from ingest.web_local import file_url_path, local_file_handler
 from ingest.web_pages import Capture, TextBox, WebOptions, tile_spans
-from ingest.web_proxy import FilteringProxy
-from ingest.web_safety import BlockedAddressError, allowed_addresses, check_web_url
+from ingest.web_proxy import FilteringProxy, Resolver
+from ingest.web_safety import BlockedAddressError, check_web_url
+from ingest.web_tiles import capture_tiles
 
 logger = logging.getLogger(__name__)
 
-_SCROLL_JS = """async ({step, limit, pause}) => {
+_SCROLL_JS = """async ({step, limit, pause, budget}) => {
   const height = () => Math.max(document.documentElement.scrollHeight,
                                 document.body ? document.body.scrollHeight : 0);
-  for (let y = step; y < Math.min(height(), limit); y += step) {
+  const end = performance.now() + budget;
+  for (let y = step; y < Math.min(height(), limit) && performance.now() < end; y += step) {
     window.scrollTo(0, y);
     await new Promise(resolve => setTimeout(resolve, pause));
   }
   window.scrollTo(0, 0);
 }"""
+
+LOAD_SHARE = 0.4
+"""Fraction of `page_timeout` by which loading, scrolling and settling end."""
+PARSE_SHARE = 0.6
+"""Fraction of `page_timeout` until which a page whose HTML is still being parsed is waited for."""
+CLOSE_MARGIN = 1.0
+"""Seconds kept at the end of `page_timeout` to close the page."""
+CLOSE_TIMEOUT = 15.0
+"""Seconds closing a page's context may take (a wedged browser must not hold the run)."""
 
 _HEIGHT_JS = """() => Math.max(document.documentElement.scrollHeight,
                              document.body ? document.body.scrollHeight : 0)"""
@@ -102,23 +119,6 @@ class _Activity:
         return False
 
 
-def _file_guard(root: Path, refusals: list[tuple[str, str]]) -> Any:
-    """Route handler: a local page may load files from its own folder (and below) only."""
-
-    async def handle(route: Any) -> None:
-        from urllib.parse import unquote, urlsplit
-
-        url = route.request.url
-        path = Path(unquote(urlsplit(url).path)).resolve()
-        if path == root or root in path.parents:
-            await route.continue_()
-        else:
-            refusals.append((url, f"refused: outside the page's folder {root}"))
-            await route.abort("accessdenied")
-
-    return handle
-
-
 async def _evaluate(page: Any, script: str, arg: Any = None) -> Any:
     """Evaluate `script`; if the page navigated meanwhile (a script redirect), retry once on the new page."""
     from playwright.async_api import Error as PlaywrightError
@@ -130,6 +130,18 @@ async def _evaluate(page: Any, script: str, arg: Any = None) -> Any:
             raise
         await page.wait_for_load_state("load")
         return await page.evaluate(script, arg)
+
+
+async def _wait_state(page: Any, state: str, until: float) -> bool:
+    """Wait for the load state `state` until event-loop time `until`; False if it did not come."""
+    from playwright.async_api import Error as PlaywrightError
+
+    seconds = until - asyncio.get_running_loop().time()
+    try:
+        await page.wait_for_load_state(state, timeout=max(0.05, seconds) * 1000)
+        return True
+    except PlaywrightError:
+        return False
 
 
 def _http_error(status: int, text: str, proxy: FilteringProxy, url: str) -> str:
@@ -148,7 +160,9 @@ def _navigation_error(message: str, proxy: FilteringProxy, url: str) -> str:
     return f"unreachable: {reason}" if reason else f"unreachable ({first})"
 
 
-async def capture(browser: Any, source: str, url: str, options: WebOptions) -> Capture:
+async def capture(
+    browser: Any, source: str, url: str, options: WebOptions, resolver: Resolver | None = None
+) -> Capture:
     """Render `url` in a new context of `browser`, within `options.page_timeout` seconds.
 
     Args:
@@ -156,6 +170,7 @@ async def capture(browser: Any, source: str, url: str, options: WebOptions) -> C
         source: The name errors carry (the URL as given, or the local file's path).
         url: The http(s) or file URL to load.
         options: Geometry, timeouts and address policy.
+        resolver: Host lookups shared with other pages (default: this page's own).
 
     Returns:
         The capture; `settled` is False if the network never went quiet before the deadline.
@@ -164,14 +179,14 @@ async def capture(browser: Any, source: str, url: str, options: WebOptions) -> C
         IngestError: The URL is refused, unreachable, answers with an HTTP error, is a download,
             or the page did not finish within `options.page_timeout`.
     """
-    loop = asyncio.get_running_loop()
+    resolver = resolver or Resolver()
     if not url.startswith("file:"):
         try:
             host, port = check_web_url(url)
-            await loop.run_in_executor(None, allowed_addresses, host, port, options.allow_private)
+            await resolver.addresses(host, port, options.allow_private)
         except (ValueError, BlockedAddressError) as exc:
             raise IngestError(source, str(exc)) from exc
-    proxy = FilteringProxy(options.allow_private)
+    proxy = FilteringProxy(options.allow_private, resolver)
     context = None
     try:
         context = await browser.new_context(
@@ -186,7 +201,10 @@ async def capture(browser: Any, source: str, url: str, options: WebOptions) -> C
         raise IngestError(source, f"the page did not render within {options.page_timeout:g} s") from None
     finally:
         if context is not None:
-            await context.close()
+            try:
+                await asyncio.wait_for(context.close(), CLOSE_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - a dead browser closed it
+                logger.debug("%s: closing the page: %s", source, exc)
         await proxy.close()
 
 
@@ -196,11 +214,10 @@ async def _capture(
     from playwright.async_api import Error as PlaywrightError
 
     loop = asyncio.get_running_loop()
+    start = loop.time()
     if url.startswith("file:"):
-        from urllib.parse import unquote, urlsplit
-
-        root = Path(unquote(urlsplit(url).path)).resolve().parent
-        await context.route(lambda target: target.startswith("file:"), _file_guard(root, proxy.refusals))
+        handler = local_file_handler(file_url_path(url), options.local_files, proxy.refusals)
+        await context.route("file://**", handler)
     page = await context.new_page()
     activity = _Activity(loop)
     page.on("request", activity.started)
@@ -209,7 +226,6 @@ async def _capture(
     page.on("dialog", activity.dialog)
     page.on("download", activity.download)
     page.on("response", activity.response)
-    start = loop.time()
     try:
         response = await page.goto(url, wait_until="commit", timeout=options.nav_timeout * 1000)
     except PlaywrightError as exc:
@@ -219,42 +235,57 @@ async def _capture(
     status = response.status if response is not None else None
     if status is not None and status >= 400:
         raise IngestError(source, _http_error(status, response.status_text, proxy, response.url))
-    deadline = start + options.settle_timeout
-    settled = True
-    try:
-        await page.wait_for_load_state("load", timeout=max(1.0, deadline - loop.time()) * 1000)
-    except PlaywrightError:
-        settled = False
-    step = max(1, options.tile_height - 100)
-    await _evaluate(
-        page, _SCROLL_JS, {"step": step, "limit": options.max_height, "pause": options.scroll_pause_ms}
+    settled = await _load(page, activity, source, options, start)
+    height = int(await _evaluate(page, _HEIGHT_JS))
+    captured = max(1, min(height, options.max_height))
+    rows = await _evaluate(page, _TEXT_JS, options.width)
+    boxes = tuple(TextBox(str(text), float(top), float(bottom), bool(new)) for text, top, bottom, new in rows)
+    title = await page.title()
+    deadline = start + options.page_timeout - min(CLOSE_MARGIN, 0.1 * options.page_timeout)
+    tiles = await capture_tiles(page, tile_spans(captured, options), options, deadline)
+    if not tiles.shots:
+        raise IngestError(source, f"no screenshot within the page's time limit ({options.page_timeout:g} s)")
+    if tiles.stopped:
+        logger.warning("%s: %s after %d tile(s); kept those (stopped=%r)", source, tiles.stopped,
+                       len(tiles.shots), tiles.stopped)
+    return Capture(
+        final_url=page.url,
+        title=title,
+        status=status,
+        page_height=height,
+        captured_height=min(captured, tiles.bottom),
+        settled=settled,
+        tiles=tuple(tiles.shots),
+        boxes=boxes,
+        dialogs=activity.dialogs,
+        downloads=activity.downloads,
+        refused=tuple(f"{target}: {reason}" for target, reason in proxy.refusals[:20]),
+        tile_retries=tiles.retries,
+        tile_fallbacks=tiles.fallbacks,
+        stopped=tiles.stopped,
     )
+
+
+async def _load(page: Any, activity: _Activity, source: str, options: WebOptions, start: float) -> bool:
+    """Wait for the load event, scroll for lazy content, wait for the network to settle.
+
+    Returns:
+        Whether the page settled by `settle_timeout` (or by `LOAD_SHARE` of the time limit).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = start + min(options.settle_timeout, LOAD_SHARE * options.page_timeout)
+    settled = await _wait_state(page, "load", max(deadline, loop.time() + 1.0))
+    if not settled and not await _wait_state(page, "domcontentloaded", start + PARSE_SHARE * options.page_timeout):
+        logger.warning("%s: the HTML was still being parsed after %g s", source, PARSE_SHARE * options.page_timeout)
+    step = max(1, options.tile_height - 100)
+    budget = max(1.0, deadline - loop.time()) * 1000
+    scroll = {"step": step, "limit": options.max_height, "pause": options.scroll_pause_ms, "budget": budget}
+    await _evaluate(page, _SCROLL_JS, scroll)
     settled = await activity.wait_idle(deadline, options.idle_ms / 1000) and settled
     if not settled:
         logger.warning(
             "%s: the network did not settle within %g s; captured as it was (settled=False)",
             source,
-            options.settle_timeout,
+            deadline - start,
         )
-    height = int(await _evaluate(page, _HEIGHT_JS))
-    captured = max(1, min(height, options.max_height))
-    rows = await _evaluate(page, _TEXT_JS, options.width)
-    boxes = tuple(TextBox(str(text), float(top), float(bottom), bool(new)) for text, top, bottom, new in rows)
-    tiles = []
-    for offset, tile_height in tile_spans(captured, options):
-        clip = {"x": 0, "y": offset, "width": options.width, "height": tile_height}
-        png = await page.screenshot(clip=clip, full_page=True, animations="disabled", caret="hide")
-        tiles.append((offset, png))
-    return Capture(
-        final_url=page.url,
-        title=await page.title(),
-        status=status,
-        page_height=height,
-        captured_height=captured,
-        settled=settled,
-        tiles=tuple(tiles),
-        boxes=boxes,
-        dialogs=activity.dialogs,
-        downloads=activity.downloads,
-        refused=tuple(f"{target}: {reason}" for target, reason in proxy.refusals[:20]),
-    )
+    return settled

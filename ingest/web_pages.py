@@ -28,10 +28,19 @@ class WebOptions:
             (no request in flight for `idle_ms`); past it the page is captured anyway, flagged.
         idle_ms: Quiet time that counts as settled.
         nav_timeout: Seconds to wait for the first response before declaring the URL unreachable.
-        page_timeout: Hard limit in seconds for one source, capture included.
+        page_timeout: Hard limit in seconds for one source, capture included. Loading and
+            settling end by half of it whatever `settle_timeout` says, so the tiles always get
+            the other half; a page whose tiles still run out of time keeps the tiles captured
+            so far (metadata `truncated`, `stopped: "time limit"`).
         scroll_pause_ms: Pause after each scroll step, for lazy loaders to start their requests.
+        tile_timeout: Seconds for one tile's screenshot; a slow tile is retried once with twice
+            that, then captured another way (all within `page_timeout`).
         allow_private: Let pages (and their subresources) reach loopback, private and link-local
             addresses.
+        local_files: What a local .html file may load from disk: `"folder"` (its own folder and
+            below) or `"none"` (nothing but itself). Scripts never read local files.
+        sandbox: Run Chromium inside its sandbox (None: `$DSE_CHROMIUM_SANDBOX`, default on;
+            as root, Chromium then runs as an unprivileged user, see `ingest.web_sandbox`).
     """
 
     width: int = 1280
@@ -43,17 +52,22 @@ class WebOptions:
     nav_timeout: float = 30.0
     page_timeout: float = 90.0
     scroll_pause_ms: int = 100
+    tile_timeout: float = 20.0
     allow_private: bool = False
+    local_files: str = "folder"
+    sandbox: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("width", "tile_height", "max_height", "idle_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"WebOptions.{name} must be positive, got {getattr(self, name)}")
-        for name in ("settle_timeout", "nav_timeout", "page_timeout"):
+        for name in ("settle_timeout", "nav_timeout", "page_timeout", "tile_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"WebOptions.{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.overlap < 1:
             raise ValueError(f"WebOptions.overlap must be in [0, 1), got {self.overlap}")
+        if self.local_files not in ("folder", "none"):
+            raise ValueError(f"WebOptions.local_files must be 'folder' or 'none', got {self.local_files!r}")
 
     @property
     def stride(self) -> int:
@@ -86,6 +100,9 @@ class Capture:
     dialogs: int
     downloads: int
     refused: tuple[str, ...]
+    tile_retries: int = 0
+    tile_fallbacks: int = 0
+    stopped: str | None = None
 
 
 def tile_spans(height: int, options: WebOptions) -> list[tuple[int, int]]:
@@ -142,7 +159,10 @@ def build_pages(
             "offset_y": offset,
             "full_height": capture.page_height,
             "captured_height": capture.captured_height,
-            "truncated": capture.page_height > capture.captured_height,
+            "truncated": capture.page_height > capture.captured_height or capture.stopped is not None,
+            "stopped": capture.stopped,
+            "tile_retries": capture.tile_retries,
+            "tile_fallbacks": capture.tile_fallbacks,
             "settled": capture.settled,
             "width": image.width,
             "height": image.height,

@@ -6,20 +6,76 @@ browser context is pointed at this proxy (loopback included), which resolves eac
 refuses non-public addresses (see `ingest.web_safety`) and connects to the address it checked,
 so a DNS answer cannot change between the check and the connection. Plain HTTP is forwarded one
 request per connection; HTTPS and WebSockets go through CONNECT tunnels.
+
+Host lookups go through a `Resolver` shared by the pages of one browser: a saved page asks for the
+same unreachable host dozens of times (buzzfeed-1.html has 45 parser-blocking scripts on one
+host), and one lookup per request (through a 6-thread default executor, with resolver timeouts of
+5 s) kept its parser waiting past the settle time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ingest.web_safety import BlockedAddressError, allowed_addresses
+from ingest.web_safety import BlockedAddressError, check_addresses, lookup
 
 CONNECT_TIMEOUT = 15.0
 HEAD_TIMEOUT = 30.0
 _HOP_HEADERS = (b"proxy-connection", b"connection", b"keep-alive", b"proxy-authorization")
+
+
+class Resolver:
+    """Cached, de-duplicated host lookups on a thread pool of their own (one event loop's).
+
+    Args:
+        ttl: Seconds an answer is reused.
+        negative_ttl: Seconds a failed lookup is reused.
+        workers: Lookups run at once.
+    """
+
+    def __init__(self, ttl: float = 60.0, negative_ttl: float = 20.0, workers: int = 8) -> None:
+        self.ttl, self.negative_ttl = ttl, negative_ttl
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cache: dict[tuple[str, int], tuple[float, asyncio.Future[list[str]]]] = {}
+
+    async def addresses(self, host: str, port: int, allow_private: bool) -> list[str]:
+        """The addresses `host` may be reached at (see `web_safety.allowed_addresses`).
+
+        Raises:
+            BlockedAddressError: Unresolvable, or a non-public address that is not allowed.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._cache = loop, {}
+        key, now = (host.lower(), port), loop.time()
+        entry = self._cache.get(key)
+        if entry is None or entry[0] < now:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="dse-dns")
+            future = loop.run_in_executor(self._pool, lookup, host, port)
+            future.add_done_callback(lambda done: self._settle(key, done))
+            self._cache[key] = (now + self.ttl, future)
+        else:
+            future = entry[1]
+        return check_addresses(host, await asyncio.shield(future), allow_private)
+
+    def _settle(self, key: tuple[str, int], future: asyncio.Future[list[str]]) -> None:
+        """Mark a failed lookup's error as seen, and keep it for `negative_ttl` only."""
+        if not future.cancelled() and future.exception() is not None and self._loop is not None:
+            if key in self._cache and self._cache[key][1] is future:
+                self._cache[key] = (self._loop.time() + self.negative_ttl, future)
+
+    def close(self) -> None:
+        """Stop the lookup threads (a later lookup starts new ones)."""
+        pool, self._pool, self._cache = self._pool, None, {}
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -28,10 +84,12 @@ class FilteringProxy:
 
     Attributes:
         allow_private: Let the page reach loopback, private and link-local addresses.
+        resolver: Host lookups (default: a new `Resolver`).
         refusals: `(host:port, reason)` of every connection refused or failed, in order.
     """
 
     allow_private: bool
+    resolver: Resolver = field(default_factory=Resolver)
     refusals: list[tuple[str, str]] = field(default_factory=list)
     _server: asyncio.AbstractServer | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -106,10 +164,9 @@ class FilteringProxy:
         self, host: str, port: int, writer: asyncio.StreamWriter
     ) -> tuple[asyncio.StreamReader | None, asyncio.StreamWriter | None]:
         """Check the host, then connect to one of its checked addresses (or reply with an error)."""
-        loop = asyncio.get_running_loop()
         target = f"{host}:{port}"
         try:
-            addresses = await loop.run_in_executor(None, allowed_addresses, host, port, self.allow_private)
+            addresses = await self.resolver.addresses(host, port, self.allow_private)
         except BlockedAddressError as exc:
             self.refusals.append((target, str(exc)))
             await _reply(writer, 403, str(exc))

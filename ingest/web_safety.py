@@ -76,12 +76,22 @@ def allowed_addresses(host: str, port: int, allow_private: bool) -> list[str]:
             non-public address. Every address must be public: a name that mixes public and
             private addresses is refused as a whole.
     """
+    return check_addresses(host, lookup(host, port), allow_private)
+
+
+def lookup(host: str, port: int) -> list[str]:
+    """Resolve `host` (blocking), turning failures into BlockedAddressError."""
     try:
         addresses = resolve_host(host.strip("[]"), port)
     except (OSError, UnicodeError) as exc:
         raise BlockedAddressError(f"cannot resolve host '{host}' ({exc})") from exc
     if not addresses:
         raise BlockedAddressError(f"host '{host}' has no address")
+    return addresses
+
+
+def check_addresses(host: str, addresses: list[str], allow_private: bool) -> list[str]:
+    """Return `addresses` if `host` may be reached at them; raise BlockedAddressError if not."""
     if not allow_private:
         private = [address for address in addresses if is_private_address(address)]
         if private:

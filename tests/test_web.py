@@ -364,3 +364,23 @@ def test_real_html_renders_offline(shared_data: Path) -> None:
         assert result.error is None, result.error
         assert result.pages and all(p.image.width == 1280 for p in result.pages)
         assert any(p.text for p in result.pages)
+
+
+def test_each_host_is_resolved_once_per_page_batch(
+    site: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A saved page with dozens of parser-blocking scripts on one dead host (like buzzfeed-1.html)."""
+    calls: list[str] = []
+    real = web_safety.resolve_host
+
+    def counting(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return real(host, port)
+
+    monkeypatch.setattr(web_safety, "resolve_host", counting)
+    scripts = "".join(f"<script src='http://dead-cdn.invalid/s{i}.js'></script>" for i in range(40))
+    site.routes["/blocking-scripts"] = (200, {}, f"<html><head>{scripts}</head><body><p>body-after-scripts</p></body></html>".encode())  # type: ignore[attr-defined]
+    result = _one(site("/blocking-scripts"))
+    assert result.error is None and "body-after-scripts" in result.pages[0].text
+    assert calls.count("dead-cdn.invalid") == 1
+    assert any("dead-cdn.invalid" in refused for refused in result.pages[0].metadata["requests_refused"])
