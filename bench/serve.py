@@ -49,6 +49,7 @@ import numpy as np
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
+from machine import cpu_model  # noqa: E402
 from serve_corpus import Corpus  # noqa: E402
 from serve_load import cpu_idle, http_caller, inprocess_caller, run_load, split, wait_idle  # noqa: E402
 
@@ -63,14 +64,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 def machine() -> dict[str, Any]:
     """What this runs on: cores, CPU model, memory, load average."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
     return {"nproc": cores, "cpu": model, "memory_gb": round(mem, 1) if mem else None,

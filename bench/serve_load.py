@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+KEEP_ALIVE_S = 4.0  # uvicorn closes a keep-alive connection idle for 5 s (its timeout_keep_alive default)
 # A worker's caller: query -> (page ids ranked, server-side took_ms or None); and a close function.
 Caller = Callable[[str], tuple[list[str], float | None]]
 MakeCaller = Callable[[], tuple[Caller, Callable[[], None]]]
@@ -159,9 +160,12 @@ def http_caller(url: str, k: int, extra: dict[str, Any] | None = None) -> MakeCa
 
     def make() -> tuple[Caller, Callable[[], None]]:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        last = [time.monotonic()]
 
         def call(query: str) -> tuple[list[str], float | None]:
             body = json.dumps({"query": query, "k": k, **(extra or {})}).encode()
+            if time.monotonic() - last[0] > KEEP_ALIVE_S:
+                conn.close()  # the server has closed an idle connection by now: open a new one, as clients do
             try:
                 conn.request("POST", "/v1/search", body=body, headers={"Content-Type": "application/json"})
                 resp = conn.getresponse()
@@ -169,6 +173,7 @@ def http_caller(url: str, k: int, extra: dict[str, Any] | None = None) -> MakeCa
             except Exception:
                 conn.close()  # the next request opens a new connection
                 raise
+            last[0] = time.monotonic()
             if resp.status != 200:
                 raise RuntimeError(f"HTTP {resp.status}: {data[:200].decode(errors='replace')}")
             out = json.loads(data)

@@ -12,7 +12,8 @@ _SECTIONS = {
     "ingest": dict,
     "index": dict,
 }
-_INGEST_KEYS = {"dpi", "password", "max_pages", "max_file_mb", "max_image_pixels", "convert_timeout"}
+_INGEST_KEYS = {"dpi", "password", "max_pages", "max_file_mb", "max_image_pixels", "convert_timeout",
+                "page_timeout", "file_timeout", "max_memory_mb", "sandbox", "web"}
 _INDEX_KEYS = {"hnsw", "image_size"}
 
 

@@ -8,12 +8,28 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 
 # DSE (model card of MrLight/dse-qwen2-2b-mrl-v1; tevatron's DSE).
 DSE_QUERY_TEMPLATE = "Query: {query}"
 DSE_PAGE_PROMPT = "What is shown in this image?"
 DSE_SUFFIX = "<|endoftext|>"
+
+# Qwen3-VL-Embedding (Qwen/Qwen3-VL-Embedding-2B, -8B; QwenLM/Qwen3-VL-Embedding's Qwen3VLEmbedder):
+# a system turn holding the instruction, a user turn with the image(s) then the text.
+QWEN3VL_DEFAULT_INSTRUCTION = "Represent the user's input."  # pages (the reference's default)
+QWEN3VL_QUERY_INSTRUCTION = "Find a document image that matches the given query."  # its ViDoRe evaluation
+QWEN3VL_EMPTY_TEXT = "NULL"  # the user turn of an input with neither text nor image
+
+# GME (Alibaba-NLP/gme-Qwen2-VL-2B-Instruct, -7B; the card's gme_inference.py): the whole text is
+# written out, Qwen2-VL's chat markup included; pages always take the default instruction.
+GME_TEMPLATE = (
+    "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{input}<|im_end|>\n"
+    "<|im_start|>assistant\n<|endoftext|>"
+)
+GME_IMAGE_TOKENS = "<|vision_start|><|image_pad|><|vision_end|>"
+GME_DEFAULT_INSTRUCTION = "You are a helpful assistant."
+GME_QUERY_INSTRUCTION = "Find a screenshot that relevant to the user's question."  # GME's ViDoRe instruction (as in mteb)
 
 # The ColPali family's query prefix and augmentation tokens belong to colpali-engine's processors
 # (`process_queries`); dse passes queries through unchanged and records colpali-engine's version.
@@ -23,5 +39,12 @@ PROMPTS = MappingProxyType(
         "dse.query_template": DSE_QUERY_TEMPLATE,
         "dse.page_prompt": DSE_PAGE_PROMPT,
         "dse.suffix": DSE_SUFFIX,
+        "qwen3vl.default_instruction": QWEN3VL_DEFAULT_INSTRUCTION,
+        "qwen3vl.query_instruction": QWEN3VL_QUERY_INSTRUCTION,
+        "qwen3vl.empty_text": QWEN3VL_EMPTY_TEXT,
+        "gme.template": GME_TEMPLATE,
+        "gme.image_tokens": GME_IMAGE_TOKENS,
+        "gme.default_instruction": GME_DEFAULT_INSTRUCTION,
+        "gme.query_instruction": GME_QUERY_INSTRUCTION,
     }
 )

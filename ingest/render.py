@@ -37,8 +37,8 @@ ErrorHandler = Callable[[IngestError], None]
 
 
 def _normalise(source: str | os.PathLike[str]) -> str:
-    """Return the path as given, normalised (`a//b/../c` -> `a/c`), not made absolute."""
-    return os.path.normpath(os.fspath(source))
+    """Return the path as given, normalised (`~` expanded, `a//b/../c` -> `a/c`), not made absolute."""
+    return os.path.normpath(os.path.expanduser(os.fspath(source)))
 
 
 def _is_hidden(name: str) -> bool:

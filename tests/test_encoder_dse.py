@@ -49,12 +49,15 @@ def encoder(tiny_dir: Path) -> DSEQwen2Encoder:
 class Reference:
     """DSE as on the model card of MrLight/dse-qwen2-2b-mrl-v1 (see shared/notes/reference-recipes.md)."""
 
-    def __init__(self, model_dir: str, max_pixels: int = 1024 * 28 * 28) -> None:
+    def __init__(self, model_dir: str, max_pixels: int = 2560 * 28 * 28) -> None:
         from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
+        # the card: min_pixels = 1*28*28, max_pixels = 2560*28*28, bf16 + flash attention on cuda:0
+        # (fp32 on the CPU here)
         self.processor = AutoProcessor.from_pretrained(model_dir, min_pixels=1 * 28 * 28, max_pixels=max_pixels)
-        self.processor.tokenizer.padding_side = "left"
         self.model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir).eval()
+        self.processor.tokenizer.padding_side = "left"
+        self.model.padding_side = "left"
 
     def _last_hidden(self, messages: list[Any]) -> np.ndarray:
         from qwen_vl_utils import process_vision_info
@@ -67,6 +70,8 @@ class Reference:
         inputs = self.processor(
             text=texts, images=image_inputs, videos=video_inputs, padding="longest", return_tensors="pt"
         )
+        cache_position = torch.arange(0, len(texts))
+        inputs = self.model.prepare_inputs_for_generation(**inputs, cache_position=cache_position, use_cache=False)
         with torch.no_grad():
             output = self.model(**inputs, return_dict=True, output_hidden_states=True)
         return output.hidden_states[-1][:, -1].float().numpy()  # (batch, hidden), un-normalised
@@ -218,7 +223,7 @@ def test_max_pixels_changes_the_number_of_visual_tokens(tiny_dir: Path, encoder:
 
 def test_options_and_describe(encoder: DSEQwen2Encoder, tiny_dir: Path) -> None:
     assert encoder.options() == {
-        "dim": TINY_DSE_HIDDEN, "max_pixels": 1024 * 28 * 28, "min_pixels": 28 * 28
+        "dim": TINY_DSE_HIDDEN, "max_pixels": 2560 * 28 * 28, "min_pixels": 28 * 28
     }
     info = encoder.describe()
     assert info["name"] == "dse-qwen2" and info["model"] == str(tiny_dir) and info["dim"] == TINY_DSE_HIDDEN

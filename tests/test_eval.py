@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -151,11 +152,12 @@ def test_bm25_on_a_beir_set_scores_the_text(tmp_path: Path) -> None:
     result = evaluate(ds, "bm25")
     scores = result.get("beir")
     assert [s.scope for s in result.scores] == ["corpus"]  # ViDoRe sets name no question document
-    # query 1 finds page 11 (grade 2) first; page 13 (grade 1) shares no word with it
+    # query 1 finds page 11 (grade 2) first; page 13 (grade 1) shares no word with it, so it comes
+    # after the matches, among the padding (rank 2, 3 or 4): as long a list as a visual ranking's
     assert scores.per_query["0"]["ndcg@1"] == 1.0 and scores.per_query["2"]["mrr@10"] == 1.0
-    assert scores.per_query["1"]["recall@100"] == 0.5
-    ideal = 2 + 1 / 1.5849625007211563  # log2(3)
-    assert scores.per_query["1"]["ndcg@10"] == pytest.approx(2 / ideal)
+    assert scores.per_query["1"]["recall@100"] == 1.0 and scores.per_query["1"]["recall@1"] == 0.5
+    ideal = 2 + 1 / math.log2(3)
+    assert any(scores.per_query["1"]["ndcg@10"] == pytest.approx((2 + 1 / math.log2(r + 1)) / ideal) for r in (2, 3, 4))
     assert scores.info["pages_indexed"] == 4 and result.config["encoder"]["name"] == "bm25"
 
 

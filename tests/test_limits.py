@@ -153,3 +153,35 @@ def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
         assert not report.added and "secret.pdf" in report.failures[0].error
     finally:
         doc.chmod(0o644)
+
+
+def test_cli_time_memory_sandbox_flags(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every limit has a flag and a config key; flags win; bad values exit 2 naming the option."""
+    import dse.retrieve.indexing as indexing
+
+    seen: dict[str, object] = {}
+    real = indexing.index_sources
+
+    def spy(*args, **kwargs):  # records what `dse index` asked for, then indexes for real
+        seen.update(limits=kwargs["limits"], web=kwargs["web"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(indexing, "index_sources", spy)
+    config = tmp_path / "c.yaml"
+    config.write_text("encoder: bm25\ningest:\n  file_timeout: 100\n  sandbox: strict\n"
+                      "  web:\n    tile_height: 1200\n    page_timeout: 50\n")
+    code = main(["index", str(corpus), "--index", str(tmp_path / "a"), "--config", str(config), "--no-progress",
+                 "--page-timeout", "7", "--max-memory-mb", "2048", "--sandbox", "auto", "--web-timeout", "40",
+                 "--no-browser-sandbox", "--workers", "0"])
+    assert code == 0, capsys.readouterr().err
+    limits, web = seen["limits"], seen["web"]
+    assert (limits.page_timeout, limits.file_timeout, limits.max_memory_mb, limits.sandbox) == (7, 100, 2048, "auto")
+    assert (web.page_timeout, web.tile_height, web.sandbox) == (40, 1200, False)
+    capsys.readouterr()
+    for bad, named in ((["--file-timeout", "0"], "file_timeout"), (["--web-timeout", "-1"], "page_timeout")):
+        code = main(["index", str(corpus), "--index", str(tmp_path / "b"), "--no-progress", *bad])
+        assert code == 2 and named in capsys.readouterr().err
+    config.write_text("encoder: bm25\ningest:\n  web:\n    tile_hieght: 1200\n")
+    code = main(["index", str(corpus), "--index", str(tmp_path / "b"), "--config", str(config), "--no-progress"])
+    assert code == 2 and "tile_hieght" in capsys.readouterr().err

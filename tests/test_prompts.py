@@ -12,11 +12,21 @@ PINNED = {
     "DSE_QUERY_TEMPLATE": "Query: {query}",
     "DSE_PAGE_PROMPT": "What is shown in this image?",
     "DSE_SUFFIX": "<|endoftext|>",
+    "QWEN3VL_DEFAULT_INSTRUCTION": "Represent the user's input.",
+    "QWEN3VL_QUERY_INSTRUCTION": "Find a document image that matches the given query.",
+    "QWEN3VL_EMPTY_TEXT": "NULL",
+    "GME_TEMPLATE": (
+        "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{input}<|im_end|>\n"
+        "<|im_start|>assistant\n<|endoftext|>"
+    ),
+    "GME_IMAGE_TOKENS": "<|vision_start|><|image_pad|><|vision_end|>",
+    "GME_DEFAULT_INSTRUCTION": "You are a helpful assistant.",
+    "GME_QUERY_INSTRUCTION": "Find a screenshot that relevant to the user's question.",
 }
 
 
 def test_prompt_version_is_pinned() -> None:
-    assert prompts.PROMPT_VERSION == "1"
+    assert prompts.PROMPT_VERSION == "2"
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))
@@ -39,6 +49,13 @@ def test_prompts_mapping_is_frozen_and_complete() -> None:
         "dse.query_template": "Query: {query}",
         "dse.page_prompt": "What is shown in this image?",
         "dse.suffix": "<|endoftext|>",
+        "qwen3vl.default_instruction": PINNED["QWEN3VL_DEFAULT_INSTRUCTION"],
+        "qwen3vl.query_instruction": PINNED["QWEN3VL_QUERY_INSTRUCTION"],
+        "qwen3vl.empty_text": "NULL",
+        "gme.template": PINNED["GME_TEMPLATE"],
+        "gme.image_tokens": PINNED["GME_IMAGE_TOKENS"],
+        "gme.default_instruction": PINNED["GME_DEFAULT_INSTRUCTION"],
+        "gme.query_instruction": PINNED["GME_QUERY_INSTRUCTION"],
     }
     with pytest.raises(TypeError):
         prompts.PROMPTS["dse.suffix"] = "x"  # type: ignore[index]
@@ -46,3 +63,11 @@ def test_prompts_mapping_is_frozen_and_complete() -> None:
 
 def test_query_template_formats() -> None:
     assert prompts.DSE_QUERY_TEMPLATE.format(query="hello") == "Query: hello"
+
+
+def test_gme_template_formats() -> None:
+    text = prompts.GME_TEMPLATE.format(instruction="I.", input=prompts.GME_IMAGE_TOKENS + "q")
+    assert text == (
+        "<|im_start|>system\nI.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>q"
+        "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>"
+    )

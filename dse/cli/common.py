@@ -18,6 +18,26 @@ def runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, dest="batch_size", help="encoder batch size")
 
 
+def index_model_flags(p: argparse.ArgumentParser) -> None:
+    """Add --model and --allow-index-model: which weights open an existing index."""
+    p.add_argument("--model", metavar="ID_OR_DIR",
+                   help="the weights the index was built with (hub id or local directory, at any path); "
+                        "confirms a model the index names")
+    p.add_argument("--allow-index-model", action="store_true",
+                   help="load the hub model the index's manifest names without naming it (an index from "
+                        "elsewhere: dse otherwise asks first)")
+
+
+def open_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`Retriever.open` options from the command line: runtime options, --model, --allow-index-model."""
+    options = runtime(args)
+    if getattr(args, "model", None):
+        options["model"] = args.model
+    if getattr(args, "allow_index_model", False):
+        options["allow_index_model"] = True
+    return options
+
+
 def runtime(args: argparse.Namespace) -> dict[str, Any]:
     """The runtime encoder options given on the command line."""
     return {k: getattr(args, k) for k in RUNTIME_OPTIONS if getattr(args, k, None) is not None}

@@ -14,17 +14,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", required=True, metavar="DIR")
     p.add_argument("--page-id", nargs="+", default=[], metavar="ID", dest="page_ids", help="page ids to delete")
     p.add_argument("--source", nargs="+", default=[], metavar="PATH", dest="sources",
-                   help="source paths to delete, as indexed (see `dse info --sources`)")
+                   help="sources to delete: any spelling of the file's path (relative, absolute, ~), or the "
+                        "URL or path as indexed (see `dse info --sources`)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """`dse delete`: one commit; exit 1 if something named matched nothing."""
+    import os
+
     from dse.indexes.store import PageIndex
 
     if not args.page_ids and not args.sources:
         raise CLIError("give --page-id ID... or --source PATH...")
-    with PageIndex.open(args.index) as index:
+    with PageIndex.open(os.path.expanduser(args.index)) as index:
         report = index.delete(args.page_ids, args.sources)
         live = len(index)
     print(

@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scope", choices=("corpus", "document", "both"), default="both",
                    help="rank over the whole corpus, within each question's document, or both (default)")
     p.add_argument("--mode", choices=("visual", "text", "hybrid"), help="search mode (default: the index's own)")
+    p.add_argument("--fusion", choices=("rrf", "weighted"), help="hybrid mode: how the two rankings are fused "
+                   "(default rrf)")
+    p.add_argument("--weight", type=float, help="hybrid mode, weighted fusion: lambda in norm(bm25) + lambda * "
+                   "norm(visual) (default 1)")
+    p.add_argument("--rrf-k", type=float, help="hybrid mode with rrf: the constant k in 1/(k + rank) (default 60)")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the full result (JSON) here")
     p.add_argument("--qrels", metavar="FILE", help="TREC qrels file (with --run)")
@@ -96,8 +101,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     encoder = load_encoder(config.encoder, **config.options)
     scopes = ("corpus", "document") if args.scope == "both" else (args.scope,)
     dpi = args.dpi or config.ingest.get("dpi")
+    fused = {key: value for key, value in (("fusion", args.fusion), ("weight", args.weight), ("rrf_k", args.rrf_k))
+             if value is not None}
+    if fused and args.mode != "hybrid":
+        raise CLIError(f"--{'/--'.join(k.replace('_', '-') for k in fused)} need --mode hybrid")
     result = evaluate(sets, encoder, index_dir=args.index_dir, k=args.k, mode=args.mode, scopes=scopes, dpi=dpi,
-                      progress=True)
+                      progress=True, search_options=fused)
     if args.output:
         result.save(args.output)
     if args.json:
@@ -115,4 +124,6 @@ def _header(config: dict[str, Any] | Any) -> str:
     enc = config["encoder"]
     model = f" ({enc.get('model')})" if enc.get("model") else ""
     mode = f", mode {config['mode']}" if config.get("mode") else ""
+    fused = config.get("search_options") or {}
+    mode += "".join(f", {key} {value}" for key, value in fused.items())
     return f"encoder {enc['name']}{model}, k={config['k']}{mode}, dse {config['dse_version']}\n\n"

@@ -10,6 +10,7 @@ from dse.cli.common import CLIError, runtime, runtime_flags
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
+    from ingest.web_pages import WebOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +30,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="refuse larger image files (default: Pillow's limit, 89478485)")
     p.add_argument("--convert-timeout", type=float, metavar="S",
                    help="seconds LibreOffice may take to convert one office document (default 300)")
+    p.add_argument("--page-timeout", type=float, metavar="S",
+                   help="seconds poppler may spend per PDF page (default 30)")
+    p.add_argument("--file-timeout", type=float, metavar="S",
+                   help="seconds one file's rendering and text extraction may take in all (default 900)")
+    p.add_argument("--max-memory-mb", type=int, metavar="MB",
+                   help="memory cap of each render worker, poppler call and LibreOffice run (default 4096)")
+    p.add_argument("--sandbox", choices=["auto", "require", "strict", "off"],
+                   help="how LibreOffice is contained: auto (no network when the machine allows it; the "
+                        "default), require (no network or fail), strict (no network, sees only the "
+                        "document), off")
+    p.add_argument("--web-timeout", type=float, metavar="S",
+                   help="seconds one web page may take, loading and capture (default 90); a page out of "
+                        "time keeps the tiles captured")
+    p.add_argument("--no-browser-sandbox", action="store_true",
+                   help="run Chromium without its sandbox (trusted pages only; for machines where it "
+                        "cannot start)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes rendering PDF pages (default: one per CPU; 0: in the main process)")
     p.add_argument("--commit-pages", type=int, metavar="N",
@@ -47,16 +64,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-lists", type=int, help="binary/int8 mode: IVF lists (about sqrt(pages) to 4*sqrt(pages))")
     p.add_argument("--n-probe", type=int, help="binary/int8 mode with --n-lists: lists scanned per query (default 32)")
     p.add_argument("--sync", action="store_true",
-                   help="first delete indexed sources under the given folders that no longer exist on disk")
+                   help="first delete indexed sources under the given folders that no longer exist on disk "
+                        "(folders resolved like sources: any spelling of them works)")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="metadata recorded on every page added (repeatable; filter with `dse search --where`)")
     runtime_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-index-model", action="store_true",
+                   help="adding to an existing index: load the hub model its manifest names without naming "
+                        "it with --model")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """`dse index`: create or append; exit 1 only if nothing could be indexed."""
+    """`dse index`: create or append; exit 1 only if nothing could be indexed.
+
+    Sources are recorded by resolved absolute path (`~` expanded; URLs as given), so re-running
+    from another directory or with another spelling updates the same sources.
+    """
+    import os
+
     from dse.config import IndexConfig, load_config
     from dse.encoders.registry import load_encoder
     from dse.indexes.store import PageIndex
@@ -73,11 +100,13 @@ def run(args: argparse.Namespace) -> int:
     dpi = args.dpi or config.ingest.get("dpi")
     password = args.password or config.ingest.get("password")
     limits = _limits(config.ingest, args)
+    args.index = os.path.expanduser(args.index)
     if PageIndex.exists(args.index):
         if chose_encoder:
             retriever = Retriever.open(args.index, load_encoder(config.encoder, **config.options))
         else:
-            retriever = Retriever.open(args.index, **runtime(args))
+            retriever = Retriever.open(args.index, **runtime(args),
+                                       **({"allow_index_model": True} if args.allow_index_model else {}))
     else:
         hnsw = bool(args.hnsw if args.hnsw is not None else config.index.get("hnsw", False))
         image_size = int(config.index.get("image_size", 768))
@@ -101,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             limits=limits,
             commit_pages=args.commit_pages,
+            web=_web_options(config.ingest, args),
         )
         total = len(retriever)
     print(
@@ -129,8 +159,38 @@ def _metadata(items: list[str]) -> dict[str, object]:
 
 def _limits(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> Limits:
     """`ingest.Limits` from the config's `ingest:` section, with the command line's flags over it."""
-    from ingest.limits import CONFIG_KEYS, Limits
+    from ingest.limits import CONFIG_KEYS, MORE_CONFIG_KEYS, Limits
 
-    values = {key: ingest_config.get(key) for key in CONFIG_KEYS}
-    values.update({key: getattr(args, key) for key in CONFIG_KEYS if getattr(args, key) is not None})
-    return Limits.from_config(values)
+    keys = CONFIG_KEYS + MORE_CONFIG_KEYS
+    values = {key: ingest_config.get(key) for key in keys}
+    values.update({key: getattr(args, key) for key in keys if getattr(args, key) is not None})
+    try:
+        return Limits.from_config(values)
+    except ValueError as exc:
+        raise CLIError(f"ingest limits: {exc}") from None
+
+
+def _web_options(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> WebOptions:
+    """`ingest.WebOptions`: the config's `ingest: web:` section, then the flags.
+
+    `--web-timeout` is a web page's whole time limit; `--no-browser-sandbox` (or
+    `web: {sandbox: false}`) runs Chromium without its sandbox.
+    """
+    from ingest.web_pages import WebOptions
+
+    section = ingest_config.get("web") or {}
+    if not isinstance(section, Mapping):
+        raise CLIError(f"config ingest.web must be a mapping of WebOptions fields, got {section!r}")
+    known = set(WebOptions.__dataclass_fields__)
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise CLIError(f"config ingest.web: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values = dict(section)
+    if args.web_timeout is not None:
+        values["page_timeout"] = args.web_timeout
+    if args.no_browser_sandbox:
+        values["sandbox"] = False
+    try:
+        return WebOptions(**values)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"web options: {exc}") from None

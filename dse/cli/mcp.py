@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dse.cli.common import runtime, runtime_flags
+from dse.cli.common import index_model_flags, open_options, runtime_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,11 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of `dse mcp`: --index and the runtime encoder flags."""
     p.add_argument("--index", required=True, metavar="DIR", help="the index directory to search")
     runtime_flags(p)
+    index_model_flags(p)
 
 
 def run(args: argparse.Namespace) -> int:
     """`dse mcp`: serve until the client closes stdin."""
     from dse.serve.mcp_server import serve  # the MCP SDK is imported only here
 
-    serve(args.index, **runtime(args))
+    serve(args.index, **open_options(args))
     return 0

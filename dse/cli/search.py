@@ -7,15 +7,18 @@ import json
 import sys
 from typing import Any
 
-from dse.cli.common import CLIError, runtime, runtime_flags
+from dse.cli.common import CLIError, index_model_flags, open_options, runtime, runtime_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `search` subcommand."""
     p = sub.add_parser("search", help="search an index with text queries")
-    p.add_argument("query", nargs="?", help="the query (or use --queries)")
+    p.add_argument("query", nargs="?", help="the query (or use --queries); with --image, the text beside the picture")
     p.add_argument("--index", required=True, metavar="DIR")
     p.add_argument("--queries", metavar="FILE", help="one query per line; writes one JSON line per query")
+    p.add_argument("--image", metavar="FILE",
+                   help="a picture as the query (a photo of a page, a chart, a slide), with QUERY as its text if "
+                        "given; for dse-qwen2, gme-qwen2 and qwen3-vl-embedding indexes")
     p.add_argument("-k", type=int, default=10, help="number of pages to return (default 10)")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
     p.add_argument("--where", action="append", default=[], metavar="COND",
@@ -23,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "collection=legal|tax; operators = != > >= < <= ~ (glob)")
     _ranking_flags(p)
     runtime_flags(p)
+    index_model_flags(p)
     p.set_defaults(func=run)
 
 
@@ -30,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     """`dse search`: one query, or a file of queries (JSON lines out)."""
     from dse.retrieve.retriever import Retriever
 
-    if (args.query is None) == (args.queries is None):
+    if args.image is not None and (args.queries or args.explain):
+        raise CLIError("--image takes one query: not with --queries or --explain")
+    if args.image is None and (args.query is None) == (args.queries is None):
         raise CLIError("give either a QUERY or --queries FILE")
     if args.k < 1:
         raise CLIError(f"-k must be >= 1, got {args.k}")
@@ -41,13 +47,19 @@ def run(args: argparse.Namespace) -> int:
         from dse.indexes.filters import parse_conditions
 
         options["where"] = parse_conditions(args.where)
-    with Retriever.open(args.index, **runtime(args)) as retriever:
+    with Retriever.open(args.index, **open_options(args)) as retriever:
         if args.queries:
             queries = _read_queries(args.queries)
             for query, hits in zip(queries, retriever.search_many(queries, args.k, **options) if queries else []):
                 print(json.dumps({"query": query, "hits": [h.to_json() for h in hits]}))
             return 0
-        hits = retriever.search(args.query, args.k, **options)
+        query = args.query if args.image is None else _image_query(args.image, args.query)
+        try:
+            hits = retriever.search(query, args.k, **options)
+        except (TypeError, ValueError) as exc:
+            if args.image is None:
+                raise
+            raise CLIError(str(exc)) from exc
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
     elif not hits:
@@ -98,10 +110,23 @@ def _explain(args: argparse.Namespace) -> int:
 
     if args.query is None or not args.out:
         raise CLIError("--explain PAGE_ID needs a QUERY and --out PNG")
-    with Retriever.open(args.index, **runtime(args)) as retriever:
+    with Retriever.open(args.index, **open_options(args)) as retriever:
         path = explain(retriever, args.query, args.explain).save(args.out)
     print(path)
     return 0
+
+
+def _image_query(path: str, text: str | None) -> Any:
+    """The picture at `path` (loaded whole), alone or paired with `text`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            image = im.copy()
+            image.load()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise CLIError(f"{path}: cannot read the image: {exc}") from exc
+    return image if text is None else (image, text)
 
 
 def _read_queries(path: str) -> list[str]:

@@ -7,7 +7,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from dse.cli.common import CLIError, runtime, runtime_flags
+from dse.cli.common import CLIError, index_model_flags, runtime, runtime_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-queries", type=int, default=16, help="visual queries encoded together (default 16)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="wait for more queries to batch (default 5 ms)")
     p.add_argument("--query-cache", type=int, default=1024, help="query embeddings cached (default 1024)")
+    p.add_argument("--max-searches", type=int, default=0,
+                   help="searches scored at once; more wait their turn (default 0: two per core)")
     p.add_argument("--rerank", metavar="ENCODER", action="append", default=[],
                    help="offer reranking with this multi-vector encoder (repeatable), e.g. colqwen2")
     p.add_argument("--no-preload", dest="preload", action="store_false",
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-private", action="store_true",
                    help="URLs submitted for indexing may reach loopback and private addresses")
     runtime_flags(p)
+    index_model_flags(p)
     p.set_defaults(func=run)
 
 
@@ -47,13 +50,14 @@ def run(args: argparse.Namespace) -> int:
     if token is None and not _loopback(args.host):
         print(f"dse: warning: listening on {args.host} without --token-file: anyone who reaches this port can "
               "search the index (writes stay refused)", file=sys.stderr)
-    if args.max_k < 1 or args.max_upload_mb <= 0:
-        raise CLIError("--max-k must be >= 1 and --max-upload-mb > 0")
+    if args.max_k < 1 or args.max_upload_mb <= 0 or args.max_searches < 0:
+        raise CLIError("--max-k must be >= 1, --max-upload-mb > 0 and --max-searches >= 0")
     config = ServeConfig(
         index=Path(args.index), token=token, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_k=args.max_k, batch_queries=args.batch_queries, batch_wait_ms=args.batch_wait_ms,
         query_cache=args.query_cache, allow_private=args.allow_private, runtime=tuple(runtime(args).items()),
-        rerank=tuple(args.rerank), preload=args.preload,
+        rerank=tuple(args.rerank), preload=args.preload, max_searches=args.max_searches,
+        model=args.model, allow_index_model=args.allow_index_model,
     )
     app = create_app(config)
     where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from typing import Any, ClassVar, Literal, Sequence
@@ -25,6 +26,24 @@ LANGUAGES: dict[str, tuple[str, str]] = {
     "tr": ("turkish", "STOPWORDS_TURKISH"),
 }
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # bm25s's default: words of two or more word characters
+_quieted = False
+
+
+def quiet_bm25s_logger() -> None:
+    """Stop bm25s's debug lines ("Building index from IDs") reaching every log handler.
+
+    bm25s sets its logger to DEBUG when imported, so any handler an application installs (a
+    server's, pytest's, `logging.basicConfig`) prints its debug lines. Called once after dse
+    imports bm25s, this resets it to NOTSET: bm25s then logs at the level the application
+    configured (WARNING by default). To see them: `logging.getLogger("bm25s").setLevel(logging.DEBUG)`.
+    """
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
+    log = logging.getLogger("bm25s")
+    if log.level == logging.DEBUG:  # bm25s's own setting, not the user's (this runs right after its import)
+        log.setLevel(logging.NOTSET)
 
 
 @register_encoder("bm25", "BM25 over the pages' text layer (no model weights)")
@@ -50,6 +69,7 @@ class BM25Encoder(Encoder):
         import Stemmer
         import bm25s.stopwords
 
+        quiet_bm25s_logger()
         if model != "bm25s":
             raise ValueError(f"the bm25 encoder has no model weights; model must be 'bm25s', got {model!r}")
         if language not in LANGUAGES:

@@ -25,7 +25,10 @@ _REGISTRY: dict[str, EncoderSpec] = {}
 # Modules whose import registers encoders. Imported lazily, so `import dse` stays light.
 _PROVIDERS = (
     "dse.encoders.dse_qwen2",
+    "dse.encoders.qwen3_vl_embedding",
+    "dse.encoders.gme_qwen2",
     "dse.encoders.colpali",
+    "dse.encoders.bi",
     "dse.encoders.bm25",
     "dse.testing.tiny",
 )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import itertools
 import logging
 import os
 import platform
+import random
 import re
 import tempfile
 import time
@@ -40,6 +42,7 @@ def evaluate(
     metrics: Sequence[str] = METRICS,
     dpi: int | None = None,
     progress: bool = False,
+    search_options: Mapping[str, Any] | None = None,
     **encoder_options: Any,
 ) -> EvalResult:
     """Index each dataset's corpus with `encoder`, run its queries and score the rankings.
@@ -58,6 +61,8 @@ def evaluate(
         metrics: Metric names (default `METRICS`).
         dpi: Rendering resolution of PDF corpora (None: ingest's default).
         progress: Show a progress bar while indexing files (on a terminal).
+        search_options: Further `Retriever.search_many` options, e.g. {"fusion": "weighted",
+            "weight": 0.3} with mode="hybrid" (recorded in the result's configuration).
         **encoder_options: With a registry name: options such as device, batch_size, dim.
 
     Returns:
@@ -78,9 +83,11 @@ def evaluate(
         encoder = load_encoder(encoder, model=model, **encoder_options)
     scores: list[DatasetScores] = []
     for dataset in sets:
-        scores.extend(_evaluate_one(dataset, encoder, index_dir, k, mode, scopes, metrics, dpi, progress))
+        scores.extend(_evaluate_one(dataset, encoder, index_dir, k, mode, scopes, metrics, dpi, progress,
+                                    dict(search_options or {})))
     config = {
-        "encoder": encoder.describe(), "k": k, "mode": mode, "scopes": list(scopes), "dpi": dpi,
+        "encoder": encoder.describe(), "k": k, "mode": mode, "search_options": dict(search_options or {}),
+        "scopes": list(scopes), "dpi": dpi,
         "index_dir": str(index_dir) if index_dir else None, "datasets": [d.describe() for d in sets],
         "dse_version": __version__, "machine": _machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -91,6 +98,7 @@ def evaluate(
 def _evaluate_one(
     dataset: EvalDataset, encoder: Encoder, index_dir: str | Path | None, k: int, mode: str | None,
     scopes: Sequence[str], metrics: Sequence[str], dpi: int | None, progress: bool,
+    search_options: Mapping[str, Any] | None = None,
 ) -> list[DatasetScores]:
     with tempfile.TemporaryDirectory(prefix="dse-eval-") as tmp:
         directory = Path(index_dir) / _slug(dataset.name) if index_dir else Path(tmp) / "index"
@@ -102,7 +110,8 @@ def _evaluate_one(
                 raise ValueError(f"{dataset.name}: no page could be indexed"
                                  + (f"; first failure: {failures[0]}" if failures else " (empty corpus)"))
             indexed = time.perf_counter()
-            runs = _search(dataset, retriever, k, mode, [s for s in scopes if _has_scope(dataset, s)])
+            runs = _search(dataset, retriever, k, mode, [s for s in scopes if _has_scope(dataset, s)],
+                           search_options or {})
             info = {**dataset.describe(), "pages_indexed": len(retriever), "failures": failures,
                     "index_seconds": round(indexed - started, 2),
                     "search_seconds": round(time.perf_counter() - indexed, 2)}
@@ -163,24 +172,61 @@ def _page(page: CorpusPage, source: str, digest: str, number: int) -> Any:
 
 
 def _search(
-    dataset: EvalDataset, retriever: Retriever, k: int, mode: str | None, scopes: Sequence[str]
+    dataset: EvalDataset, retriever: Retriever, k: int, mode: str | None, scopes: Sequence[str],
+    search_options: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """{scope: run}; a run maps query id -> {doc id: score}."""
+    """{scope: run}; a run maps query id -> {doc id: score}.
+
+    Every ranking is `min(k, pages in scope)` long, whatever the mode: BM25 returns only pages
+    that share a word with the query, so its list is padded with the other pages, scored below
+    every match, in a pseudo-random order seeded by the query id (see `_pad`). Without it a text
+    ranking would be shorter than a visual or hybrid one (which rank every page), and the longer
+    list's extra pages, even random ones, would look like a gain. The padding is random rather
+    than in page order because page order is itself a ranking (on mmlongbench-dev, a worse one
+    than chance within a document), which would favour whichever side does not use it.
+    """
     qids = [q for q in dataset.queries if q in dataset.qrels]
     depth = max(k, len(retriever)) if "document" in scopes else k  # a document's pages may rank low
     doc_id, document = _namers(dataset)
     runs: dict[str, dict[str, dict[str, float]]] = {scope: {} for scope in scopes}
-    options = {"mode": mode} if mode is not None else {}
+    options = {**(search_options or {}), **({"mode": mode} if mode is not None else {})}
+    text = retriever._mode(mode) == "text"
+    pages = _pages_in_order(retriever) if text else []
     for start in range(0, len(qids), QUERY_BATCH):
         batch = qids[start : start + QUERY_BATCH]
         results = retriever.search_many([dataset.queries[q] for q in batch], depth, **options)
         for qid, hits in zip(batch, results):
+            if text:
+                hits = _pad(hits, pages, depth, qid)
             if "corpus" in runs:
                 runs["corpus"][qid] = _run_row(hits[:k], doc_id)
             if "document" in runs:
                 own = dataset.query_documents.get(qid)
                 runs["document"][qid] = _run_row([h for h in hits if document(h) == own][:k], doc_id)
     return runs
+
+
+def _pages_in_order(retriever: Retriever) -> list[Hit]:
+    """Every live page as a zero-score hit, in index order (sources as added, pages in order)."""
+    catalogue = retriever.index.catalogue
+    records = catalogue.pages(catalogue.rows_where("1 = 1", []))
+    return [Hit(r.page_id, r.source, r.page, 0.0, 0, r.metadata) for r in records]
+
+
+def _pad(hits: Sequence[Hit], pages: Sequence[Hit], depth: int, seed: str) -> list[Hit]:
+    """`hits` followed by the other `pages` in a pseudo-random order seeded by `seed`, up to `depth` hits.
+
+    The order depends only on `seed` (a query id) and `pages`, so every run pads alike. The
+    padding's scores are -1, -2, ... (BM25 scores of matches are > 0), so every metric,
+    trec_eval's tie-breaking included, ranks the padding after the matches and in this order.
+    """
+    out = list(hits[:depth])
+    seen = {h.page_id for h in out}
+    extra = [p for p in pages if p.page_id not in seen]
+    random.Random(f"dse-eval-pad:{seed}").shuffle(extra)  # a str seed is hashed with SHA-512: stable
+    for i, page in enumerate(extra[: max(0, depth - len(out))], start=1):
+        out.append(dataclasses.replace(page, score=-float(i), rank=len(out) + 1))
+    return out
 
 
 def _run_row(hits: Sequence[Hit], doc_id: Callable[[Hit], str]) -> dict[str, float]:

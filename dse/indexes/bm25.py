@@ -182,7 +182,8 @@ class BM25Engine(SegmentedEngine):
         segments, starts = list(self._segments), list(self._starts)  # this state, whatever is appended later
         avgdl = np.float64(self._total_length) / n  # as bm25s: numpy float64 mean
         idf_of = _idf(self.method)
-        nonocc_norm = (1 - self.b) + self.b * avgdl / avgdl
+        ratio = avgdl / avgdl if avgdl else np.float64(1.0)  # as bm25s (pages with no text at all: 1)
+        nonocc_norm = (1 - self.b) + self.b * ratio
         for qi, q in enumerate(qs):
             absent: list[np.float32] = []  # bm25l / bm25+: non-occurrence score of each query token
             for term in q:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -111,12 +112,19 @@ class NewPage:
 
 @dataclass(frozen=True)
 class NewSource:
-    """A source about to be committed with its pages (in order)."""
+    """A source about to be committed with its pages (in order).
+
+    Attributes:
+        replaces: Other paths whose live source this one replaces (an older version recorded
+            under another spelling of the same file, e.g. a relative path); the live source at
+            `path` is always replaced.
+    """
 
     path: str
     digest: str
     kind: str
     pages: Sequence[NewPage]
+    replaces: tuple[str, ...] = ()
 
 
 class Catalogue:
@@ -126,18 +134,58 @@ class Catalogue:
     reading a consistent snapshot while a writer commits): a source and all its pages appear
     together or not at all, and an update's new pages and its old pages' tombstones together.
     The row count (live and deleted) is the commit point of the engines.
+
+    Args:
+        directory: The index directory.
+        read_only: Open for reading only, no write to the catalogue: SQLite's `mode=ro` on
+            writable media or while a writer's `-shm` file is there (it reads the writer's WAL),
+            else `immutable=1`, which needs no `-shm` file and so works on read-only media; it
+            sees what was checkpointed into the main file (every commit, since each write ends
+            with `checkpoint`).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, read_only: bool = False) -> None:
         self.path = Path(directory) / CATALOGUE_NAME
+        self.read_only = read_only
+        self._uri: str | None = None
         self._local = threading.local()  # one SQLite connection per thread (sqlite3 binds them)
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        if read_only:
+            self._open_read_only()
+            return
         self._db.execute("PRAGMA journal_mode=WAL")  # persistent: set once, by the first opener
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version < SCHEMA_VERSION:
             self._upgrade()
+
+    def _open_read_only(self) -> None:
+        """Pick the read-only URI: `mode=ro` if a writer's WAL and -shm are readable, else `immutable=1`."""
+        from dse.indexes.manifest import IndexFormatError
+
+        if not self.path.is_file():
+            raise IndexFormatError(f"{self.path.parent}: no {CATALOGUE_NAME}; not a dse index")
+        base = "file:" + os.path.abspath(self.path).replace("?", "%3f").replace("#", "%23")
+        from dse.indexes.layout import media_read_only
+
+        # mode=ro reads a live writer's WAL but needs a -shm file (created if it can be);
+        # immutable=1 needs none, and is safe only where nothing can change the files
+        live = Path(f"{self.path}-shm").is_file() or not media_read_only(self.path.parent)
+        tries = [f"{base}?mode=ro"] if live else []
+        for uri in tries + [f"{base}?mode=ro&immutable=1"]:
+            self._uri = uri
+            try:
+                version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+                break
+            except sqlite3.OperationalError:
+                self._drop_connections()
+        else:
+            raise IndexFormatError(f"{self.path}: cannot be opened read-only")
+        if version < SCHEMA_VERSION:
+            raise IndexFormatError(
+                f"{self.path}: catalogue format {version} is older than {SCHEMA_VERSION}; open the index once "
+                f"where it can be written (copy it to writable storage) to upgrade it")
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -146,7 +194,10 @@ class Catalogue:
         if db is None:
             if self._closed:
                 raise sqlite3.ProgrammingError(f"{self.path}: the catalogue is closed")
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # explicit transactions
+            if self._uri is None:  # explicit transactions
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            else:
+                db = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout=10000")
             db.execute("PRAGMA synchronous=FULL")
             with self._connections_lock:
@@ -174,11 +225,33 @@ class Catalogue:
     def close(self) -> None:
         """Close every thread's connection (the catalogue cannot be used after)."""
         self._closed = True
+        self._drop_connections()
+
+    def _drop_connections(self) -> None:
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for db in connections:
             db.close()
         self._local = threading.local()
+
+    def checkpoint(self) -> bool:
+        """Copy every commit from the WAL into the main file and empty the WAL (`wal_checkpoint(TRUNCATE)`).
+
+        After it, `catalogue.sqlite` alone holds every commit, so a copy of the directory (or of
+        that file) and a read-only open of it see them all. Waits at most 2 s for readers of
+        older snapshots; returns False if it could not finish (the next write tries again).
+        """
+        if self.read_only:
+            return True
+        db = self._db
+        db.execute("PRAGMA busy_timeout=2000")
+        try:
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.OperationalError:
+            busy = 1
+        finally:
+            db.execute("PRAGMA busy_timeout=10000")
+        return not busy
 
     def __len__(self) -> int:
         """Rows ever committed, deleted ones included (the engines hold exactly this many)."""
@@ -196,10 +269,6 @@ class Catalogue:
     def num_sources(self) -> int:
         """Number of live sources."""
         return int(self._db.execute("SELECT COUNT(*) FROM sources WHERE deleted = 0").fetchone()[0])
-
-    def data_version(self) -> int:
-        """A number that changes whenever another connection commits (SQLite `data_version`, per thread)."""
-        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def snapshot(self) -> tuple[int, list[int]]:
         """(rows, tombstoned rows ascending), read in one transaction: one committed state."""
@@ -261,11 +330,10 @@ class Catalogue:
 
     @staticmethod
     def _insert_source(cur: sqlite3.Cursor, src: NewSource, start: int) -> list[int]:
-        """Inside an open transaction: tombstone the live source at `src.path`, insert `src` at rows `start...`."""
-        old = cur.execute("SELECT source_id FROM sources WHERE path = ? AND deleted = 0", (src.path,)).fetchone()
-        if old is not None:
-            cur.execute("UPDATE pages SET deleted = 1 WHERE source_id = ?", old)
-            cur.execute("UPDATE sources SET deleted = 1 WHERE source_id = ?", old)
+        """Inside an open transaction: tombstone the live sources at `src.path` (and `src.replaces`),
+        insert `src` at rows `start...`."""
+        for path in dict.fromkeys((src.path, *src.replaces)):
+            Catalogue._tombstone_path(cur, path)
         cur.execute(
             "INSERT INTO sources(path, digest, kind, pages) VALUES (?, ?, ?, ?)",
             (src.path, src.digest, src.kind, len(src.pages)),
@@ -281,6 +349,55 @@ class Catalogue:
             ],
         )
         return rows
+
+    @staticmethod
+    def _tombstone_path(cur: sqlite3.Cursor, path: str) -> None:
+        """Inside an open transaction: tombstone the live source at `path` and its pages, if any."""
+        old = cur.execute("SELECT source_id FROM sources WHERE path = ? AND deleted = 0", (path,)).fetchone()
+        if old is not None:
+            cur.execute("UPDATE pages SET deleted = 1 WHERE source_id = ?", old)
+            cur.execute("UPDATE sources SET deleted = 1 WHERE source_id = ?", old)
+
+    def move_source(self, old: str, new: str, replaces: Sequence[str] = ()) -> bool:
+        """Record the live source at `old` under the path `new`, in one transaction (a moved file).
+
+        Live sources at `new` and at `replaces` (older versions that this file's bytes replace)
+        are tombstoned in the same transaction. Returns False if no live source is at `old`
+        (then nothing changes).
+        """
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            found = cur.execute("SELECT source_id FROM sources WHERE path = ? AND deleted = 0", (old,)).fetchone()
+            if found is not None:
+                for path in dict.fromkeys((new, *replaces)):
+                    if path != old:
+                        self._tombstone_path(cur, path)
+                cur.execute("UPDATE sources SET path = ? WHERE source_id = ?", (new, found[0]))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return found is not None
+
+    def source_of_digest(self, digest: str) -> str | None:
+        """Path of the live source holding these bytes, or None."""
+        return self._one("SELECT path FROM sources WHERE digest = ? AND deleted = 0", (digest,))
+
+    def live_pages(self, page_ids: Sequence[str] = (), paths: Sequence[str] = ()) -> list[PageRecord]:
+        """The live pages with these ids or of the sources at these paths (by row)."""
+        found: dict[int, PageRecord] = {}
+        for keys, column in ((list(page_ids), "p.page_id"), (list(paths), "s.path")):
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update((r.row, r) for r in self._select(f"WHERE {column} IN ({marks}) AND p.deleted = 0", chunk))
+        return [found[r] for r in sorted(found)]
+
+    def live_images(self) -> set[str]:
+        """The image names of every live page (those a cleanup must keep)."""
+        cur = self._db.execute("SELECT image FROM pages WHERE deleted = 0 AND image IS NOT NULL")
+        return {image for (image,) in cur}
 
     def delete(self, page_ids: Sequence[str] = (), paths: Sequence[str] = ()) -> tuple[list[PageRecord], list[str]]:
         """Tombstone live pages by id and whole live sources by path, in one transaction.

@@ -14,7 +14,9 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
 # Fields of the encoder description that change the vectors: two encoders that differ in any of
-# them produce vectors that must not be mixed in one index.
+# them produce vectors that must not be mixed in one index. "model" is compared through the
+# weights' identity when both descriptions carry one (`identity`, see dse.encoders.identity):
+# the same weights at another path are the same model, other weights under one name are not.
 VECTOR_FIELDS = ("name", "kind", "model", "dim", "prompt_version", "options")
 
 
@@ -36,7 +38,9 @@ class Manifest:
 
     Attributes:
         encoder: `Encoder.describe()` of the encoder that built the index (name, kind, input,
-            model, revision, prompt_version, dim, options).
+            model, revision, prompt_version, dim, options, and for the colpali-engine families
+            `identity`: source, hub_id, revision (the resolved commit), fingerprint (content hash
+            of the weights), files, dtype, trust_remote_code, library versions).
         engine: Options of the search engine (e.g. {"hnsw": False}).
         store: Options of the store itself (e.g. the stored page image size).
         pages: Number of pages committed.
@@ -76,12 +80,19 @@ class Manifest:
         Args:
             description: `Encoder.describe()` of the encoder about to be used.
         """
+        from dse.encoders.identity import describe_weights, same_weights
+
         built = self.encoder
+        same = same_weights(built.get("identity"), description.get("identity"))
         diffs = [
             f"{key}: index has {built.get(key)!r}, encoder has {description.get(key)!r}"
             for key in VECTOR_FIELDS
-            if _normal(built.get(key)) != _normal(description.get(key))
+            if (key != "model" or same is None) and _normal(built.get(key)) != _normal(description.get(key))
         ]
+        if same is False:
+            diffs.insert(0, "weights: the index was built with "
+                         f"{describe_weights(built.get('model'), built.get('identity'))}, this encoder loads "
+                         f"{describe_weights(description.get('model'), description.get('identity'))}")
         if diffs:
             raise EncoderMismatchError(
                 "this index was built with another encoder; its vectors cannot be mixed or searched "

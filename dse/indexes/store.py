@@ -14,15 +14,21 @@ This module holds `PageIndex` and its read path (open, search, lookups); the wri
 (commits, deletes, sync, counts) is `dse.indexes.writer.IndexWriter`, a mixin of it. Readers in
 other processes keep searching the rows they loaded (`refresh` picks up newer commits); one
 writer at a time holds the directory's lock.
+
+An index may come from elsewhere: a stored image is read only as `images/<page id>.jpg` inside
+the index, never through a symbolic link (`layout.image_file`). On read-only media (or with
+`open(read_only=True)`) the index opens for searching and writes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import stat
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -34,7 +40,11 @@ from dse.indexes.layout import (
     LOCK_NAME,
     TEXT_DIR,
     VECTORS_DIR,
+    ReadOnlyIndexError,
+    UnsafeIndexPathError,
+    image_file,
     load_engines,
+    media_read_only,
 )
 from dse.indexes.lock import IndexLockedError
 from dse.indexes.manifest import Manifest, read_manifest, write_manifest
@@ -44,7 +54,7 @@ from dse.indexes.writer import DeleteReport, IndexWriter
 # Importers use these names from here (the layout, lock and writer modules are where they live).
 __all__ = [
     "DEFAULT_IMAGE_SIZE", "IMAGES_DIR", "LOCK_NAME", "TEXT_DIR", "VECTORS_DIR",
-    "DeleteReport", "IndexLockedError", "PageIndex", "ScoredPage",
+    "DeleteReport", "IndexLockedError", "PageIndex", "ReadOnlyIndexError", "ScoredPage", "UnsafeIndexPathError",
 ]
 
 
@@ -104,6 +114,7 @@ class PageIndex(IndexWriter):
         self.directory = Path(directory)
         self.manifest = manifest
         self.catalogue = catalogue
+        self.read_only = catalogue.read_only  # writes raise ReadOnlyIndexError
         self._tokenizer: Any = None
         self._masks = RowMasks(catalogue)
         self._refresh_lock = threading.RLock()  # refreshes and this process's writes, one at a time
@@ -155,7 +166,7 @@ class PageIndex(IndexWriter):
         """
         from dse.indexes.engines import engine_for
 
-        directory = Path(directory)
+        directory = Path(directory).expanduser()
         if (directory / "manifest.json").exists():
             raise FileExistsError(f"{directory}: an index already exists here; open it instead")
         directory.mkdir(parents=True, exist_ok=True)
@@ -181,11 +192,22 @@ class PageIndex(IndexWriter):
         return cls(directory, manifest, Catalogue(directory), engine, text_engine)
 
     @classmethod
-    def open(cls, directory: str | Path) -> PageIndex:
-        """Open an existing index directory (IndexFormatError if it is not one)."""
-        directory = Path(directory)
+    def open(cls, directory: str | Path, read_only: bool | None = None) -> PageIndex:
+        """Open an existing index directory (IndexFormatError if it is not one).
+
+        Args:
+            directory: The index.
+            read_only: Open for searching only: no file of the index is written (SQLite
+                `mode=ro`, which may create the catalogue's `-shm` where it can, or `immutable=1`
+                on read-only media, which creates nothing); adds and deletes raise
+                ReadOnlyIndexError. None: read-only when the directory cannot be written
+                (read-only mount, or no write permission).
+        """
+        directory = Path(directory).expanduser()
         manifest = read_manifest(directory)
-        catalogue = Catalogue(directory)
+        if read_only is None:
+            read_only = media_read_only(directory)
+        catalogue = Catalogue(directory, read_only=read_only)
         state = catalogue.snapshot()  # rows and tombstones of one committed state
         engine, text_engine = load_engines(directory, manifest, state[0])
         index = cls(directory, manifest, catalogue, engine, text_engine, state)
@@ -197,7 +219,7 @@ class PageIndex(IndexWriter):
     @staticmethod
     def exists(directory: str | Path) -> bool:
         """True if `directory` holds an index."""
-        return (Path(directory) / "manifest.json").is_file()
+        return (Path(directory).expanduser() / "manifest.json").is_file()
 
     def close(self) -> None:
         """Release the catalogue."""
@@ -328,9 +350,36 @@ class PageIndex(IndexWriter):
         return self.catalogue.page(page_id)
 
     def page_image(self, page_id: str) -> Image.Image:
-        """The stored image of a page (FileNotFoundError if images were not stored)."""
-        rec = self.catalogue.page(page_id)
-        if rec.image is None:
-            raise FileNotFoundError(f"{self.directory}: no stored image for page {page_id!r} (image_size=0)")
-        with Image.open(self.directory / rec.image) as img:
+        """The stored image of a page (errors: `open_page_image`)."""
+        with self.open_page_image(page_id) as fh, Image.open(fh) as img:
             return img.convert("RGB")
+
+    def open_page_image(self, page_id: str) -> BinaryIO:
+        """The stored JPEG of a page, opened for reading in binary (the caller closes it).
+
+        Only `images/<page id>.jpg` inside the index is opened, never through a symbolic link.
+
+        Raises:
+            KeyError: no live page has this id.
+            FileNotFoundError: images were not stored (image_size=0), or the file is missing.
+            UnsafeIndexPathError: the page's row names another file, or the image or the images
+                folder is a symbolic link (a hostile or damaged index).
+        """
+        rec = self.catalogue.page(page_id)
+        path = image_file(self.directory, rec.row, rec.page_id, rec.image)
+        if path is None:
+            raise FileNotFoundError(f"{self.directory}: no stored image for page {page_id!r} (image_size=0)")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.directory}: the stored image of page {page_id!r} ({rec.image}) "
+                                    f"is missing") from None
+        except OSError as exc:  # ELOOP: a symbolic link
+            raise UnsafeIndexPathError(
+                f"{self.directory}: row {rec.row} (page {page_id!r}): {rec.image} is a symbolic link or not "
+                f"a file ({exc.strerror}); dse reads no file outside the index") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafeIndexPathError(f"{self.directory}: row {rec.row} (page {page_id!r}): {rec.image} is not "
+                                       f"a regular file")
+        return os.fdopen(fd, "rb")

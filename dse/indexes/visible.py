@@ -23,9 +23,6 @@ class RowMasks:
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
 
-    def invalidate(self) -> None:
-        """Nothing is cached (kept for callers)."""
-
     def allowed(self, n_rows: int, deleted: np.ndarray, where: Mapping[str, Any] | None = None) -> np.ndarray | None:
         """Bool (n_rows,) mask of the rows a search may return, or None when every row may be.
 

@@ -7,21 +7,30 @@ A source whose last page is encoded is *ready*; ready sources are committed toge
 in one transaction (one engine shard) once they hold `commit_pages` pages, and at the end of the
 run. An interrupted run keeps every group it committed (it loses at most the ready sources not
 yet committed), and the next run skips the committed sources by digest.
+
+A file is recorded under its key (`dse.indexes.layout.source_key`: resolved absolute path, `~`
+expanded), so another spelling of the same file (relative, from another directory, through a
+symbolic link) is the same source; a path an older index recorded (as typed) is matched too and
+re-recorded under the key. A moved file whose bytes are indexed at a path that no longer exists
+is re-recorded at its new path (one transaction; nothing is rendered again).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from dse.encoders.base import Encoder
+from dse.indexes.layout import source_key
 from dse.indexes.store import PageIndex
 from dse.retrieve.results import AddReport, Failure, IndexProgress
 from dse.retrieve.run import COMMIT_PAGES, TEXT_BATCH, IndexRun, PendingSource
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
+    from ingest.web_pages import WebOptions
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +49,15 @@ def index_sources(
     limits: Limits | None = None,
     commit_pages: int = COMMIT_PAGES,
     on_progress: Callable[[IndexProgress], None] | None = None,
+    web: WebOptions | None = None,
 ) -> AddReport:
     """Render, embed and commit every file under `sources`; one bad file never stops the rest.
 
-    A file whose path is indexed with the same bytes is skipped; with other bytes (it changed),
-    its new pages replace the old ones in one transaction. Bytes already indexed from another
-    path are skipped too (indexed once, under the first path), and an older version at this
-    path is then deleted.
+    A file indexed with the same bytes is skipped; with other bytes (it changed), its new pages
+    replace the old ones in one transaction. Bytes already indexed from another path are skipped
+    too: indexed once, under the first path while that file exists, else (the file was moved)
+    re-recorded under the new path; an older version at this path is then deleted. Files are
+    keyed by resolved absolute path (see the module docstring).
 
     Args:
         encoder: The encoder the index was built with.
@@ -62,13 +73,31 @@ def index_sources(
         commit_pages: Encoded sources are committed together (one transaction, one engine shard)
             once they hold this many pages, and at the end (1: each source on its own).
         on_progress: Called with an `IndexProgress` after each file (and at the end).
+        web: How web pages and .html files are loaded (`ingest.WebOptions`; None: its
+            defaults); `allow_private=True` above also opens it to private addresses.
 
     Returns:
         What was added, updated, skipped and failed.
     """
+    run = IndexRun(encoder, index, _batch_size(encoder), _check_commit_pages(commit_pages), metadata=dict(metadata or {}))
+    with index.writing_run():
+        try:
+            return _index_files(run, sources, dpi, password, progress, allow_private, workers, limits, on_progress,
+                                web)
+        except BaseException:
+            run.abandon()  # Ctrl-C or an error: no stored image of an uncommitted source stays
+            raise
+
+
+def _index_files(
+    run: IndexRun, sources: Iterable[str | Path], dpi: int | None, password: str | None, progress: bool,
+    allow_private: bool, workers: int | None, limits: Limits | None,
+    on_progress: Callable[[IndexProgress], None] | None, web_options: WebOptions | None,
+) -> AddReport:
+    """The body of `index_sources`, inside the run guard."""
     import ingest
 
-    run = IndexRun(encoder, index, _batch_size(encoder), _check_commit_pages(commit_pages), metadata=dict(metadata or {}))
+    index = run.index
     files: list[Path] = []
     for source in sources:
         try:
@@ -84,27 +113,22 @@ def index_sources(
     pending: list[tuple[Path, PendingSource]] = []  # files to render, after the skip checks
     web: list[tuple[Any, PendingSource | None]] = []  # URLs and .html files, for the shared browser
     for file in files:
-        path = str(file)
         if ingest.is_url(file):
             web.append((file, None))  # its digest (final URL + text) is known once rendered
             continue
         try:
             digest = ingest.file_digest(file)
         except (OSError, ingest.IngestError) as exc:
-            run.failures.append(Failure(path, f"{path}: cannot be read: {exc}"))
+            run.failures.append(Failure(str(file), f"{file}: cannot be read: {exc}"))
             bar.update(1)
             continue
-        live = index.source_digest(path)
-        if digest in seen or digest == live or index.has_source(digest):
-            if live is not None and digest != live:
-                index.delete(sources=[path])  # this path now holds bytes indexed elsewhere
-            skipped.append(path)
+        src = _pending(index, file, digest, seen)
+        if src is None:
+            skipped.append(source_key(file))
             bar.update(1)
             continue
-        seen.add(digest)
-        src = PendingSource(path, digest, replaces=live is not None)
         (web if Path(file).suffix.lower() in ingest.WEB_EXTENSIONS else pending).append((file, src))
-    web_results = _render_web(web, allow_private)  # web pages load in the background meanwhile
+    web_results = _render_web(web, allow_private, web_options)  # web pages load in the background meanwhile
     _render_files(run, pending, render_options, workers, bar)
     for (_, src), result in zip(web, web_results):
         _add_web_result(run, src, result, skipped, seen)
@@ -113,6 +137,43 @@ def index_sources(
     bar.set_postfix(pages=run.pages, failed=len(run.failures))
     bar.close()
     return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures), tuple(run.updated))
+
+
+def _pending(index: PageIndex, file: str | Path, digest: str, seen: set[str]) -> PendingSource | None:
+    """The source to render for a local file, or None when its bytes need no rendering.
+
+    None: the bytes were seen earlier in this run, or are indexed (under this file's key or an
+    older spelling of it: re-recorded under the key; at a path whose file is gone: moved here;
+    at a path that still exists: a copy, indexed once, and a stale version here is deleted).
+    """
+    if digest in seen:
+        return None
+    key = source_key(file)
+    recorded = index.find_source(file)  # the key, or a path an older index recorded
+    live = index.source_digest(recorded) if recorded is not None else None
+    older = (recorded,) if recorded is not None and recorded != key else ()
+    if digest == live:
+        if older:
+            index.move_source(recorded, key)  # an older spelling: recorded under the key from now on
+        return None
+    holder = index.source_of_digest(digest)
+    if holder is not None:
+        if _still_there(holder) and source_key(holder) != key:
+            if recorded is not None:
+                index.delete(sources=[recorded], as_indexed=True)  # this path now holds bytes indexed there
+        else:
+            index.move_source(holder, key, replaces=older)  # moved: one transaction, nothing re-rendered
+            logger.info("%s: indexed at %s, which is gone; recorded at its new path", key, holder)
+        return None
+    seen.add(digest)
+    return PendingSource(key, digest, replaces=live is not None, old_paths=older)
+
+
+def _still_there(path: str) -> bool:
+    """True if a recorded source still exists (URLs always do; relative paths: from the current directory)."""
+    import ingest
+
+    return ingest.is_url(path) or os.path.exists(path)
 
 
 def _render_files(
@@ -136,7 +197,7 @@ def _render_files(
     )
     with closing(rendered):  # Ctrl-C or an error: the workers stop at once
         for (file, src), item in zip(pending, rendered):
-            run.open_sources.append(src)
+            run.start(src)
             try:
                 for page in item.pages:
                     run.push(src, page)
@@ -150,13 +211,20 @@ def _render_files(
             bar.set_postfix(pages=run.seen_pages(), failed=len(run.failures))
 
 
-def _render_web(web: list[tuple[Any, PendingSource | None]], allow_private: bool) -> Iterator[Any]:
+def _render_web(
+    web: list[tuple[Any, PendingSource | None]], allow_private: bool, options: WebOptions | None
+) -> Iterator[Any]:
     """Start rendering URLs and .html files with the shared browser, in parallel; results in order."""
+    import dataclasses
+
     import ingest
 
     if not web:
         return iter(())
-    return ingest.iter_web([file for file, _ in web], ingest.WebOptions(allow_private=allow_private))
+    options = options or ingest.WebOptions()
+    if allow_private and not options.allow_private:
+        options = dataclasses.replace(options, allow_private=True)
+    return ingest.iter_web([file for file, _ in web], options)
 
 
 def _add_web_result(
@@ -179,7 +247,7 @@ def _add_web_result(
             return
         seen.add(digest)
         src = PendingSource(result.source, digest, replaces=live is not None)
-    run.open_sources.append(src)
+    run.start(src)
     for page in result.pages:
         run.push(src, page)
     src.rendered = True
@@ -251,15 +319,20 @@ def index_pages(
     """
     run = IndexRun(encoder, index, _batch_size(encoder), _check_commit_pages(commit_pages))
     skipped: list[str] = []
-    for path, digest, pages in sources:
-        if index.has_source(digest):
-            skipped.append(path)
-            continue
-        src = PendingSource(path, digest)
-        run.open_sources.append(src)
-        for page in pages:
-            run.push(src, page)
-        src.rendered = True
-        run.commit_ready()
-    run.finish()
+    with index.writing_run():
+        try:
+            for path, digest, pages in sources:
+                if index.has_source(digest):
+                    skipped.append(path)
+                    continue
+                src = PendingSource(path, digest)
+                run.start(src)
+                for page in pages:
+                    run.push(src, page)
+                src.rendered = True
+                run.commit_ready()
+            run.finish()
+        except BaseException:
+            run.abandon()
+            raise
     return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from PIL import Image
 
 from dse.encoders.base import Encoder
+from dse.encoders.queries import all_parts, check_image_queries
 from dse.indexes.filters import compile_where
 from dse.indexes.store import DEFAULT_IMAGE_SIZE, DeleteReport, PageIndex, ScoredPage
 from dse.retrieve.results import AddReport, Hit, IndexProgress
@@ -19,6 +20,7 @@ from dse.retrieve.rerank import rerank as rerank_hits
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
+    from ingest.web_pages import WebOptions
 
 __all__ = ["Retriever", "encoder_from_manifest"]
 
@@ -140,14 +142,17 @@ class Retriever:
         limits: Limits | None = None,
         commit_pages: int | None = None,
         on_progress: Callable[[IndexProgress], None] | None = None,
+        web: WebOptions | None = None,
     ) -> AddReport:
         """Index files, folders and web pages (http(s) URLs); already indexed sources are skipped.
 
-        A path indexed before whose bytes changed is updated: its new pages replace the old
-        ones in one commit (`AddReport.updated`).
+        A file is recorded under its resolved absolute path (`~` expanded; URLs as given), so
+        any spelling of it is the same source. A file indexed before whose bytes changed is
+        updated: its new pages replace the old ones in one commit (`AddReport.updated`); a
+        moved file whose bytes are indexed is re-recorded at its new path.
 
         Args:
-            sources: A path or paths of PDFs, images and folders.
+            sources: A path or paths of PDFs, images and folders (`~` expanded).
             dpi: Rendering resolution for PDFs (None: ingest's default).
             password: Password for encrypted PDFs.
             progress: Show a progress bar on stderr.
@@ -162,6 +167,8 @@ class Retriever:
                 the index) once they hold this many pages, and at the end; a killed run loses
                 at most that group. None: 1024; 1: every source on its own.
             on_progress: Called with an `IndexProgress` after each file (e.g. a server's job).
+            web: How web pages and .html files load (`ingest.WebOptions`: time limits, tile
+                size, Chromium's sandbox, local files); None: its defaults.
         """
         from dse.indexes.filters import check_metadata
         from dse.retrieve.indexing import index_sources
@@ -172,36 +179,42 @@ class Retriever:
         group = {} if commit_pages is None else {"commit_pages": commit_pages}
         return index_sources(
             self.encoder, self.index, sources, dpi=dpi, password=password, progress=progress, metadata=meta,
-            allow_private=allow_private, workers=workers, limits=limits, on_progress=on_progress, **group,
+            allow_private=allow_private, workers=workers, limits=limits, on_progress=on_progress, web=web, **group,
         )
 
     def delete(self, page_ids: Iterable[str] = (), sources: Iterable[str | Path] = ()) -> DeleteReport:
-        """Delete pages by id and whole sources by path (as indexed), in one commit.
+        """Delete pages by id and whole sources by path, in one commit.
 
-        Deleted pages are never returned again; their vectors stay in the index files (see
-        the README on space). Ids and paths that match nothing are listed in the report.
+        A path is any spelling of the file (relative, absolute, `~`, through a symbolic link;
+        a URL as indexed). Deleted pages are never returned again; their vectors stay in the
+        index files (see the README on space). Ids and paths that match nothing are listed in
+        the report.
         """
         if isinstance(page_ids, str) or isinstance(sources, (str, Path)):
             raise TypeError("delete takes lists: delete(page_ids=[...], sources=[...])")
         return self.index.delete([str(p) for p in page_ids], [str(s) for s in sources])
 
     def sync(self, folders: Iterable[str | Path]) -> DeleteReport:
-        """Delete the indexed sources under `folders` whose files no longer exist on disk."""
+        """Delete the indexed sources under `folders` (`~` expanded) whose files no longer exist on disk."""
         if isinstance(folders, (str, Path)):
             folders = [folders]
-        return self.index.delete(sources=self.index.missing_sources(list(folders)))
+        return self.index.delete(sources=self.index.missing_sources(list(folders)), as_indexed=True)
 
     def refresh(self) -> int:
         """Pick up pages another process committed since this index was opened; returns how many rows."""
         return self.index.refresh()
 
-    def search(self, query: str, k: int = 10, **options: Any) -> list[Hit]:
-        """The top-k pages for one text query, best first (`options`: those of `search_many`)."""
+    def search(self, query: Any, k: int = 10, **options: Any) -> list[Hit]:
+        """The top-k pages for one query, best first (`options`: those of `search_many`).
+
+        `query`: a text, or for the encoders that take them (dse-qwen2, gme-qwen2,
+        qwen3-vl-embedding) a PIL image or an (image, text) pair.
+        """
         return self.search_many([query], k, **options)[0]
 
     def search_many(
         self,
-        queries: Sequence[str],
+        queries: Sequence[Any],
         k: int = 10,
         *,
         mode: str | None = None,
@@ -216,7 +229,7 @@ class Retriever:
         """The top-k pages for each query, best first.
 
         Args:
-            queries: The query texts.
+            queries: The queries: texts, or PIL images / (image, text) pairs (`search`).
             k: Pages per query.
             mode: "visual" (the index's encoder), "text" (BM25 over the pages' text layers) or
                 "hybrid" (both, fused; `dse.retrieve.hybrid`). None: the index's own ranking
@@ -232,7 +245,7 @@ class Retriever:
             where: Metadata filter applied before scoring, e.g. {"kind": "pdf", "page": {"gte": 2}}
                 (syntax: `dse.indexes.filters`); k pages come back when k pages match.
         """
-        if isinstance(queries, str):
+        if isinstance(queries, (str, Image.Image)):
             raise TypeError("search_many takes a list of queries; use search() for one")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -245,6 +258,7 @@ class Retriever:
         if not queries:
             return []
         queries = list(queries)
+        _check_query_modes(queries, mode, rerank)
         depth_1 = max(k, depth) if rerank is not None else k
         first = self._first_stage(queries, depth_1, mode, fusion, rrf_k, weight, where)
         if rerank is None:
@@ -270,20 +284,23 @@ class Retriever:
     ) -> list[list[Hit]]:
         """Visual, text or fused hits for each query (each side `FUSION_DEPTH` deep before fusion)."""
         if mode == "text":
-            return [_hits(s, drop_zero=True) for s in self.index.search_text(queries, k, where)]
+            return [_hits(s, drop_zero=True) for s in self.index.search_text(_texts(queries), k, where)]
         deep = k if mode == "visual" else max(k, FUSION_DEPTH)
         encoded = self.encode_queries(queries)
         view = self.index.view()  # both sides of a hybrid search rank the same committed state
         visual = [_hits(s, drop_zero=False) for s in self.index.search(encoded, deep, where, view=view)]
         if mode == "visual":
             return visual
-        text = [_hits(s, drop_zero=True) for s in self.index.search_text(queries, deep, where, view=view)]
+        text = [_hits(s, drop_zero=True) for s in self.index.search_text(_texts(queries), deep, where, view=view)]
         return [fuse(v, t, k, fusion=fusion, rrf_k=rrf_k, weight=weight) for v, t in zip(visual, text)]
 
-    def encode_queries(self, queries: list[str]) -> Any:
+    def encode_queries(self, queries: list[Any]) -> Any:
         """The queries embedded by the index's encoder (through `query_encoder` when one is set)."""
-        if self.query_encoder is not None:
+        text_only = all(isinstance(q, str) for q in queries)
+        if self.query_encoder is not None and text_only:
             return self.query_encoder(queries)
+        if not text_only:
+            check_image_queries(self.encoder, queries)
         return self.encoder.encode_queries(queries)
 
     def _candidate(self, hit: Hit) -> Candidate:
@@ -316,3 +333,20 @@ def _hits(scored: Sequence[ScoredPage], drop_zero: bool) -> list[Hit]:
         Hit(sp.record.page_id, sp.record.source, sp.record.page, sp.score, rank, sp.record.metadata)
         for rank, sp in enumerate(kept, start=1)
     ]
+
+
+def _texts(queries: list[Any]) -> list[str]:
+    """The text of each query for BM25 (an (image, text) query's text)."""
+    return [q if isinstance(q, str) else all_parts([q])[0].text or "" for q in queries]
+
+
+def _check_query_modes(queries: list[Any], mode: str, rerank: Reranker | None) -> None:
+    """Image queries need the visual side; BM25 needs a text; rerankers take text queries."""
+    if all(isinstance(q, str) for q in queries):
+        return
+    parts = all_parts(queries)
+    if mode != "visual" and any(p.text is None for p in parts):
+        raise ValueError(f"mode {mode!r} ranks by the pages' text: an image query needs mode='visual' "
+                         "(or an (image, text) query)")
+    if rerank is not None:
+        raise ValueError("reranking takes text queries; image and (image, text) queries are ranked visually only")

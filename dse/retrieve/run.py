@@ -3,6 +3,7 @@
 A source whose last page is encoded is *ready*; ready sources are committed together, in order,
 in one transaction (one engine shard) once they hold `commit_pages` pages, and at the end of the
 run. If a group's commit fails, its sources are committed one by one, so only a bad source fails.
+The stored images of a source that fails, or that an interrupted run never committed, are removed.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class PendingSource:
     vectors: list[Any] = field(default_factory=list)
     rendered: bool = False
     failed: bool = False
-    replaces: bool = False  # an older version of this path is indexed: committing replaces it
+    replaces: bool = False  # an older version of this file is indexed: committing replaces it
+    old_paths: tuple[str, ...] = ()  # other paths it is recorded under (older spellings), replaced too
+    committed: bool = False
 
 
 @dataclass
@@ -57,9 +60,17 @@ class IndexRun:
     updated: list[str] = field(default_factory=list)
     ready: list[PendingSource] = field(default_factory=list)  # encoded, not yet committed, in order
     ready_pages: int = 0
+    started: list[PendingSource] = field(default_factory=list)  # every source opened, in order
+
+    def start(self, source: PendingSource) -> None:
+        """Open a source: its pages follow with `push`."""
+        self.open_sources.append(source)
+        self.started.append(source)
 
     def push(self, source: PendingSource, page: Any) -> None:
-        """Queue one rendered page for encoding."""
+        """Queue one rendered page for encoding (dropped if its source already failed)."""
+        if source.failed:
+            return
         stored = self.index.store_image(page.page_id, page.image)
         meta = {**dict(page.metadata), **self.metadata}
         source.pages.append(NewPage(page.page_id, page.page, page.text, stored, meta))
@@ -137,10 +148,11 @@ class IndexRun:
     def _add(self, group: list[PendingSource]) -> None:
         """Commit `group` (one shard, one transaction) and count it in the report."""
         self.index.add_sources(
-            [NewSource(src.path, src.digest, src.kind, tuple(src.pages)) for src in group],
+            [NewSource(src.path, src.digest, src.kind, tuple(src.pages), src.old_paths) for src in group],
             [stack_vectors(self.encoder, src.vectors) for src in group],
         )
         for src in group:
+            src.committed = True
             self.added.append(src.path)
             self.pages += len(src.pages)
             if src.replaces:
@@ -153,6 +165,13 @@ class IndexRun:
             self.failures.append(Failure(src.path, message))
             logger.warning("%s", message)
         self.buffer = [(s, item) for s, item in self.buffer if s is not src]
+        self.index.discard_images([p.page_id for p in src.pages])
+
+    def abandon(self) -> None:
+        """An interrupted run: remove the stored images of every source it did not commit."""
+        self.buffer, self.ready, self.open_sources = [], [], []
+        lost = [p.page_id for src in self.started if not (src.committed or src.failed) for p in src.pages]
+        self.index.discard_images(lost)
 
 
 def stack_vectors(encoder: Encoder, vectors: list[Any]) -> Any:

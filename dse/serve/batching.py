@@ -12,12 +12,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
+
+from dse.serve.lru import LruCache
 
 
 class QueryBatcher:
@@ -39,8 +40,8 @@ class QueryBatcher:
                              f"{max_wait_ms}, {cache_size}")
         self._encode = encode
         self.max_batch, self.max_wait, self.cache_size = int(max_batch), max_wait_ms / 1000.0, int(cache_size)
-        self._cache: OrderedDict[str, Any] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._cache = LruCache(self.cache_size)
+        self._hits_lock = threading.Lock()
         self._queue: queue.Queue[tuple[str, Future] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -69,23 +70,14 @@ class QueryBatcher:
 
     # ------------------------------------------------------------------ internals
     def _cached(self, query: str) -> Any:
-        if not self.cache_size:
-            return None
-        with self._cache_lock:
-            row = self._cache.get(query)
-            if row is not None:
-                self._cache.move_to_end(query)
+        row = self._cache.get(query)
+        if row is not None:
+            with self._hits_lock:
                 self.hits += 1
-            return row
+        return row
 
     def _remember(self, query: str, row: Any) -> None:
-        if not self.cache_size:
-            return
-        with self._cache_lock:
-            self._cache[query] = row
-            self._cache.move_to_end(query)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(query, row)
 
     def _submit(self, query: str) -> Future:
         if self._closed:

@@ -17,7 +17,6 @@ Run: `dse mcp --index DIR` or `python -m dse.serve.mcp_server --index DIR`.
 import argparse
 import contextlib
 import io
-import re
 import sys
 import threading
 from pathlib import Path
@@ -35,7 +34,7 @@ except ImportError:  # mcp 1.x: the same API under its old name
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 
 from dse.retrieve.retriever import Retriever
-from dse.serve.snippets import Snippet, snippet
+from dse.serve.snippets import CachedTokenizer, Snippet, snippet
 
 from ingest.page import PAGE_ID_RE  # noqa: E402 - after the SDK's imports
 MAX_K = 100
@@ -73,6 +72,7 @@ def build_server(retriever: Retriever, name: str = "dse") -> MCPServer:
     another process (e.g. `dse index`) committed since the last call.
     """
     lock = threading.Lock()
+    tokenize = CachedTokenizer(retriever.index.tokenize)  # snippets: each word tokenized once
     built = retriever.index.manifest.encoder
     text_only = built.get("kind") == "text"
     modes = "text" if text_only else "visual, text or hybrid"
@@ -121,7 +121,7 @@ def build_server(retriever: Retriever, name: str = "dse") -> MCPServer:
         with using() as r:
             hits = r.search(query, k, mode=mode, where=where)
             chosen = mode or ("text" if text_only else "visual")
-            snippets = [_snippet_of(r, h.page_id, query) for h in hits]
+            snippets = [_snippet_of(r, h.page_id, query, tokenize) for h in hits]
             results = SearchResults(query=query, mode=chosen, hits=[
                 PageHit(page_id=h.page_id, source=h.source, source_name=Path(h.source).name, page=h.page,
                         score=float(h.score), rank=h.rank, snippet=sn.text, highlights=list(sn.highlights),
@@ -168,9 +168,9 @@ def _message(exc: Exception) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
-def _snippet_of(retriever: Retriever, page_id: str, query: str) -> Snippet:
+def _snippet_of(retriever: Retriever, page_id: str, query: str, tokenize: CachedTokenizer) -> Snippet:
     """A ~200-character window of a page's text around the query's matches (its start if none)."""
-    return snippet(retriever.page_text(page_id), query, retriever.index.tokenize, width=SNIPPET_CHARS)
+    return snippet(retriever.page_text(page_id), query, tokenize, width=SNIPPET_CHARS)
 
 
 def _as_text(results: SearchResults) -> str:

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import io
-import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from dse.serve.problems import ApiError
 from dse.serve.schemas import MAX_QUERY_CHARS, BatchOut, PageOut, SearchOut, SearchRequest
 from dse.serve.service import Service, check_page_id
 
 router = APIRouter()
-_MAPS: OrderedDict[tuple[str, str], Any] = OrderedDict()  # (page_id, query) -> token maps, LRU
-_MAPS_LOCK = threading.Lock()
-_MAPS_KEEP = 32
 
 
 def _service(request: Request) -> Service:
@@ -75,7 +70,8 @@ def search(body: SearchRequest, request: Request) -> Any:
     mode = body.mode or ("text" if svc.index.manifest.kind == "text" else "visual")
     started = time.perf_counter()
     try:
-        results = svc.retriever.search_many(queries, body.k, **options)
+        with svc.search_slots:  # at most max_searches at once: the rest queue here, not in the scorers
+            results = svc.retriever.search_many(queries, body.k, **options)
     except (ModelLoadError, OSError) as exc:
         raise ApiError(503, f"the index's encoder cannot be loaded: {exc}") from None
     except EncoderMismatchError as exc:
@@ -97,7 +93,7 @@ def _hit(svc: Service, hit: Any, query: str, snippets: bool) -> dict[str, Any]:
     text, marks = "", ()
     if snippets:
         try:
-            found = snippet(svc.index.page(hit.page_id).text, query, svc.index.tokenize)
+            found = snippet(svc.index.page(hit.page_id).text, query, svc.tokenize)
             text, marks = found.text, found.highlights
         except KeyError:  # deleted since the search: its hit stands, without a snippet
             pass
@@ -130,22 +126,29 @@ def page(page_id: str, request: Request) -> Any:
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def page_image(request: Request, page_id: str,
                max_side: int | None = Query(None, ge=16, le=4096, description="downscale to this long side")) -> Any:
-    from dse.indexes.layout import IMAGES_DIR
+    from dse.indexes.layout import UnsafeIndexPathError
 
     svc = _service(request)
-    _record(svc, page_id)
-    path = Path(svc.config.index) / IMAGES_DIR / f"{page_id}.jpg"  # from the checked id, never the catalogue
-    if not path.is_file():
-        raise ApiError(404, f"page {page_id!r} has no stored image (the index was built with image_size=0)")
+    check_page_id(page_id)
     etag = f'"{page_id}-{max_side or 0}"'  # a page id names its bytes: the image never changes
     headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
+    try:  # images/<id>.jpg inside the index, opened without following symbolic links
+        with svc.index.open_page_image(page_id) as fh:
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers=headers)
+            data = fh.read()
+    except KeyError:
+        raise ApiError(404, f"no page {page_id!r} in this index") from None
+    except FileNotFoundError:
+        raise ApiError(404, f"page {page_id!r} has no stored image (the index was built with image_size=0, "
+                            "or the file is gone)") from None
+    except UnsafeIndexPathError as exc:
+        raise ApiError(409, str(exc)) from None
     if max_side is None:
-        return FileResponse(path, media_type="image/jpeg", headers=headers)
+        return Response(data, media_type="image/jpeg", headers=headers)
     from PIL import Image
 
-    with Image.open(path) as img:
+    with Image.open(io.BytesIO(data)) as img:
         img = img.convert("RGB")
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
@@ -174,24 +177,25 @@ def explain_tokens(request: Request, query: str = Query(..., min_length=1, max_l
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def explain_page(request: Request, page_id: str, query: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS),
                  token: str = Query("all", pattern=r"^(all|[0-9]{1,4})$")) -> Any:
+    from dse.indexes.layout import UnsafeIndexPathError
     from dse.retrieve.explain import token_maps
 
     svc = _service(request)
     _record(svc, page_id)
     encoder = _multi(svc)
-    key = (page_id, query)
-    with _MAPS_LOCK:
-        maps = _MAPS.get(key)
+    maps = svc.similarity_maps.get((page_id, query))
     if maps is None:
-        image = svc.index.page_image(page_id)
+        try:
+            image = svc.index.page_image(page_id)
+        except (KeyError, FileNotFoundError) as exc:
+            raise ApiError(404, f"page {page_id!r} has no stored image to explain: {exc}") from None
+        except UnsafeIndexPathError as exc:
+            raise ApiError(409, str(exc)) from None
         try:
             maps = (token_maps(encoder, query, image), image.size)  # (q_tokens, rows, cols)
         except ValueError as exc:
             raise ApiError(409, str(exc)) from None
-        with _MAPS_LOCK:
-            _MAPS[key] = maps
-            while len(_MAPS) > _MAPS_KEEP:
-                _MAPS.popitem(last=False)
+        svc.similarity_maps.put((page_id, query), maps)
     per_token, size = maps
     if token == "all":
         heat = per_token.sum(axis=0)  # (rows, cols)

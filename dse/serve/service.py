@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dse.serve.lru import LruCache
 from dse.serve.problems import ApiError
+from dse.serve.snippets import CachedTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +43,14 @@ class ServeConfig:
         batch_queries: Visual queries encoded together at most (micro-batching).
         batch_wait_ms: How long the first query of a batch waits for more.
         query_cache: Query embeddings kept in the LRU cache.
+        map_cache: Similarity maps (page, query) kept in the LRU cache.
+        max_searches: Searches run at once; more wait their turn (0: two per core).
         refresh_interval: Seconds between checks for commits made elsewhere.
         allow_private: URLs submitted for indexing may reach loopback / private addresses.
         runtime: Encoder options that do not change the vectors (device, batch_size, dtype).
         rerank: Multi-vector encoders offered as rerankers (`"rerank": NAME` in a search).
+        model: The weights the index was built with, at another path or named to confirm them.
+        allow_index_model: Load the hub model the manifest names without it being named.
         preload: Load a visual index's encoder when the server starts (in the background)
             rather than at the first visual query.
     """
@@ -58,11 +64,15 @@ class ServeConfig:
     batch_queries: int = 16
     batch_wait_ms: float = 5.0
     query_cache: int = 1024
+    map_cache: int = 32
+    max_searches: int = 0
     refresh_interval: float = 0.25
     allow_private: bool = False
     runtime: tuple[tuple[str, Any], ...] = ()
     rerank: tuple[str, ...] = ()
     preload: bool = True
+    model: str | None = None
+    allow_index_model: bool = False
 
 
 def check_page_id(page_id: str) -> str:
@@ -95,13 +105,21 @@ class Service:
         from dse.serve.jobs import JobQueue
 
         self.config = config
-        self.retriever = Retriever.open(config.index, **dict(config.runtime))
+        chosen = {"model": config.model} if config.model else {}
+        if config.allow_index_model:
+            chosen["allow_index_model"] = True
+        self.retriever = Retriever.open(config.index, **dict(config.runtime), **chosen)
         self.index = self.retriever.index
         self.batcher = QueryBatcher(self._encode, config.batch_queries, config.batch_wait_ms, config.query_cache)
         self.retriever.query_encoder = self.batcher
         self.jobs = JobQueue(self.retriever.add, allow_private=config.allow_private, pages_of=_pages_of)
         self.uploads = Path(config.index) / UPLOADS_DIR
         self.rerankers = {name: _reranker(name, dict(config.runtime)) for name in config.rerank}
+        self.tokenize = CachedTokenizer(self.index.tokenize)  # snippets: each word tokenized once
+        self.similarity_maps = LruCache(config.map_cache)  # (page_id, query) -> (token maps, image size)
+        slots = config.max_searches or 2 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                             else os.cpu_count() or 1)
+        self.search_slots = threading.BoundedSemaphore(slots)
         self._stop = threading.Event()
         self._file_checks: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256
         self._refresher = threading.Thread(target=self._refresh_loop, name="dse-refresh", daemon=True)

@@ -46,8 +46,8 @@ def snippet(
     words = list(_WORD.finditer(flat))
     hits: list[tuple[int, int]] = []
     if wanted and words:
-        tokens = tokenize([m.group(0) for m in words])
-        hits = [(m.start(), m.end()) for m, toks in zip(words, tokens) if wanted.intersection(toks)]
+        matching = _matching_words({m.group(0) for m in words}, wanted, tokenize)
+        hits = [(m.start(), m.end()) for m in words if m.group(0) in matching]
     start = _best_start(flat, hits, width)
     stop = min(len(flat), start + width)
     if stop < len(flat):  # end at a word boundary
@@ -58,6 +58,50 @@ def snippet(
     shift = len(prefix) - start
     marks = tuple((a + shift, b + shift) for a, b in hits if a >= start and b <= stop)
     return Snippet(prefix + flat[start:stop] + suffix, marks)
+
+
+class CachedTokenizer:
+    """A tokenizer that remembers the tokens of each word it has seen (pages share most words).
+
+    Safe to share across request threads (dict reads and writes are atomic); when it holds
+    `max_words` words it starts again empty.
+
+    Args:
+        tokenize: The index's tokenizer (texts -> token lists).
+        max_words: Words remembered at most.
+    """
+
+    def __init__(self, tokenize: Callable[[Sequence[str]], list[list[str]]], max_words: int = 200_000) -> None:
+        self._tokenize = tokenize
+        self._max = int(max_words)
+        self._tokens: dict[str, list[str]] = {}
+
+    def __call__(self, texts: Sequence[str]) -> list[list[str]]:
+        """Token lists of `texts` (words, or a query), as the wrapped tokenizer gives them."""
+        known = self._tokens
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            if len(known) + len(missing) > self._max:
+                known = self._tokens = {}
+            known.update(zip(missing, self._tokenize(missing)))
+        return [known[t] if t in known else self._tokenize([t])[0] for t in texts]
+
+
+def _matching_words(
+    words: set[str], wanted: set[str], tokenize: Callable[[Sequence[str]], list[list[str]]]
+) -> set[str]:
+    """The distinct words of a page that tokenize to a query token.
+
+    A stemmer changes a word's end, never its first letter, so an ASCII word (one token at
+    most, its first letter lower-cased) can only match a query token with its first letter;
+    only those, and the words with other characters (whose normalisation may split or change
+    them), are tokenized: a page's few hundred distinct words, not its thousands of words.
+    """
+    initials = {t[:1] for t in wanted}
+    candidates = [w for w in words if not w.isascii() or w[:1].lower() in initials]
+    if not candidates:
+        return set()
+    return {w for w, toks in zip(candidates, tokenize(candidates)) if wanted.intersection(toks)}
 
 
 def _best_start(flat: str, hits: list[tuple[int, int]], width: int) -> int:

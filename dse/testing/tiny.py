@@ -29,6 +29,20 @@ TINY_MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "tiny-colqwen2.5": ("colqwen2.5", "dse.testing.tiny_colpali:build_tiny_colqwen2_5", {}),
     "tiny-colpali": ("colpali", "dse.testing.tiny_colpali:build_tiny_colpali", {}),
     "tiny-colsmol": ("colsmol", "dse.testing.tiny_colpali:build_tiny_colsmol", {}),
+    "tiny-colqwen3": ("colqwen3", "dse.testing.tiny_colqwen3:build_tiny_colqwen3", {}),
+    "tiny-colqwen3.5": ("colqwen3.5", "dse.testing.tiny_colqwen3:build_tiny_colqwen3_5", {}),
+    "tiny-colgemma3": ("colgemma3", "dse.testing.tiny_colgemma3:build_tiny_colgemma3", {}),
+    "tiny-colmodernvbert": ("colmodernvbert", "dse.testing.tiny_colmodernvbert:build_tiny_colmodernvbert", {}),
+    "tiny-bipali": ("bipali", "dse.testing.tiny_colpali:build_tiny_bipali", {}),
+    "tiny-biqwen2": ("biqwen2", "dse.testing.tiny_colpali:build_tiny_biqwen2", {}),
+    "tiny-biqwen2.5": ("biqwen2.5", "dse.testing.tiny_colpali:build_tiny_biqwen2_5", {}),
+    "tiny-biqwen3": ("biqwen3", "dse.testing.tiny_colqwen3:build_tiny_biqwen3", {}),
+    "tiny-biqwen3.5": ("biqwen3.5", "dse.testing.tiny_colqwen3:build_tiny_biqwen3_5", {}),
+    "tiny-bigemma3": ("bigemma3", "dse.testing.tiny_colgemma3:build_tiny_bigemma3", {}),
+    "tiny-bimodernvbert": ("bimodernvbert", "dse.testing.tiny_colmodernvbert:build_tiny_bimodernvbert", {}),
+    "tiny-biidefics3": ("biidefics3", "dse.testing.tiny_colpali:build_tiny_biidefics3", {}),
+    "tiny-qwen3-vl-embedding": ("qwen3-vl-embedding", "dse.testing.tiny_qwen3vl:build_tiny_qwen3vl_embedding", {}),
+    "tiny-gme": ("gme-qwen2", "dse.testing.tiny_dse:build_tiny_gme", {}),
 }
 
 

@@ -185,3 +185,14 @@ def build_tiny_dse(directory: str | Path, seed: int = 0) -> Path:
     )
     processor.save_pretrained(out)
     return out
+
+
+def build_tiny_gme(directory: str | Path, seed: int = 0) -> Path:
+    """Build a tiny random GME checkpoint: a Qwen2-VL laid out like `Alibaba-NLP/gme-Qwen2-VL-2B-Instruct`.
+
+    GME is a Qwen2-VL fine-tune, so the layout is the tiny DSE one; other weights (seed + 1000).
+
+    Returns:
+        The directory, loadable with `load_encoder("gme-qwen2", model=str(path))`.
+    """
+    return build_tiny_dse(directory, seed=seed + 1000)

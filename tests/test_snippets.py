@@ -1,0 +1,58 @@
+"""Snippets: highlights equal an oracle that tokenizes every word of the page, in every language."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from dse.encoders.bm25 import LANGUAGES, BM25Encoder
+from dse.serve.snippets import snippet
+
+WORDS = ("Ärger ärgerlich Häuser Haus Öl öffentlich Über über naïve ﬁnance finances İstanbul Istanbul Straße "
+         "strasse margins margin running ran Revenue revenues élève élèves École écoles Ñandú señor "
+         "возможности Возможность году годы çalışma Çalışmalar Ølen ølet Åsa åren the and of der die la le "
+         "x y 42 3.5 Q4 operating-margin well-being").split()
+
+
+def _oracle(text: str, query: str, tokenize) -> set[str]:
+    """Words of the text with a token of the query, tokenizing every word."""
+    wanted = set(tokenize([query])[0])
+    words = re.findall(r"\w+", text)
+    return {w for w, toks in zip(words, tokenize(words)) if wanted.intersection(toks)}
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_highlights_equal_tokenizing_every_word(language: str) -> None:
+    tokenize = BM25Encoder(language=language).encode_pages
+    rng = random.Random(language)
+    for _ in range(30):
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 60)))
+        query = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
+        sn = snippet(text, query, tokenize, width=10_000)  # one window: the whole text
+        marked = {sn.text[a:b] for a, b in sn.highlights}
+        assert marked == _oracle(text, query, tokenize), (language, query)
+
+
+def test_window_and_offsets() -> None:
+    tokenize = BM25Encoder().encode_pages
+    text = ("filler " * 100) + "the operating margins grew " + ("padding " * 100)
+    sn = snippet(text, "margin", tokenize, width=80)
+    assert sn.text.startswith("… ") and sn.text.endswith(" …") and len(sn.text) <= 90
+    assert [sn.text[a:b] for a, b in sn.highlights] == ["margins"]
+    assert snippet("", "margin", tokenize) == snippet("   ", "x", tokenize)
+    assert snippet("no match here", "zebra", tokenize).highlights == ()
+
+
+def test_cached_tokenizer_gives_the_same_tokens() -> None:
+    from dse.serve.snippets import CachedTokenizer
+
+    tokenize = BM25Encoder(language="de").encode_pages
+    cached = CachedTokenizer(tokenize, max_words=8)
+    rng = random.Random(1)
+    for _ in range(50):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(0, 12))]
+        assert cached(words) == tokenize(words)
+        text = " ".join(words)
+        assert snippet(text, "Häuser ärgerlich", cached) == snippet(text, "Häuser ärgerlich", tokenize)
