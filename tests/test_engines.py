@@ -367,3 +367,18 @@ def test_searching_an_empty_engine_does_not_fix_its_dim(kind: str) -> None:
         with pytest.raises(ValueError):
             fresh.add([np.ones((2, 5), np.float32), np.ones((2, 3), np.float32)])
         assert fresh.dim is None  # a rejected batch leaves the engine untouched
+
+
+def test_topk_equals_a_stable_full_sort() -> None:
+    """Selection then sort gives exactly the full stable sort: best first, ties by lower row."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n, k, nq = int(rng.integers(1, 3000)), int(rng.integers(1, 60)), int(rng.integers(1, 4))
+        if trial % 2:  # many ties (BM25: most pages score 0)
+            scores = rng.integers(0, 4, size=(nq, n)).astype(np.float32)  # (nq, n)
+        else:
+            scores = rng.standard_normal((nq, n)).astype(np.float32)  # (nq, n)
+        got_scores, got_rows = topk(scores, k)
+        want = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, n)]  # (nq, k')
+        np.testing.assert_array_equal(got_rows, want)
+        np.testing.assert_array_equal(got_scores, np.take_along_axis(scores, want, axis=1))

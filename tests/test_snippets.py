@@ -46,7 +46,7 @@ def test_window_and_offsets() -> None:
 
 
 def test_cached_tokenizer_gives_the_same_tokens() -> None:
-    from dse.serve.snippets import CachedTokenizer
+    from dse.serve.snippets import CachedTokenizer, PageText
 
     tokenize = BM25Encoder(language="de").encode_pages
     cached = CachedTokenizer(tokenize, max_words=8)
@@ -56,3 +56,4 @@ def test_cached_tokenizer_gives_the_same_tokens() -> None:
         assert cached(words) == tokenize(words)
         text = " ".join(words)
         assert snippet(text, "Häuser ärgerlich", cached) == snippet(text, "Häuser ärgerlich", tokenize)
+        assert snippet(PageText.of(text), "Häuser", cached) == snippet(text, "Häuser", tokenize)

@@ -67,8 +67,15 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, n_rows)
     if k == 0:
         return np.zeros((scores.shape[0], 0), np.float32), np.zeros((scores.shape[0], 0), np.int64)
-    # stable sort on -score keeps the lower row first among equal scores
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (nq, k)
+    if n_rows <= 4 * k:
+        # stable sort on -score keeps the lower row first among equal scores
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (nq, k)
+    else:  # select, then sort only the rows scoring at least the k-th best (ties included)
+        order = np.empty((scores.shape[0], k), np.int64)  # (nq, k)
+        for qi, row in enumerate(scores):
+            kth = -np.partition(-row, k - 1)[k - 1]
+            cand = np.flatnonzero(row >= kth)  # (c,) ascending rows, c >= k
+            order[qi] = cand[np.argsort(-row[cand], kind="stable")[:k]]  # (k,)
     return np.take_along_axis(scores, order, axis=1).astype(np.float32), order.astype(np.int64)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from dse.serve.lru import LruCache
 from dse.serve.problems import ApiError
-from dse.serve.snippets import CachedTokenizer
+from dse.serve.snippets import CachedTokenizer, PageText
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class Service:
         self.uploads = Path(config.index) / UPLOADS_DIR
         self.rerankers = {name: _reranker(name, dict(config.runtime)) for name in config.rerank}
         self.tokenize = CachedTokenizer(self.index.tokenize)  # snippets: each word tokenized once
+        self._page_texts = LruCache(4096)  # page_id -> PageText (a page id names its bytes: never stale)
         self.similarity_maps = LruCache(config.map_cache)  # (page_id, query) -> (token maps, image size)
         slots = config.max_searches or 2 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                              else os.cpu_count() or 1)
@@ -144,6 +145,14 @@ class Service:
         self.jobs.close()
         self.batcher.close()
         self.retriever.close()
+
+    def page_text(self, page_id: str) -> PageText:
+        """A page's text prepared for snippets, kept for the pages searched most (KeyError: no such page)."""
+        found = self._page_texts.get(page_id)
+        if found is None:
+            found = PageText.of(self.index.page(page_id).text)
+            self._page_texts.put(page_id, found)
+        return found
 
     # ------------------------------------------------------------------ freshness
     def _refresh_loop(self) -> None:

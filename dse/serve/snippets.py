@@ -8,11 +8,11 @@ is highlighted for the query "margin".
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 _WORD = re.compile(r"\w+")
-_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -28,26 +28,49 @@ class Snippet:
     highlights: tuple[tuple[int, int], ...]
 
 
+@dataclass(frozen=True)
+class PageText:
+    """A page's text made ready for snippets (worth keeping for pages that come back often).
+
+    Attributes:
+        flat: The text with each run of white space as one space.
+        words: Its distinct words (`\\w+` runs).
+    """
+
+    flat: str
+    words: frozenset[str]
+
+    @classmethod
+    def of(cls, text: str) -> "PageText":
+        """Prepare a page's text layer."""
+        flat = " ".join(text.split())  # runs of white space as one space
+        return cls(flat, frozenset(_WORD.findall(flat)))
+
+
 def snippet(
-    text: str, query: str, tokenize: Callable[[Sequence[str]], list[list[str]]], width: int = 240
+    text: str | PageText, query: str, tokenize: Callable[[Sequence[str]], list[list[str]]], width: int = 240
 ) -> Snippet:
     """The `width`-character window of `text` holding the most query matches (its start if none).
 
     Args:
-        text: The page's text layer.
+        text: The page's text layer, or it prepared (`PageText.of`).
         query: The query.
-        tokenize: The index's tokenizer (texts -> token lists), e.g. `PageIndex.tokenize`.
+        tokenize: The index's tokenizer (texts -> token lists), e.g. `PageIndex.tokenize`, or
+            a `CachedTokenizer` over it (faster).
         width: Characters in the window, about.
     """
-    flat = _SPACE.sub(" ", text).strip()
+    page = text if isinstance(text, PageText) else PageText.of(text)
+    flat = page.flat
     if not flat:
         return Snippet("", ())
     wanted = set(tokenize([query])[0]) if query.strip() else set()
-    words = list(_WORD.finditer(flat))
     hits: list[tuple[int, int]] = []
-    if wanted and words:
-        matching = _matching_words({m.group(0) for m in words}, wanted, tokenize)
-        hits = [(m.start(), m.end()) for m in words if m.group(0) in matching]
+    if wanted:
+        if isinstance(tokenize, CachedTokenizer):
+            matching = tokenize.matching(page.words, wanted)
+        else:
+            matching = _matching_words(set(page.words), wanted, tokenize)
+        hits = _occurrences(flat, matching)
     start = _best_start(flat, hits, width)
     stop = min(len(flat), start + width)
     if stop < len(flat):  # end at a word boundary
@@ -63,8 +86,9 @@ def snippet(
 class CachedTokenizer:
     """A tokenizer that remembers the tokens of each word it has seen (pages share most words).
 
-    Safe to share across request threads (dict reads and writes are atomic); when it holds
-    `max_words` words it starts again empty.
+    It also knows, for each token, the words seen that give it, so the words of a page that
+    match a query are found by set operations (`matching`). Safe to share across request
+    threads; when it holds `max_words` words it starts again empty.
 
     Args:
         tokenize: The index's tokenizer (texts -> token lists).
@@ -75,16 +99,37 @@ class CachedTokenizer:
         self._tokenize = tokenize
         self._max = int(max_words)
         self._tokens: dict[str, list[str]] = {}
+        self._words: dict[str, set[str]] = {}  # token -> the words seen that give it
+        self._lock = threading.Lock()
 
     def __call__(self, texts: Sequence[str]) -> list[list[str]]:
         """Token lists of `texts` (words, or a query), as the wrapped tokenizer gives them."""
+        self._learn(set(texts))
         known = self._tokens
-        missing = [t for t in dict.fromkeys(texts) if t not in known]
-        if missing:
-            if len(known) + len(missing) > self._max:
-                known = self._tokens = {}
-            known.update(zip(missing, self._tokenize(missing)))
         return [known[t] if t in known else self._tokenize([t])[0] for t in texts]
+
+    def matching(self, words: frozenset[str] | set[str], wanted: set[str]) -> set[str]:
+        """The words among `words` that give one of the tokens `wanted`."""
+        self._learn(words)
+        with self._lock:
+            found = set().union(*(self._words.get(t, ()) for t in wanted))
+        return set(words & found)
+
+    def _learn(self, texts: frozenset[str] | set[str]) -> None:
+        known = self._tokens
+        missing = {t for t in texts if t not in known}
+        if not missing:
+            return
+        if len(self._tokens) + len(missing) > self._max:
+            missing = set(texts)  # starting again: every one of these is needed now
+        tokens = self._tokenize(list(missing))
+        with self._lock:
+            if len(self._tokens) + len(missing) > self._max:
+                self._tokens, self._words = {}, {}
+            for text, toks in zip(missing, tokens):
+                self._tokens[text] = toks
+                for tok in toks:
+                    self._words.setdefault(tok, set()).add(text)
 
 
 def _matching_words(
@@ -102,6 +147,23 @@ def _matching_words(
     if not candidates:
         return set()
     return {w for w, toks in zip(candidates, tokenize(candidates)) if wanted.intersection(toks)}
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"  # what `\w` matches
+
+
+def _occurrences(flat: str, words: set[str]) -> list[tuple[int, int]]:
+    """(start, end) of every whole-word occurrence of `words` in `flat`, in order."""
+    spans = []
+    for word in words:
+        at = flat.find(word)
+        while at != -1:
+            end = at + len(word)
+            if (at == 0 or not _is_word_char(flat[at - 1])) and (end == len(flat) or not _is_word_char(flat[end])):
+                spans.append((at, end))
+            at = flat.find(word, end)
+    return sorted(spans)
 
 
 def _best_start(flat: str, hits: list[tuple[int, int]], width: int) -> int:
