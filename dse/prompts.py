@@ -1,14 +1,18 @@
 """Every prompt string a model sees, in one place.
 
-The strings are frozen: changing one changes the vectors, so it needs a new `PROMPT_VERSION`,
-which every index records in its manifest. `tests/test_prompts.py` pins them letter by letter.
+The strings are frozen: changing one changes the vectors, so it needs a new version of its
+family in `PROMPT_VERSIONS`; each encoder records its family's version in every index's manifest
+(`prompt_version`), and an index is reopened only with the same version. Versions are per family
+so that adding a model, or changing one model's strings, leaves every other model's indexes
+valid. Encoders whose prompts belong to another library (colpali-engine's processors) or that
+have none (BM25) record `PROMPT_VERSION`. `tests/test_prompts.py` pins every string letter by letter.
 """
 
 from __future__ import annotations
 
 from types import MappingProxyType
 
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "1"  # the encoders without a family below
 
 # DSE (model card of MrLight/dse-qwen2-2b-mrl-v1; tevatron's DSE).
 DSE_QUERY_TEMPLATE = "Query: {query}"
@@ -33,6 +37,8 @@ GME_QUERY_INSTRUCTION = "Find a screenshot that relevant to the user's question.
 
 # The ColPali family's query prefix and augmentation tokens belong to colpali-engine's processors
 # (`process_queries`); dse passes queries through unchanged and records colpali-engine's version.
+
+PROMPT_VERSIONS = MappingProxyType({"dse": "1", "qwen3vl": "1", "gme": "1"})
 
 PROMPTS = MappingProxyType(
     {

@@ -25,8 +25,21 @@ PINNED = {
 }
 
 
-def test_prompt_version_is_pinned() -> None:
-    assert prompts.PROMPT_VERSION == "2"
+def test_prompt_versions_are_pinned() -> None:
+    """Bump a family's version when one of its strings changes; never the others' (their indexes stay valid)."""
+    assert prompts.PROMPT_VERSION == "1"
+    assert dict(prompts.PROMPT_VERSIONS) == {"dse": "1", "qwen3vl": "1", "gme": "1"}
+
+
+def test_encoders_record_their_familys_version() -> None:
+    from dse.encoders.bm25 import BM25Encoder
+    from dse.encoders.dse_qwen2 import DSEQwen2Encoder
+    from dse.encoders.gme_qwen2 import GMEQwen2Encoder
+    from dse.encoders.qwen3_vl_embedding import Qwen3VLEmbeddingEncoder
+
+    assert (DSEQwen2Encoder.prompt_family, GMEQwen2Encoder.prompt_family, Qwen3VLEmbeddingEncoder.prompt_family) == (
+        "dse", "gme", "qwen3vl")
+    assert BM25Encoder().prompt_version == prompts.PROMPT_VERSION
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))

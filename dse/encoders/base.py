@@ -48,12 +48,14 @@ class Encoder(ABC):
         """Model revision (commit hash) when known."""
         return None
 
+    prompt_family: ClassVar[str | None] = None  # its strings' family in `dse.prompts.PROMPT_VERSIONS`
+
     @property
     def prompt_version(self) -> str:
-        """Version of the prompt strings this encoder uses (`dse.prompts`)."""
-        from dse.prompts import PROMPT_VERSION
+        """Version of the prompt strings this encoder uses (`dse.prompts`: its family's, else the default)."""
+        from dse.prompts import PROMPT_VERSION, PROMPT_VERSIONS
 
-        return PROMPT_VERSION
+        return PROMPT_VERSIONS[self.prompt_family] if self.prompt_family else PROMPT_VERSION
 
     def describe(self) -> dict[str, Any]:
         """What an index manifest records about this encoder."""
@@ -95,9 +97,17 @@ def resolve_device(device: str | None = "auto") -> str:
 
 
 def resolve_dtype(dtype: Any, device: str) -> Any:
-    """Map "auto"/None/str to a torch dtype: bfloat16 on cuda, float32 elsewhere."""
+    """Map "auto"/None/str to the torch dtype weights load in: bfloat16 on cuda, float32 elsewhere.
+
+    "int8" loads float32 weights, which `quantize_if_int8` then quantises (CPU only).
+    """
     import torch
 
+    if dtype == "int8":
+        if not str(device).startswith("cpu"):
+            raise ValueError(f"dtype 'int8' (dynamic int8 quantisation of the linear layers) runs on the CPU "
+                             f"only; on {device} use bfloat16 or float16")
+        return torch.float32
     if dtype in (None, "auto"):
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     if isinstance(dtype, str):
@@ -105,8 +115,28 @@ def resolve_dtype(dtype: Any, device: str) -> Any:
             return {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
                     "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}[dtype]
         except KeyError:
-            raise ValueError(f"unknown dtype {dtype!r}: use float32, float16 or bfloat16") from None
+            raise ValueError(f"unknown dtype {dtype!r}: use float32, float16, bfloat16 or int8 (CPU)") from None
     return dtype
+
+
+def quantize_if_int8(model: Any, dtype: Any) -> Any:
+    """With dtype "int8": every `nn.Linear` of `model` as torch's dynamic int8 linear layer, in place.
+
+    int8 weights, float32 activations (`torch.ao.quantization.quantize_dynamic`): on a CPU, a
+    query reads a quarter of the float32 weights. The vectors change slightly (cosine to float32
+    measured by `bench/query_encode.py`), so use it to search, and build indexes in float.
+    """
+    if dtype != "int8":
+        return model
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch announces a successor API (torchao); this one works today
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def _is_oom(exc: BaseException) -> bool:

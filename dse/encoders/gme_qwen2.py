@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from dse.encoders.base import Encoder, resolve_device, resolve_dtype, run_batched
+from dse.encoders.base import Encoder, quantize_if_int8, resolve_device, resolve_dtype, run_batched
 from dse.encoders.dse_qwen2 import PIXEL_UNIT, _check_pixel_budget
 from dse.encoders.hub import load_pretrained, model_revision
 from dse.encoders.queries import QueryParts, all_parts
@@ -36,7 +36,8 @@ class GMEQwen2Encoder(Encoder):
     Args:
         model: Hub id or local directory of a GME checkpoint.
         device: "auto" (cuda, mps, then cpu) or a torch device string.
-        dtype: "auto" (bfloat16 on cuda, else float32; the card uses float16), or a dtype name.
+        dtype: "auto" (bfloat16 on cuda, else float32; the card uses float16), a dtype name, or "int8"
+            (CPU: dynamic int8 linear layers, faster queries).
         min_image_tokens: Smallest visual token count of an image (the card's 256).
         max_image_tokens: Visual token budget of an image (the card's 1280).
         max_length: Token budget of one input (the card's 1800; longer inputs are truncated).
@@ -44,6 +45,8 @@ class GMEQwen2Encoder(Encoder):
         batch_size: Starting batch size (halved on out-of-memory).
         revision: Hub revision to load.
     """
+
+    prompt_family: ClassVar[str | None] = "gme"
 
     kind = "single"
     input = "image"
@@ -89,6 +92,7 @@ class GMEQwen2Encoder(Encoder):
         self.processor.tokenizer.padding_side = "right"
         _check_pixel_budget(self.processor, min_pixels, max_pixels)
         self.model.to(self._device).eval()
+        self.model = quantize_if_int8(self.model, dtype)
         self._dim = int(self.model.config.text_config.hidden_size)
         self._revision = model_revision(self._model_id, self.model.config) or revision
 
