@@ -35,10 +35,15 @@ GME_IMAGE_TOKENS = "<|vision_start|><|image_pad|><|vision_end|>"
 GME_DEFAULT_INSTRUCTION = "You are a helpful assistant."
 GME_QUERY_INSTRUCTION = "Find a screenshot that relevant to the user's question."  # GME's ViDoRe instruction (as in mteb)
 
+# jina-embeddings-v4 (jinaai/jina-embeddings-v4): its own code writes the text ("Query: ..." and
+# its image prompt); dse chooses the card's task adapter and prompt name.
+JINA_V4_TASK = "retrieval"
+JINA_V4_QUERY_PROMPT_NAME = "query"
+
 # The ColPali family's query prefix and augmentation tokens belong to colpali-engine's processors
 # (`process_queries`); dse passes queries through unchanged and records colpali-engine's version.
 
-PROMPT_VERSIONS = MappingProxyType({"dse": "1", "qwen3vl": "1", "gme": "1"})
+PROMPT_VERSIONS = MappingProxyType({"dse": "1", "qwen3vl": "1", "gme": "1", "jina-v4": "1"})
 
 PROMPTS = MappingProxyType(
     {
@@ -52,5 +57,7 @@ PROMPTS = MappingProxyType(
         "gme.image_tokens": GME_IMAGE_TOKENS,
         "gme.default_instruction": GME_DEFAULT_INSTRUCTION,
         "gme.query_instruction": GME_QUERY_INSTRUCTION,
+        "jina-v4.task": JINA_V4_TASK,
+        "jina-v4.query_prompt_name": JINA_V4_QUERY_PROMPT_NAME,
     }
 )

@@ -218,7 +218,7 @@ def test_remote_code_is_never_run_unasked(hub: Path, tmp_path: Path, pages: list
     manifest["encoder"]["identity"]["trust_remote_code"] = True
     (index / "manifest.json").write_text(json.dumps(manifest))
     assert HUB_ID in named_models()
-    with Retriever.open(index, allow_index_model=True) as r, pytest.raises(ModelNotConfirmedError, match="own code"):
+    with Retriever.open(index, allow_index_model=True) as r, pytest.raises(ModelNotConfirmedError, match="its own Python code"):
         r.search("revenue", k=1)
 
 
@@ -232,3 +232,10 @@ def test_same_weights_rules() -> None:
     assert same_weights(hub, dict(hub)) is True and same_weights(hub, {**hub, "revision": NEW}) is False
     assert same_weights(hub, {"hub_id": "x/y", "revision": "main"}) is None  # a branch name proves nothing
     assert same_weights(None, a) is None  # manifests written before identities: the model name decides
+
+
+@pytest.mark.parametrize("name", ["tiny-dse", "tiny-gme", "tiny-qwen3-vl-embedding"])
+def test_single_vector_families_record_their_weights(name: str) -> None:
+    identity = load_encoder(name, device="cpu").describe()["identity"]
+    assert identity["source"] == "builtin" and identity["fingerprint"].startswith("sha256:")
+    assert identity["trust_remote_code"] is False and identity["dtype"] == "float32"

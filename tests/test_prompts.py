@@ -22,13 +22,15 @@ PINNED = {
     "GME_IMAGE_TOKENS": "<|vision_start|><|image_pad|><|vision_end|>",
     "GME_DEFAULT_INSTRUCTION": "You are a helpful assistant.",
     "GME_QUERY_INSTRUCTION": "Find a screenshot that relevant to the user's question.",
+    "JINA_V4_TASK": "retrieval",
+    "JINA_V4_QUERY_PROMPT_NAME": "query",
 }
 
 
 def test_prompt_versions_are_pinned() -> None:
     """Bump a family's version when one of its strings changes; never the others' (their indexes stay valid)."""
     assert prompts.PROMPT_VERSION == "1"
-    assert dict(prompts.PROMPT_VERSIONS) == {"dse": "1", "qwen3vl": "1", "gme": "1"}
+    assert dict(prompts.PROMPT_VERSIONS) == {"dse": "1", "qwen3vl": "1", "gme": "1", "jina-v4": "1"}
 
 
 def test_encoders_record_their_familys_version() -> None:
@@ -68,6 +70,8 @@ def test_prompts_mapping_is_frozen_and_complete() -> None:
         "gme.template": PINNED["GME_TEMPLATE"],
         "gme.image_tokens": PINNED["GME_IMAGE_TOKENS"],
         "gme.default_instruction": PINNED["GME_DEFAULT_INSTRUCTION"],
+        "jina-v4.task": "retrieval",
+        "jina-v4.query_prompt_name": "query",
         "gme.query_instruction": PINNED["GME_QUERY_INSTRUCTION"],
     }
     with pytest.raises(TypeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-RUNTIME_OPTIONS = ("device", "batch_size", "dtype")  # options that do not change the vectors
+RUNTIME_OPTIONS = ("device", "batch_size", "dtype", "trust_remote_code")  # options that do not change the vectors
 
 
 class CLIError(Exception):
@@ -13,12 +13,14 @@ class CLIError(Exception):
 
 
 def runtime_flags(p: argparse.ArgumentParser) -> None:
-    """Add --device, --batch-size and --dtype."""
+    """Add --device, --batch-size, --dtype and --trust-remote-code."""
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="encoder batch size")
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16", "int8"],
                    help="encoder precision (default auto: bfloat16 on cuda, else float32); int8: dynamic int8 "
                         "linear layers on the CPU, faster queries (vectors close to float32's)")
+    p.add_argument("--trust-remote-code", action="store_const", const=True, default=None,
+                   help="allow a checkpoint that ships its own Python code to run it (jina-v4); never the default")
 
 
 def index_model_flags(p: argparse.ArgumentParser) -> None:

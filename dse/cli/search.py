@@ -98,7 +98,7 @@ def _ranking_options(args: argparse.Namespace) -> dict[str, Any]:
         from dse.retrieve.rerank import MaxSimReranker
 
         extra = {"model": args.rerank_model} if args.rerank_model else {}
-        options.update(rerank=MaxSimReranker(load_encoder(args.rerank, **extra, **runtime(args))),
+        options.update(rerank=MaxSimReranker(load_encoder(args.rerank, **extra, **{k: v for k, v in runtime(args).items() if k != "trust_remote_code"})),
                        alpha=args.alpha, depth=args.depth)
     return options
 

@@ -57,9 +57,21 @@ class Encoder(ABC):
 
         return PROMPT_VERSIONS[self.prompt_family] if self.prompt_family else PROMPT_VERSION
 
+    _identity: dict[str, Any] | None = None  # set by encoders that load weights (`weights_identity`)
+
+    @property
+    def identity(self) -> dict[str, Any] | None:
+        """What identifies the weights (`dse.encoders.identity.weights_identity`), if they were read."""
+        if self._identity is None:
+            return None
+        identity = dict(self._identity)
+        if self.model_label and self.model_label.startswith("tiny://"):
+            identity["source"] = "builtin"
+        return identity
+
     def describe(self) -> dict[str, Any]:
-        """What an index manifest records about this encoder."""
-        return {
+        """What an index manifest records about this encoder (with the weights' identity, if any)."""
+        described = {
             "name": self.name,
             "kind": self.kind,
             "input": self.input,
@@ -69,6 +81,10 @@ class Encoder(ABC):
             "dim": self.dim,
             "options": self.options(),
         }
+        identity = self.identity
+        if identity is not None:
+            described["identity"] = identity
+        return described
 
     def options(self) -> dict[str, Any]:
         """Options that change the vectors (recorded in the manifest)."""

@@ -110,18 +110,6 @@ class ColPaliEngineEncoder(Encoder):
         """The commit a hub checkpoint resolved to (else the requested revision); None for a directory."""
         return self._identity.get("revision") or self._requested_revision
 
-    @property
-    def identity(self) -> dict[str, Any]:
-        """What identifies the weights (`dse.encoders.identity.weights_identity`)."""
-        identity = dict(self._identity)
-        if self.model_label and self.model_label.startswith("tiny://"):
-            identity["source"] = "builtin"
-        return identity
-
-    def describe(self) -> dict[str, Any]:
-        """The manifest's encoder entry, with the weights' identity."""
-        return {**super().describe(), "identity": self.identity}
-
     def options(self) -> dict[str, Any]:
         """Options that change the vectors (dtype is a runtime choice: it only changes rounding)."""
         return {"max_visual_tokens": self.max_visual_tokens}

@@ -105,7 +105,12 @@ class DSEQwen2Encoder(Encoder):
         self.hidden_size = int(text_config.hidden_size)
         if dim > self.hidden_size:
             raise ValueError(f"dim={dim} exceeds the hidden size {self.hidden_size} of {self._model_id!r}")
-        self._revision = model_revision(self._model_id, self.model.config) or revision
+        from dse.encoders.identity import weights_identity
+
+        # read right after loading, so the commit is the one the files came from
+        self._identity = weights_identity(self._model_id, revision=revision, dtype=self._dtype)
+        self._revision = (model_revision(self._model_id, self.model.config) or self._identity.get("revision")
+                          or revision)
         params = inspect.signature(self.model.forward).parameters
         # Only the hidden states are used: skip computing logits over the whole sequence.
         self._forward_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}

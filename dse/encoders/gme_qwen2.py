@@ -94,7 +94,12 @@ class GMEQwen2Encoder(Encoder):
         self.model.to(self._device).eval()
         self.model = quantize_if_int8(self.model, dtype)
         self._dim = int(self.model.config.text_config.hidden_size)
-        self._revision = model_revision(self._model_id, self.model.config) or revision
+        from dse.encoders.identity import weights_identity
+
+        # read right after loading, so the commit is the one the files came from
+        self._identity = weights_identity(self._model_id, revision=revision, dtype=self._dtype)
+        self._revision = (model_revision(self._model_id, self.model.config) or self._identity.get("revision")
+                          or revision)
 
     @property
     def dim(self) -> int:

@@ -99,7 +99,12 @@ class Qwen3VLEmbeddingEncoder(Encoder):
         self._dim = self.hidden_size if dim is None else dim
         if self._dim > self.hidden_size:
             raise ValueError(f"dim={dim} exceeds the hidden size {self.hidden_size} of {self._model_id!r}")
-        self._revision = model_revision(self._model_id, self.model.config) or revision
+        from dse.encoders.identity import weights_identity
+
+        # read right after loading, so the commit is the one the files came from
+        self._identity = weights_identity(self._model_id, revision=revision, dtype=self._dtype)
+        self._revision = (model_revision(self._model_id, self.model.config) or self._identity.get("revision")
+                          or revision)
 
     @property
     def dim(self) -> int:

@@ -30,6 +30,7 @@ _PROVIDERS = (
     "dse.encoders.colpali",
     "dse.encoders.bi",
     "dse.encoders.bm25",
+    "dse.encoders.remote_code",
     "dse.testing.tiny",
 )
 

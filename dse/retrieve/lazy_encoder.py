@@ -10,7 +10,9 @@ safe without asking (`confirm_model`):
 
 * no weights (BM25), or a dse-built tiny checkpoint (`tiny://...`): loaded;
 * a local directory: loaded if it is there and holds the weights the manifest records (same
-  fingerprint), unless the index was built with `trust_remote_code`;
+  fingerprint);
+* whatever its source, a checkpoint that runs its own code (the index was built with
+  `trust_remote_code`) only with `trust_remote_code=True` given again (CLI `--trust-remote-code`);
 * a hub id: loaded only if the user confirmed it, by naming it (`model=ID`; CLI `--model`), by
   `allow_index_model=True`, by listing it in `$DSE_ALLOW_INDEX_MODELS` (comma-separated ids,
   or `*`), or by having loaded it by name on this machine before (`dse.encoders.hub.named_models`:
@@ -99,7 +101,8 @@ def _expected_description(description: Mapping[str, Any], options: Mapping[str, 
 
 
 def confirm_model(
-    description: Mapping[str, Any], model: str | None = None, allow_index_model: bool = False
+    description: Mapping[str, Any], model: str | None = None, allow_index_model: bool = False,
+    trust_remote_code: bool = False,
 ) -> tuple[str | None, str | None]:
     """Which weights to load for a manifest's encoder, and at which revision (see the module docstring).
 
@@ -107,6 +110,8 @@ def confirm_model(
         description: The manifest's `encoder` entry.
         model: The user's choice (hub id or directory), or None.
         allow_index_model: The user allows the manifest's hub model.
+        trust_remote_code: The user allows a checkpoint's own code to run (an index built with
+            it needs this again, whatever else is confirmed).
 
     Returns:
         (model to pass to the encoder, revision to pin or None).
@@ -123,19 +128,24 @@ def confirm_model(
     identity = description.get("identity") or {}
     pinned = identity.get("revision") or description.get("revision")
     pinned = pinned if is_commit(pinned) else None
+    remote_code = bool(identity.get("trust_remote_code"))
+    if remote_code and not trust_remote_code:
+        raise ModelNotConfirmedError(
+            f"this index was built with {description.get('name')!r} on {recorded!r}, whose checkpoint runs its own "
+            f"Python code; dse runs it only when you allow it again: trust_remote_code=True (CLI: "
+            f"--trust-remote-code), with the model confirmed as usual. Text search needs no model (--mode text).")
     if model is not None:  # the user named the weights
         return model, (pinned if model == recorded else None)
     if recorded is None or description.get("kind") == "text" or str(recorded).startswith("tiny://"):
         return recorded, None
     source = identity.get("source") or ("local" if Path(str(recorded)).is_dir() else "hub")
-    remote_code = bool(identity.get("trust_remote_code"))
-    if source in ("local", "builtin") and not remote_code:
+    if source in ("local", "builtin"):
         _check_directory(str(recorded), identity)
         return recorded, None
     allowed = {m.strip() for m in os.environ.get(ALLOW_ENV, "").split(",") if m.strip()}
-    if not remote_code and (allow_index_model or "*" in allowed or recorded in allowed or recorded in named_models()):
+    if allow_index_model or "*" in allowed or recorded in allowed or recorded in named_models():
         return recorded, pinned
-    what = "runs its own code (trust_remote_code)" if remote_code else "is not one you have loaded here"
+    what = "is not one you have loaded here"
     at = f" @ {pinned}" if pinned else ""
     raise ModelNotConfirmedError(
         f"this index was built with {description.get('name')!r} on {recorded!r}{at}, which {what}; dse does not "
@@ -184,7 +194,8 @@ def encoder_from_manifest(
     """
     from dse.encoders.registry import load_encoder
 
-    chosen, revision = confirm_model(description, model, allow_index_model)
+    chosen, revision = confirm_model(description, model, allow_index_model,
+                                     bool(runtime_options.get("trust_remote_code")))
     options = dict(description.get("options") or {})
     options.update(runtime_options)
     if revision is not None and _takes(description["name"], "revision"):

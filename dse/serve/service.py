@@ -114,7 +114,8 @@ class Service:
         self.retriever.query_encoder = self.batcher
         self.jobs = JobQueue(self.retriever.add, allow_private=config.allow_private, pages_of=_pages_of)
         self.uploads = Path(config.index) / UPLOADS_DIR
-        self.rerankers = {name: _reranker(name, dict(config.runtime)) for name in config.rerank}
+        runtime = {k: v for k, v in config.runtime if k != "trust_remote_code"}  # the index's model only
+        self.rerankers = {name: _reranker(name, runtime) for name in config.rerank}
         self.tokenize = CachedTokenizer(self.index.tokenize)  # snippets: each word tokenized once
         self._page_texts = LruCache(4096)  # page_id -> PageText (a page id names its bytes: never stale)
         self.similarity_maps = LruCache(config.map_cache)  # (page_id, query) -> (token maps, image size)

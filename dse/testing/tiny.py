@@ -43,6 +43,8 @@ TINY_MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "tiny-biidefics3": ("biidefics3", "dse.testing.tiny_colpali:build_tiny_biidefics3", {}),
     "tiny-qwen3-vl-embedding": ("qwen3-vl-embedding", "dse.testing.tiny_qwen3vl:build_tiny_qwen3vl_embedding", {}),
     "tiny-gme": ("gme-qwen2", "dse.testing.tiny_dse:build_tiny_gme", {}),
+    "tiny-jina-v4": ("jina-v4", "dse.testing.tiny_jina:build_tiny_jina_v4", {}),
+    "tiny-jina-v4-multi": ("jina-v4-multi", "dse.testing.tiny_jina:build_tiny_jina_v4", {}),
 }
 
 
