@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from dse.encoders.base import quantize_if_int8  # noqa: E402
 from _vlm import MODELS, available, available_ram_gb, load_tiny, swap_model  # noqa: E402
 
 QUERY_12 = "which table shows revenue and profit of each segment in the report"
@@ -72,13 +73,6 @@ def _one(encoder: Any, query: str) -> Any:
     return out[0]
 
 
-def _quantize_int8(model: Any) -> Any:
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
-    return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-
-
 def bench_model(spec: Any, size: str, runs: int, warmup: int, precisions: tuple[str, ...]) -> dict[str, Any]:
     """Timings and cosines of one model over the precisions."""
     import torch
@@ -96,7 +90,7 @@ def bench_model(spec: Any, size: str, runs: int, warmup: int, precisions: tuple[
         t0 = time.perf_counter()
         model = spec.build(encoder, size, dtype, "sdpa")
         if precision == "int8":
-            model = _quantize_int8(model)
+            model = quantize_if_int8(model, "int8")  # what the encoders' dtype="int8" does
         build_s = time.perf_counter() - t0
         swap_model(encoder, model)
         entry: dict[str, Any] = {"build_s": round(build_s, 1)}

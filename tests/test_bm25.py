@@ -118,7 +118,7 @@ def test_encoder_metadata_and_options() -> None:
     enc = load_encoder("bm25")
     assert enc.name == "bm25" and enc.kind == "text" and enc.input == "text"
     assert enc.dim is None and enc.model_id == "bm25s"
-    assert enc.options() == {"language": "en", "stemmer": "english", "stopwords": "en"}
+    assert enc.options() == {"language": "en", "stemmer": "english", "stopwords": "en", "scheme": "dse-1"}
     again = load_encoder("bm25", model=enc.model_id, **enc.options())  # as a retriever reopens it
     assert again.encode_pages(["Running reports"]) == enc.encode_pages(["Running reports"])
     assert BM25Encoder(stemmer="none", stopwords="none").encode_pages(["The runs"]) == [["the", "runs"]]
@@ -203,3 +203,46 @@ def test_snapshots_leave_the_original_unchanged_and_old_shards_load(tmp_path: Pa
         postings.unlink()
     old = BM25Engine.load(tmp_path, rows=len(docs))
     assert np.array_equal(old.scores([["revenue"], ["cloud"]]), copy.scores([["revenue"], ["cloud"]]))
+
+
+@pytest.mark.parametrize("text, want", [
+    ("3M's FY2018 capital expenditure", ["3m", "fy", "2018", "capit", "expenditur"]),
+    ("revenue of 1,577 and 1.577 million", ["revenu", "1577", "1577", "million"]),
+    ("the 10-K and the 10K filing", ["10k", "10k", "file"]),
+    ("AMAZON_2017_10K.pdf", ["amazon", "2017", "10k", "pdf"]),
+    ("an exam-\n  ple of hyphen-\nation", ["exampl", "hyphen"]),
+    ("Q3'23 results, ﬁnancial", ["23", "result", "financi"]),
+    ("3.5 percent and 12,345,678", ["percent", "12345678"]),
+])
+def test_dse1_scheme_writes_one_form(text: str, want: list[str]) -> None:
+    assert BM25Encoder().encode_pages([text])[0] == want
+
+
+def test_bm25s_scheme_is_bm25s_plain() -> None:
+    plain = BM25Encoder(scheme="bm25s")
+    assert plain.encode_pages(["FY2018 1,577 AMAZON_2017_10K"])[0] == ["fy2018", "577", "amazon_2017_10k"]
+    with pytest.raises(ValueError, match="scheme"):
+        BM25Encoder(scheme="nope")
+
+
+def test_an_index_from_before_schemes_keeps_its_tokenizer(tmp_path) -> None:
+    """A manifest without `scheme` was built with bm25s's plain tokenizer: it is searched with it."""
+    import json
+
+    from dse import Retriever, load_encoder
+
+    for encoder in ("bm25", "tiny-dse"):
+        directory = tmp_path / encoder
+        Retriever.create(directory, load_encoder(encoder)).close()
+        manifest = json.loads((directory / "manifest.json").read_text())
+        with Retriever.open(directory) as r:
+            assert r.index.tokenize(["FY2018"]) == [["fy", "2018"]]  # new indexes: dse-1
+        if encoder == "bm25":
+            del manifest["encoder"]["options"]["scheme"]
+        else:
+            del manifest["store"]["text"]["tokenizer"]["scheme"]
+        (directory / "manifest.json").write_text(json.dumps(manifest))
+        with Retriever.open(directory) as r:
+            assert r.index.tokenize(["FY2018"]) == [["fy2018"]]
+            if encoder == "bm25":
+                assert r.encoder.options()["scheme"] == "bm25s"

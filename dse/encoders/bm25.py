@@ -26,6 +26,14 @@ LANGUAGES: dict[str, tuple[str, str]] = {
     "tr": ("turkish", "STOPWORDS_TURKISH"),
 }
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # bm25s's default: words of two or more word characters
+SCHEMES = ("dse-1", "bm25s")
+"""Text normalisations before the words are taken (`BM25Encoder.scheme`): "bm25s" none (bm25s's
+tokenizer as it is; indexes built before schemes existed), "dse-1" the forms people's documents
+and questions write differently (`normalise_dse1`). New indexes use the first."""
+_HYPHENATED = re.compile(r"(\w)-[ \t]*\r?\n[ \t]*(\w)")  # a word broken across a line: "exam-\nple"
+_THOUSANDS = re.compile(r"(?<=\d)[,.](?=\d{3}(?!\d))")  # 1,577 / 1.577 / 12,345,678
+_DIGIT_LETTER = re.compile(r"(?<=\d)-(?=[^\W\d_]\b)")  # 10-K -> 10K
+_LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)")  # FY2018 -> FY 2018, Q3 -> Q 3
 _quieted = False
 
 
@@ -46,11 +54,28 @@ def quiet_bm25s_logger() -> None:
         log.setLevel(logging.NOTSET)
 
 
+def normalise_dse1(text: str) -> str:
+    """The "dse-1" normalisation: the same word or number written the ways documents write it.
+
+    A word hyphenated across a line break is joined ("exam-\\nple" -> "example"); thousands
+    separators go ("1,577", "1.577" -> "1577"); a number and a letter joined by a hyphen join
+    ("10-K" -> "10K"); underscores separate words ("AMAZON_2017_10K" -> "AMAZON 2017 10K"); a
+    letter followed by a digit splits ("FY2018" -> "FY 2018", "Q3'23" -> "Q 3'23"), so "FY2018"
+    matches "2018" and "fiscal 2018".
+    """
+    text = _HYPHENATED.sub(r"\1\2", text)
+    text = _THOUSANDS.sub("", text)
+    text = _DIGIT_LETTER.sub("", text)
+    text = text.replace("_", " ")
+    return _LETTER_DIGIT.sub(" ", text)
+
+
 @register_encoder("bm25", "BM25 over the pages' text layer (no model weights)")
 class BM25Encoder(Encoder):
     """Deterministic tokenizer for BM25, the same pipeline for queries and pages.
 
-    Pipeline: Unicode NFKC (splits PDF ligatures such as "ﬁ"), lowercase, words matching
+    Pipeline: Unicode NFKC (splits PDF ligatures such as "ﬁ"), the scheme's normalisation
+    ("dse-1": `normalise_dse1`), lowercase, words matching
     `TOKEN_PATTERN`, drop stopwords (bm25s's list for the language), Snowball stem (PyStemmer).
 
     Args:
@@ -58,13 +83,16 @@ class BM25Encoder(Encoder):
         stemmer: PyStemmer algorithm name, or "none" to keep words unstemmed.
         stopwords: Language code of the stopword list, or "none" to keep every word.
         model: Only "bm25s" (accepted so that `describe()["model"]` round-trips; there are no weights).
+        scheme: Text normalisation before the words are taken (`SCHEMES`); recorded in each
+            index, so an index built with "bm25s" keeps it.
     """
 
     kind: ClassVar[VectorKind] = "text"
     input: ClassVar[Literal["image", "text"]] = "text"
 
     def __init__(
-        self, language: str = "en", stemmer: str | None = None, stopwords: str | None = None, model: str = "bm25s"
+        self, language: str = "en", stemmer: str | None = None, stopwords: str | None = None, model: str = "bm25s",
+        scheme: str = SCHEMES[0],
     ) -> None:
         import Stemmer
         import bm25s.stopwords
@@ -90,6 +118,9 @@ class BM25Encoder(Encoder):
         else:
             raise ValueError(f"unknown stopword list {self.stopwords_name!r}; use 'none' or one of {', '.join(LANGUAGES)}")
         self._pattern = re.compile(TOKEN_PATTERN)
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown BM25 tokenizer scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+        self.scheme = scheme
 
     @property
     def dim(self) -> int | None:
@@ -103,11 +134,15 @@ class BM25Encoder(Encoder):
 
     def options(self) -> dict[str, Any]:
         """Tokenizer settings (valid constructor arguments)."""
-        return {"language": self.language, "stemmer": self.stemmer_name, "stopwords": self.stopwords_name}
+        return {"language": self.language, "stemmer": self.stemmer_name, "stopwords": self.stopwords_name,
+                "scheme": self.scheme}
 
     def tokenize(self, text: str) -> list[str]:
         """Token list of one text."""
-        words = self._pattern.findall(unicodedata.normalize("NFKC", text).lower())
+        text = unicodedata.normalize("NFKC", text)
+        if self.scheme == "dse-1":
+            text = normalise_dse1(text)
+        words = self._pattern.findall(text.lower())
         words = [w for w in words if w not in self._stopwords]
         return self._stem.stemWords(words) if self._stem is not None and words else words
 

@@ -124,7 +124,27 @@ def read_manifest(directory: Path) -> Manifest:
             f"{directory}: index format version {version!r}; this dse reads version {FORMAT_VERSION}"
         )
     known = {f for f in Manifest.__dataclass_fields__}
-    return Manifest(**{k: v for k, v in data.items() if k in known})
+    return Manifest(**_tokenizer_scheme_recorded({k: v for k, v in data.items() if k in known}))
+
+
+def _tokenizer_scheme_recorded(data: dict[str, Any]) -> dict[str, Any]:
+    """A manifest written before BM25 tokenizer schemes, with the scheme it was built with ("bm25s").
+
+    New indexes record `scheme` (`dse.encoders.bm25.SCHEMES`); without it the postings were made
+    by bm25s's plain tokenizer, which searching them must keep using.
+    """
+    encoder = dict(data.get("encoder") or {})
+    if encoder.get("name") == "bm25" or encoder.get("kind") == "text":
+        options = dict(encoder.get("options") or {})
+        if "scheme" not in options:
+            encoder["options"] = {**options, "scheme": "bm25s"}
+            data = {**data, "encoder": encoder}
+    store = dict(data.get("store") or {})
+    text = store.get("text")
+    if isinstance(text, dict) and isinstance(text.get("tokenizer"), dict) and "scheme" not in text["tokenizer"]:
+        store["text"] = {**text, "tokenizer": {**text["tokenizer"], "scheme": "bm25s"}}
+        data = {**data, "store": store}
+    return data
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:

@@ -48,6 +48,7 @@ from dse.indexes.layout import (
 )
 from dse.indexes.lock import IndexLockedError
 from dse.indexes.manifest import Manifest, read_manifest, write_manifest
+from dse.indexes.text_fields import SOURCE_NAME_WEIGHT, source_name_weight
 from dse.indexes.visible import RowMasks
 from dse.indexes.writer import DeleteReport, IndexWriter
 
@@ -176,7 +177,7 @@ class PageIndex(IndexWriter):
         if encoder["kind"] in ("single", "multi"):
             options.setdefault("dim", encoder["dim"])  # fixes the width before the first add
         engine = engine_for(encoder["kind"], options)(**options)
-        store: dict[str, Any] = {"image_size": int(image_size)}
+        store: dict[str, Any] = {"image_size": int(image_size), "text_fields": {"source_name": SOURCE_NAME_WEIGHT}}
         text_engine = None
         if encoder["kind"] != "text":
             from dse.encoders.bm25 import BM25Encoder
@@ -289,6 +290,11 @@ class PageIndex(IndexWriter):
             if e is not None:
                 _prepare(e)
         self._view = self._view_of(engine, text_engine)
+
+    @property
+    def source_name_weight(self) -> int:
+        """How many times a page's source name is added to its BM25 text (`dse.indexes.text_fields`)."""
+        return source_name_weight(self.manifest.store)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """BM25 tokens of texts (queries or pages) for the text side, as it was built."""

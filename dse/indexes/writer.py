@@ -45,6 +45,7 @@ from dse.indexes.layout import (
 )
 from dse.indexes.lock import IndexLockedError, WriteLock
 from dse.indexes.manifest import Manifest, write_manifest
+from dse.indexes.text_fields import bm25_text
 from dse.indexes.visible import RowMasks
 
 
@@ -207,7 +208,9 @@ class IndexWriter:
                 engine.add(_concat(vectors))
                 engine.save(self.directory / VECTORS_DIR)
                 if text_engine is not engine:
-                    text_engine.add(self.tokenize([p.text for src in sources for p in src.pages]))
+                    weight = self.source_name_weight  # the source's name as a field (dse.indexes.text_fields)
+                    text_engine.add(self.tokenize([bm25_text(p.text, src.path, weight)
+                                                   for src in sources for p in src.pages]))
                     text_engine.save(self.directory / TEXT_DIR)
                 rows = self.catalogue.commit_sources(sources)
             except BaseException:

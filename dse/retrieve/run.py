@@ -15,6 +15,7 @@ from typing import Any
 from dse.encoders.base import Encoder
 from dse.indexes.catalogue import NewPage, NewSource
 from dse.indexes.store import PageIndex
+from dse.indexes.text_fields import bm25_text
 from dse.retrieve.results import Failure
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,10 @@ class IndexRun:
         meta = {**dict(page.metadata), **self.metadata}
         source.pages.append(NewPage(page.page_id, page.page, page.text, stored, meta))
         source.kind = source.kind or str(page.metadata.get("kind", ""))
-        item = page.text if self.encoder.input == "text" else page.image
+        if self.encoder.input == "text":  # BM25: the text layer and the source's name as a field
+            item = bm25_text(page.text, source.path, self.index.source_name_weight)
+        else:
+            item = page.image
         self.buffer.append((source, item))
         if len(self.buffer) >= self.batch:
             self.flush()
