@@ -13,7 +13,7 @@ from dse.serve.snippets import snippet
 WORDS = ("Ärger ärgerlich Häuser Haus Öl öffentlich Über über naïve ﬁnance finances İstanbul Istanbul Straße "
          "strasse margins margin running ran Revenue revenues élève élèves École écoles Ñandú señor "
          "возможности Возможность году годы çalışma Çalışmalar Ølen ølet Åsa åren the and of der die la le "
-         "x y 42 3.5 Q4 operating-margin well-being").split()
+         "x y 42 3.5 Q4 FY2018 2018 AMAZON_2017_10K amazon 10K 10-K operating-margin well-being").split()
 
 
 def _oracle(text: str, query: str, tokenize) -> set[str]:

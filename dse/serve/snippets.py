@@ -137,13 +137,13 @@ def _matching_words(
 ) -> set[str]:
     """The distinct words of a page that tokenize to a query token.
 
-    A stemmer changes a word's end, never its first letter, so an ASCII word (one token at
-    most, its first letter lower-cased) can only match a query token with its first letter;
-    only those, and the words with other characters (whose normalisation may split or change
-    them), are tokenized: a page's few hundred distinct words, not its thousands of words.
+    A stemmer changes a word's end, never its first letter, so a word of ASCII letters (one
+    token at most, its first letter lower-cased) can only match a query token with its first
+    letter; only those, and the words with digits, underscores or other characters (which a
+    tokenizer may split or change: "FY2018" -> "fy", "2018"), are tokenized: a page's few hundred distinct words, not its thousands of words.
     """
     initials = {t[:1] for t in wanted}
-    candidates = [w for w in words if not w.isascii() or w[:1].lower() in initials]
+    candidates = [w for w in words if not w.isascii() or w[:1].lower() in initials or not w.isalpha()]
     if not candidates:
         return set()
     return {w for w, toks in zip(candidates, tokenize(candidates)) if wanted.intersection(toks)}
