@@ -132,3 +132,51 @@ def test_cli_search_image(dse_index: Path, pictures: Path, capsys: pytest.Captur
     assert "cannot read the image" in capsys.readouterr().err
     assert main(["search", "--index", str(dse_index), "--image", str(pictures / "slide3.png"), "--mode", "text"]) != 0
     assert "needs mode='visual'" in capsys.readouterr().err
+
+
+def test_the_server_searches_by_picture(dse_index: Path, pictures: Path, tmp_path: Path) -> None:
+    """POST /v1/search {"image": base64} ranks as Retriever.search(image); dse.Client sends pictures too."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    from dse import Client
+    from dse.testing.server import serve_index
+
+    def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        req = urllib.request.Request(f"{url}/v1/search", json.dumps(body).encode(), {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    raw = (pictures / "slide2.png").read_bytes()
+    with Image.open(pictures / "slide2.png") as im:
+        query = im.convert("RGB")
+    with Retriever.open(dse_index) as r:
+        want = [h.page_id for h in r.search(query, k=3)]
+        want_mixed = [h.page_id for h in r.search((query, "slide"), k=3)]
+    with serve_index(dse_index) as url:
+        status, out = post(url, {"image": base64.b64encode(raw).decode(), "k": 3})
+        assert status == 200 and [h["page_id"] for h in out["hits"]] == want
+        status, out = post(url, {"image": base64.b64encode(raw).decode(), "query": "slide", "k": 3})
+        assert status == 200 and [h["page_id"] for h in out["hits"]] == want_mixed
+        client = Client(url)
+        assert [h.page_id for h in client.search(query, k=3)] == want
+        assert [h.page_id for h in client.search((query, "slide"), k=3)] == want_mixed
+        for body, status_wanted, says in (
+            ({"image": "not base64!"}, 422, "base64"),
+            ({"image": base64.b64encode(b"not a picture").decode()}, 422, "picture"),
+            ({"image": base64.b64encode(raw).decode(), "queries": ["a"]}, 422, "one query"),
+            ({"image": base64.b64encode(raw).decode(), "mode": "text"}, 422, "visual"),
+        ):
+            status, out = post(url, body)
+            assert status == status_wanted and says in out["detail"], out
+    text_index = tmp_path / "bm25"
+    with Retriever.create(text_index, load_encoder("bm25")) as r:
+        r.add([Path(__file__).resolve().parents[1] / "examples" / "corpus"], workers=0)
+    with serve_index(text_index) as url:
+        status, out = post(url, {"image": base64.b64encode(raw).decode()})
+        assert status == 422 and "text" in out["detail"], out

@@ -11,6 +11,7 @@ Standard library only (urllib), so it runs where dse's heavy dependencies are no
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import mimetypes
@@ -55,9 +56,20 @@ class Client:
         self.timeout = timeout
 
     # ------------------------------------------------------------------ search
-    def search(self, query: str, k: int = 10, **options: Any) -> list[Hit]:
-        """The top-k pages for one query, best first (`options`: those of `search_many`)."""
-        return self.search_many([query], k, **options)[0]
+    def search(self, query: Any, k: int = 10, **options: Any) -> list[Hit]:
+        """The top-k pages for one query, best first (`options`: those of `search_many`).
+
+        `query`: a text, or for indexes whose encoder takes them (dse-qwen2, gme-qwen2,
+        qwen3-vl-embedding) a PIL image or an (image, text) pair, as `Retriever.search`.
+        """
+        if isinstance(query, str):
+            return self.search_many([query], k, **options)[0]
+        image, text = query if isinstance(query, tuple) else (query, None)
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")
+        body: dict[str, Any] = {"image": base64.b64encode(buf.getvalue()).decode("ascii"), "query": text, "k": k,
+                                "snippets": False, **{key: v for key, v in options.items() if v is not None}}
+        return [_hit(h) for h in self._json("POST", "/v1/search", body)["hits"]]
 
     def search_many(
         self, queries: Sequence[str], k: int = 10, *, mode: str | None = None, fusion: str = "rrf",

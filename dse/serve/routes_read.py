@@ -13,7 +13,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from dse.serve.problems import ApiError
-from dse.serve.schemas import MAX_QUERY_CHARS, BatchOut, PageOut, SearchOut, SearchRequest
+from dse.serve.schemas import (
+    MAX_IMAGE_QUERY_BYTES,
+    MAX_IMAGE_QUERY_PIXELS,
+    MAX_QUERY_CHARS,
+    BatchOut,
+    PageOut,
+    SearchOut,
+    SearchRequest,
+)
 from dse.serve.service import Service, check_page_id
 
 router = APIRouter()
@@ -54,10 +62,19 @@ def search(body: SearchRequest, request: Request) -> Any:
     from dse.indexes.manifest import EncoderMismatchError
 
     svc = _service(request)
-    if (body.query is None) == (body.queries is None):
-        raise ApiError(422, "give either 'query' (one text) or 'queries' (a list of texts)")
-    queries = [body.query] if body.query is not None else list(body.queries or [])
-    if any(len(q) > MAX_QUERY_CHARS or len(q) > svc.config.max_query_chars for q in queries):
+    if body.image is not None:
+        if body.queries is not None:
+            raise ApiError(422, "an image query is one query: give 'image' (and optionally 'query'), not 'queries'")
+    elif (body.query is None) == (body.queries is None):
+        raise ApiError(422, "give either 'query' (one text) or 'queries' (a list of texts), or 'image'")
+    texts = [body.query] if body.query is not None else list(body.queries or [])
+    if body.image is not None:
+        picture = _image_query(body.image)
+        queries: list[Any] = [picture if body.query is None else (picture, body.query)]
+        texts = [body.query or ""]
+    else:
+        queries = list(texts)
+    if any(len(q) > MAX_QUERY_CHARS or len(q) > svc.config.max_query_chars for q in texts):
         raise ApiError(422, f"a query is longer than {min(MAX_QUERY_CHARS, svc.config.max_query_chars)} characters")
     if body.k > svc.config.max_k:
         raise ApiError(422, f"k={body.k} is over this server's limit of {svc.config.max_k} (dse serve --max-k)")
@@ -81,12 +98,39 @@ def search(body: SearchRequest, request: Request) -> Any:
         raise ApiError(422, str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)) from None
     took = (time.perf_counter() - started) * 1000
     out = [{"query": q, "mode": mode, "took_ms": took, "hits": [_hit(svc, h, q, body.snippets) for h in hits]}
-           for q, hits in zip(queries, results)]
+           for q, hits in zip(texts, results)]
     # the dicts are the response models' JSON already: encoded once here, not validated and
     # re-encoded by FastAPI (a third of a small search's time); the models document the API
-    payload = out[0] if body.query is not None else {"mode": mode, "took_ms": took, "results": out}
+    one = body.query is not None or body.image is not None
+    payload = out[0] if one else {"mode": mode, "took_ms": took, "results": out}
     return Response(json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
                     media_type="application/json")
+
+
+def _image_query(encoded: str) -> Any:
+    """The picture of an image query: base64 decoded, checked, as RGB (422 naming what is wrong)."""
+    import base64
+    import binascii
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "'image' is not base64 (send the picture's bytes, base64-encoded)") from None
+    if len(data) > MAX_IMAGE_QUERY_BYTES:
+        raise ApiError(413, f"the query picture is {len(data)} bytes, over the limit of {MAX_IMAGE_QUERY_BYTES}")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_IMAGE_QUERY_PIXELS:
+                raise ApiError(422, f"the query picture is {img.width} x {img.height} pixels, over the limit of "
+                                    f"{MAX_IMAGE_QUERY_PIXELS:,}")
+            img.load()
+            return img.convert("RGB")
+    except ApiError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(422, f"'image' is not a picture dse can read (PNG, JPEG, WebP): {exc}") from None
 
 
 def _hit(svc: Service, hit: Any, query: str, snippets: bool) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_QUERY_CHARS = 2000
+MAX_IMAGE_QUERY_BYTES = 16 * 1024 * 1024  # a query picture, decoded
+MAX_IMAGE_QUERY_PIXELS = 40_000_000
 
 
 class SearchRequest(BaseModel):
@@ -16,6 +18,11 @@ class SearchRequest(BaseModel):
 
     query: Optional[str] = Field(None, max_length=MAX_QUERY_CHARS, description="the query text")
     queries: Optional[list[str]] = Field(None, max_length=64, description="several queries, answered in order")
+    image: Optional[str] = Field(
+        None, max_length=MAX_IMAGE_QUERY_BYTES * 4 // 3 + 4,
+        description="a picture as the query (a photo of a page, a chart, a slide), base64 PNG/JPEG/WebP; with "
+                    "'query' as its text; for indexes whose encoder takes image queries (dse-qwen2, gme-qwen2, "
+                    "qwen3-vl-embedding)")
     k: int = Field(10, ge=1, le=1000, description="pages per query (at most the server's --max-k)")
     mode: Optional[Literal["visual", "text", "hybrid"]] = Field(None, description="default: the index's own")
     where: Optional[dict[str, Any]] = Field(None, description="metadata filter, e.g. {\"kind\": \"pdf\"}")
