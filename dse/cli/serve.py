@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query-cache", type=int, default=1024, help="query embeddings cached (default 1024)")
     p.add_argument("--max-searches", type=int, default=0,
                    help="searches scored at once; more wait their turn (default 0: two per core)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="threads torch and BLAS may use for encoding and scoring (default: one per core); on a "
+                        "small machine 1 leaves the cores to the request threads")
     p.add_argument("--rerank", metavar="ENCODER", action="append", default=[],
                    help="offer reranking with this multi-vector encoder (repeatable), e.g. colqwen2")
     p.add_argument("--no-preload", dest="preload", action="store_false",
@@ -50,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if token is None and not _loopback(args.host):
         print(f"dse: warning: listening on {args.host} without --token-file: anyone who reaches this port can "
               "search the index (writes stay refused)", file=sys.stderr)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CLIError(f"--threads must be >= 1, got {args.threads}")
+        _limit_threads(args.threads)
     if args.max_k < 1 or args.max_upload_mb <= 0 or args.max_searches < 0:
         raise CLIError("--max-k must be >= 1, --max-upload-mb > 0 and --max-searches >= 0")
     config = ServeConfig(
@@ -65,6 +72,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"dse: serving {args.index} at {where} ({mode}); API docs at {where}/docs", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def _limit_threads(n: int) -> None:
+    """At most `n` threads in torch's and the BLAS libraries' pools (set before they start)."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        try:
+            import faiss
+
+            faiss.omp_set_num_threads(n)
+        except ImportError:
+            pass
 
 
 def _read_token(path: str | None) -> str | None:
