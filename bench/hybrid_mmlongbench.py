@@ -5,7 +5,7 @@ Usage (the index is any visual index built over ../shared/data/mmlongbench-dev/p
     dse index ../shared/data/mmlongbench-dev/pdfs --index mmlb --encoder tiny-dse --dpi 40
     python bench/hybrid_mmlongbench.py --index mmlb [--data ../shared/data/mmlongbench-dev]
 
-Prints a Markdown table of nDCG@5, recall@1/5/10 and MRR@10 per mode (metrics: `dse.evaluate.metrics`,
+Every ranking is padded to the same length (see `_run`). Prints a Markdown table of nDCG@5, recall@1/5/10 and MRR@10 per mode (metrics: `dse.evaluate.metrics`,
 trec_eval's definitions), plus a seeded random ranking for scale. Questions whose document is not
 in the index are left out (the count is printed). A page's id for scoring is `<file name>#<page>`.
 """
@@ -32,9 +32,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _run(hits: list[Hit]) -> dict[str, float]:
-    """Rank-derived scores (1/rank), so trec_eval's tie-breaking cannot reorder our ranking."""
-    return {f"{Path(h.source).name}#{h.page}": 1.0 / h.rank for h in hits}
+def _run(hits: list[Hit], scope: list[str], depth: int, qid: str) -> dict[str, float]:
+    """Rank-derived scores (1/rank), so trec_eval's tie-breaking cannot reorder our ranking.
+
+    Every list is `depth` long (or the scope's size), as `dse eval` makes them: BM25 returns only
+    pages sharing a word with the question, so its list is padded with the scope's other pages in
+    a pseudo-random order seeded by the question (`dse.evaluate.runner._pad`); otherwise the
+    longer visual and hybrid lists would score pages a shorter list leaves out.
+    """
+    keys = [f"{Path(h.source).name}#{h.page}" for h in hits][:depth]
+    extra = [d for d in scope if d not in set(keys)]
+    random.Random(f"dse-eval-pad:{qid}").shuffle(extra)
+    keys += extra[: max(0, depth - len(keys))]
+    return {key: 1.0 / rank for rank, key in enumerate(keys, start=1)}
 
 
 def main() -> None:
@@ -62,9 +72,11 @@ def main() -> None:
                                                  for q in kept}, METRICS)
         for name, options in CONFIGS.items():
             corpus = r.search_many(texts, args.k, **options)
-            rows[(name, "corpus")] = score_run(qrels, {q["query_id"]: _run(h) for q, h in zip(kept, corpus)}, METRICS)
+            rows[(name, "corpus")] = score_run(qrels, {q["query_id"]: _run(h, everything, args.k, q["query_id"])
+                                                       for q, h in zip(kept, corpus)}, METRICS)
             within = {q["query_id"]: _run(r.search(q["question"], args.k, where={"source": sources[q["doc_id"]]},
-                                                   **options)) for q in kept}
+                                                   **options), [f"{q['doc_id']}#{p}" for p in pages[q["doc_id"]]],
+                                          args.k, q["query_id"]) for q in kept}
             rows[(name, "document")] = score_run(qrels, within, METRICS)
         encoder = r.info()["encoder"]["name"]
     print(f"{len(kept)} of {len(questions)} questions; {len(everything)} pages in {len(sources)} documents; "
