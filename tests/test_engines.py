@@ -382,3 +382,62 @@ def test_topk_equals_a_stable_full_sort() -> None:
         want = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, n)]  # (nq, k')
         np.testing.assert_array_equal(got_rows, want)
         np.testing.assert_array_equal(got_scores, np.take_along_axis(scores, want, axis=1))
+
+
+def test_hnsw_graph_is_cached_beside_the_shards(tmp_path: Path) -> None:
+    """The graph is read back, not rebuilt; a stale or foreign graph file is never trusted."""
+    import faiss
+
+    from dse.indexes import flat
+    from dse.indexes.flat import GRAPH_FILE, FlatEngine
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6000, 16)).astype(np.float32)  # (n, dim)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:20] + 0.01 * rng.standard_normal((20, 16)).astype(np.float32)  # (20, dim)
+    engine = FlatEngine(hnsw=True, M=16)
+    engine.add(x[:5000])
+    engine.save(tmp_path)
+    assert (tmp_path / GRAPH_FILE).is_file()
+    want = engine.search(q, 5)
+    adds = []
+    real = faiss.IndexHNSWFlat.add
+    try:
+        faiss.IndexHNSWFlat.add = lambda self, v: (adds.append(len(v)), real(self, v))[1]  # counts graph building
+        opened = FlatEngine.load(tmp_path, 5000, hnsw=True, M=16)
+        got = opened.search(q, 5)
+        assert adds == []  # read from the file, nothing rebuilt
+        np.testing.assert_array_equal(got[1], want[1])
+        opened.add(x[5000:])
+        opened.save(tmp_path)
+        reopened = FlatEngine.load(tmp_path, 6000, hnsw=True, M=16)
+        adds.clear()
+        reopened.search(q, 5)
+        assert sum(adds) <= 1000  # only the rows the file may lag by
+        adds.clear()
+        assert flat._read_graph(tmp_path / GRAPH_FILE, FlatEngine.load(tmp_path, 6000, hnsw=True, M=8)) is None
+        fewer = FlatEngine.load(tmp_path, 3000, hnsw=True, M=16)  # the file holds rows past these: rebuilt
+        assert (fewer.search(q, 5)[1] < 3000).all() and sum(adds) == 3000
+    finally:
+        faiss.IndexHNSWFlat.add = real
+    (tmp_path / GRAPH_FILE).write_bytes(b"not a graph")
+    broken = FlatEngine.load(tmp_path, 6000, hnsw=True, M=16)
+    exact = FlatEngine()
+    exact.add(x)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(broken.search(q, 5)[1], exact.search(q, 5)[1])])
+    assert recall > 0.9
+
+
+def test_a_graph_file_from_elsewhere_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dse.indexes import flat
+    from dse.indexes.flat import GRAPH_FILE, FlatEngine
+
+    rng = np.random.default_rng(4)
+    engine = FlatEngine(hnsw=True, M=16)
+    engine.add(unit(rng.standard_normal((500, 16))))
+    engine.save(tmp_path / "v")
+    opened = FlatEngine.load(tmp_path / "v", 500, hnsw=True, M=16)
+    assert flat._read_graph(tmp_path / "v" / GRAPH_FILE, opened) is not None  # written here: trusted
+    monkeypatch.setenv("DSE_CACHE_DIR", str(tmp_path / "another-machine"))
+    assert flat._read_graph(tmp_path / "v" / GRAPH_FILE, opened) is None
+    assert len(opened.search(unit(rng.standard_normal((2, 16))), 3)[1][0]) == 3  # rebuilt from the shards

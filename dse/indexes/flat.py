@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,6 +15,7 @@ from dse.encoders.base import VectorKind
 from dse.indexes.base import topk
 from dse.indexes.shards import (
     SegmentedEngine,
+    atomic_write,
     check_allowed,
     check_k,
     empty_result,
@@ -36,6 +40,76 @@ def _sort_ties(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     )
 
 
+GRAPH_FILE = "hnsw-graph.faiss"
+_GRAPH_BLOCK = 65_536  # rows added to the graph at a time when it catches up
+_GRAPH_MIN_LAG = 4096  # rows a graph file may lag behind before a save rewrites it
+_GRAPH_ROWS: dict[str, tuple[int, int]] = {}  # path -> (mtime_ns, rows) of graph files read or written
+
+
+def _trusted_graphs() -> Path:
+    """The digests of the graph files this machine wrote (`$DSE_CACHE_DIR`, else ~/.cache/dse)."""
+    root = os.environ.get("DSE_CACHE_DIR") or Path.home() / ".cache" / "dse"
+    return Path(root) / "hnsw-graphs.sha256"
+
+
+def _trust(data: bytes) -> None:
+    """Record a graph file's digest as written here (FAISS's reader is not hardened against hostile files)."""
+    path = _trusted_graphs()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="ascii") as fh:
+            fh.write(hashlib.sha256(data).hexdigest() + "\n")
+    except OSError:
+        pass  # not recorded: the graph is rebuilt at the next open instead of read
+
+
+def _trusted(data: bytes) -> bool:
+    try:
+        known = set(_trusted_graphs().read_text(encoding="ascii").split())
+    except OSError:
+        return False
+    return hashlib.sha256(data).hexdigest() in known
+
+
+def _graph_rows(path: Path) -> int | None:
+    """Rows held by the graph file at `path` (None: no file), remembered by modification time."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    known = _GRAPH_ROWS.get(str(path))
+    if known is not None and known[0] == mtime:
+        return known[1]
+    return -1  # a file this process has not read: counts as lagging, so the next save rewrites it
+
+
+def _read_graph(path: Path, engine: "FlatEngine") -> Any:
+    """The graph cached at `path` if this machine wrote it for `engine`'s rows and parameters, else None.
+
+    An index may come from elsewhere, and FAISS's reader trusts its input: only a file whose
+    digest this machine recorded when writing it is read (a copied index rebuilds its graph once).
+    """
+    import faiss
+
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+        if not _trusted(data.tobytes()):
+            return None
+        hnsw = index = faiss.deserialize_index(data)  # already of its own class (and owning its memory)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    n = int(index.ntotal)
+    if (not isinstance(hnsw, faiss.IndexHNSWFlat) or index.d != engine.dim or n > len(engine) or n == 0
+            or index.metric_type != faiss.METRIC_INNER_PRODUCT or hnsw.hnsw.nb_neighbors(1) != engine.M):
+        return None
+    for row in sorted({0, n // 2, n - 1}):  # the same rows as the shards (not a graph of other vectors)
+        if not np.array_equal(hnsw.reconstruct(row), engine.vectors(row, row + 1)[0]):
+            return None
+    hnsw.hnsw.efSearch = engine.ef_search
+    _GRAPH_ROWS[str(path)] = (path.stat().st_mtime_ns, n)
+    return hnsw
+
+
 @dataclass(frozen=True)
 class _Rows:
     """One segment: float32 (rows, dim), in memory until saved, then a memory map of its shard."""
@@ -53,9 +127,13 @@ class FlatEngine(SegmentedEngine):
     By default the search is exact: each segment (one per shard, memory-mapped, never copied into
     memory) is scanned with FAISS's brute-force kernel (`faiss.knn`, BLAS) and the per-segment
     top-k merged. With `hnsw=True` it is approximate (`faiss.IndexHNSWFlat`, inner-product
-    metric); the graph is not stored: it is built from the shards when the index is loaded
-    (about O(n log n); the shards stay the single source of truth, so there is no cache to keep
-    consistent with crash-safe appends), and a snapshot copies it.
+    metric). The shards stay the source of truth; the graph is a cache beside them
+    (`hnsw-graph.faiss`, written atomically after a save once it lags the rows by a tenth, and
+    whenever a save finds no graph file): opening reads it, checks it holds these very rows (its
+    size, parameters and sampled vectors), and adds only the rows after it, so `dse search` does
+    not rebuild the graph at every start. A missing, stale or foreign graph is rebuilt from the
+    shards, and so is one this machine did not write (FAISS's reader is not made for hostile
+    files: see `_read_graph`). A snapshot copies the graph.
 
     On disk: `shard-NNNNNN.npy`, float32 (rows, dim) each.
 
@@ -84,7 +162,8 @@ class FlatEngine(SegmentedEngine):
                 raise ValueError(f"{name} must be >= 1, got {value!r}")
         self.hnsw = bool(hnsw)
         self.M, self.ef_construction, self.ef_search = int(M), int(ef_construction), int(ef_search)
-        self._index: Any = None  # the HNSW graph (hnsw=True only)
+        self._index: Any = None  # the HNSW graph (hnsw=True only); may lag the rows until `_graph`
+        self._graph_lock = threading.Lock()
         if self.hnsw and self._dim is not None:
             self._index = self._new_index(self._dim)
 
@@ -97,6 +176,7 @@ class FlatEngine(SegmentedEngine):
 
     def _copy_containers(self) -> None:
         super()._copy_containers()
+        self._graph_lock = threading.Lock()
         if self._index is not None:
             import faiss
 
@@ -139,7 +219,7 @@ class FlatEngine(SegmentedEngine):
         if arr.shape[0]:
             self._append(_Rows(arr.copy()))
             if self._index is not None:
-                self._index.add(arr)
+                self._graph()  # adds the new rows to the graph
 
     def search(self, queries: Any, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows by inner product for each query row (ties: lower row first).
@@ -178,7 +258,7 @@ class FlatEngine(SegmentedEngine):
             bits = np.packbits(mask, bitorder="little")  # (ceil(n / 8),)
             selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
             params.sel = selector
-        scores, rows = self._index.search(q, kk, params=params)  # (nq, kk), (nq, kk)
+        scores, rows = self._graph().search(q, kk, params=params)  # (nq, kk), (nq, kk)
         missing = (rows < 0).any(axis=1)  # graph walks that found fewer than kk rows
         if missing.any():
             if mask is None:
@@ -252,7 +332,7 @@ class FlatEngine(SegmentedEngine):
             return np.zeros((0, self._dim or 0), np.float32)
         return np.concatenate(parts).astype(np.float32, copy=False)  # (stop - start, dim)
 
-    def _read_shard(self, directory: Path, number: int, keep: int, graph: bool = True) -> int:
+    def _read_shard(self, directory: Path, number: int, keep: int) -> int:
         path = shard_path(directory, number, self.marker)
         arr = load_npy(path)  # (rows, dim), memory-mapped
         if arr.ndim != 2 or arr.dtype != np.float32:
@@ -263,9 +343,7 @@ class FlatEngine(SegmentedEngine):
         if rows.shape[0]:
             if self._dim is None:
                 self._check(np.asarray(rows[:1]), "vectors")  # adopts the width (and makes the graph)
-            self._append(_Rows(rows))
-            if graph and self._index is not None:
-                self._index.add(np.ascontiguousarray(rows))
+            self._append(_Rows(rows))  # the graph catches up with these rows when next used (`_graph`)
         return int(arr.shape[0])
 
     def _saved(self, directory: Path, number: int, start: int, stop: int) -> None:
@@ -274,10 +352,47 @@ class FlatEngine(SegmentedEngine):
             self._segments.pop()
             self._starts.pop()
         self._n = start
-        self._read_shard(directory, number, stop - start, graph=False)
+        self._read_shard(directory, number, stop - start)
 
     def _write_shard(self, directory: Path, number: int, start: int, stop: int) -> None:
         save_npy(shard_path(directory, number, self.marker), self.vectors(start, stop))
+
+    # ------------------------------------------------------------------ the HNSW graph, cached on disk
+    def prepare(self) -> None:
+        """Bring the HNSW graph up to date now (read from disk, plus the rows after it)."""
+        if self._index is not None:
+            self._graph()
+
+    def _graph(self) -> Any:
+        """The HNSW graph holding every row: read from its file first if it is empty, then caught up."""
+        index = self._index
+        if index.ntotal >= self._n:
+            return index
+        with self._graph_lock:  # searches of one state may arrive together: one catches up
+            index = self._index
+            if index.ntotal == 0 and self._n and self._disk is not None:
+                cached = _read_graph(self._disk.directory / GRAPH_FILE, self)
+                if cached is not None:
+                    index = self._index = cached
+            for start in range(int(index.ntotal), self._n, _GRAPH_BLOCK):
+                index.add(np.ascontiguousarray(self.vectors(start, min(self._n, start + _GRAPH_BLOCK))))
+        return index
+
+    def save(self, directory: Path) -> None:
+        """Append the unsaved rows as a shard (`ShardedEngine.save`), then refresh the graph's file if it lags."""
+        super().save(directory)
+        if self._index is None or self._disk is None:
+            return
+        path = self._disk.directory / GRAPH_FILE
+        graph = self._graph()  # reads the file first when this process has not yet
+        written = _graph_rows(path)
+        if written is None or self._n - written >= max(_GRAPH_MIN_LAG, self._n // 10):
+            import faiss
+
+            data = faiss.serialize_index(graph).tobytes()
+            _trust(data)
+            atomic_write(path, lambda fh: fh.write(data))
+            _GRAPH_ROWS[str(path)] = (path.stat().st_mtime_ns, int(graph.ntotal))
 
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         path = shard_path(directory, number, self.marker)
