@@ -34,6 +34,7 @@ _HYPHENATED = re.compile(r"(\w)-[ \t]*\r?\n[ \t]*(\w)")  # a word broken across 
 _THOUSANDS = re.compile(r"(?<=\d)[,.](?=\d{3}(?!\d))")  # 1,577 / 1.577 / 12,345,678
 _DIGIT_LETTER = re.compile(r"(?<=\d)-(?=[^\W\d_]\b)")  # 10-K -> 10K
 _LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)")  # FY2018 -> FY 2018, Q3 -> Q 3
+_MIXED = re.compile(r"\b\w*[^\W\d_]\d\w*\b")  # a word with a letter followed by a digit
 _quieted = False
 
 
@@ -60,14 +61,15 @@ def normalise_dse1(text: str) -> str:
     A word hyphenated across a line break is joined ("exam-\\nple" -> "example"); thousands
     separators go ("1,577", "1.577" -> "1577"); a number and a letter joined by a hyphen join
     ("10-K" -> "10K"); underscores separate words ("AMAZON_2017_10K" -> "AMAZON 2017 10K"); a
-    letter followed by a digit splits ("FY2018" -> "FY 2018", "Q3'23" -> "Q 3'23"), so "FY2018"
-    matches "2018" and "fiscal 2018".
+    word with a letter followed by a digit is kept and followed by its parts ("FY2018" ->
+    "FY2018 FY 2018", "Q3" -> "Q3 Q 3"), so "FY2018" matches "2018" and "fiscal 2018" while
+    "Q3" still matches only "Q3".
     """
     text = _HYPHENATED.sub(r"\1\2", text)
     text = _THOUSANDS.sub("", text)
     text = _DIGIT_LETTER.sub("", text)
     text = text.replace("_", " ")
-    return _LETTER_DIGIT.sub(" ", text)
+    return _MIXED.sub(lambda m: f"{m.group(0)} {_LETTER_DIGIT.sub(' ', m.group(0))}", text)
 
 
 @register_encoder("bm25", "BM25 over the pages' text layer (no model weights)")
