@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dse.encoders.base import VectorKind
-from dse.indexes import cascade_ivf, cascade_tiers
+from dse.indexes import cascade_ivf, cascade_probe, cascade_tiers, cascade_tokens
 from dse.indexes.base import topk
 from dse.indexes.cascade_tiers import EXACT_DTYPES, Tiers
 from dse.indexes.quantize import int8_encode, pack_signs, pool_tokens
@@ -74,8 +74,9 @@ class CascadeEngine(SegmentedEngine):
 
     def __init__(
         self, dim: int | None = None, mode: str = "cascade", exact_dtype: str = "float16", pool_factor: int = 1,
-        coarse_tokens: int = 32, n_probe: int = 4, n_shortlist: int = 4096, n_coarse: int = 512,
-        n_refine: int = 64, n_candidates: int = 64, cluster_probe: int = 0,
+        coarse_tokens: int = 32, n_probe: int | None = None, n_shortlist: int | None = None,
+        n_coarse: int | None = None, n_refine: int | None = None, n_candidates: int | None = None,
+        cluster_probe: int = 0, token_lists: bool = True,
     ) -> None:
         super().__init__(dim)
         if mode != "cascade":
@@ -83,16 +84,27 @@ class CascadeEngine(SegmentedEngine):
         if exact_dtype not in EXACT_DTYPES:
             raise ValueError(f"exact_dtype must be one of {', '.join(EXACT_DTYPES)}, got {exact_dtype!r}")
         for name, value, low in (("pool_factor", pool_factor, 1), ("coarse_tokens", coarse_tokens, 0),
-                                 ("n_probe", n_probe, 0), ("n_shortlist", n_shortlist, 1),
-                                 ("n_coarse", n_coarse, 0), ("n_refine", n_refine, 0),
-                                 ("n_candidates", n_candidates, 0), ("cluster_probe", cluster_probe, 0)):
+                                 ("n_probe", 0 if n_probe is None else n_probe, 0),
+                                 ("n_shortlist", 1 if n_shortlist is None else n_shortlist, 1),
+                                 ("n_coarse", 0 if n_coarse is None else n_coarse, 0),
+                                 ("n_refine", 0 if n_refine is None else n_refine, 0),
+                                 ("n_candidates", 0 if n_candidates is None else n_candidates, 0),
+                                 ("cluster_probe", cluster_probe, 0)):
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.exact_dtype, self.pool_factor, self.coarse_tokens = exact_dtype, int(pool_factor), int(coarse_tokens)
-        self.n_probe, self.n_shortlist = int(n_probe), int(n_shortlist)
-        self.n_coarse, self.n_refine, self.n_candidates = int(n_coarse), int(n_refine), int(n_candidates)
+        if not isinstance(token_lists, bool):
+            raise ValueError(f"token_lists must be true or false, got {token_lists!r}")
+        self.n_probe = None if n_probe is None else int(n_probe)
+        self.n_shortlist = None if n_shortlist is None else int(n_shortlist)
+        self.token_lists = token_lists
+        self.n_coarse, self.n_refine, self.n_candidates = (None if v is None else int(v)
+                                                           for v in (n_coarse, n_refine, n_candidates))
         self.cluster_probe = int(cluster_probe)
         self._lists: cascade_ivf.Stacked | None = None  # every segment's lists, stacked (built lazily)
+        self._tokens: cascade_probe.TokenStack | None = None  # every segment's token lists, stacked (lazily)
+        self._codebook: cascade_tokens.Codebook | None = None  # the token codebook new pages are encoded with
+        self._codebooks: dict[str, cascade_tokens.Codebook] = {}  # codebooks read, by key
 
     @property
     def _words(self) -> int:
@@ -103,7 +115,33 @@ class CascadeEngine(SegmentedEngine):
         return {"mode": "cascade", "dim": self._dim, "exact_dtype": self.exact_dtype, "pool_factor": self.pool_factor,
                 "coarse_tokens": self.coarse_tokens, "n_probe": self.n_probe, "n_shortlist": self.n_shortlist,
                 "n_coarse": self.n_coarse, "n_refine": self.n_refine, "n_candidates": self.n_candidates,
-                "cluster_probe": self.cluster_probe}
+                "cluster_probe": self.cluster_probe, "token_lists": self.token_lists}
+
+    def knobs(self, **overrides: int | None) -> dict[str, Any]:
+        """The effective settings of a search: the first stage used and every knob, resolved.
+
+        A knob is the call's override, else the engine's option, else (None, the default) sized
+        from the index. With token lists: `n_probe` 16, `n_shortlist`
+        `cascade_tokens.shortlist_for(pages)`, `n_coarse` 256 (pages the centroid interaction
+        keeps), `n_refine` 0 and `n_candidates` 0 (the coarse-token and sign-bit stages rank
+        near-duplicates worse than centroid interaction). With the coarse lists of an index
+        written before token lists: 4, 4096, 512, 64, 64 (the old defaults).
+        """
+        tokens = self._use_tokens()
+        auto = ({"n_probe": 16, "n_shortlist": cascade_tokens.shortlist_for(self._n), "n_coarse": 256, "n_refine": 0,
+                 "n_candidates": 0} if tokens else
+                {"n_probe": 4, "n_shortlist": 4096, "n_coarse": 512, "n_refine": 64, "n_candidates": 64})
+        out: dict[str, Any] = {"stage": "tokens" if tokens else "coarse"}
+        for name, default in auto.items():
+            value = overrides.get(name)
+            value = getattr(self, name) if value is None else value
+            out[name] = int(default if value is None else value)
+        return out
+
+    def _use_tokens(self) -> bool:
+        """True when every segment has token lists (or is too small to need them)."""
+        has = [seg.tok is not None for seg in self._segments]
+        return any(has) and all(h or seg.pages < cascade_tokens.MIN_PAGES for h, seg in zip(has, self._segments))
 
     def resident_bytes(self) -> int:
         """Bytes this engine keeps in memory (the token tiers are memory-mapped and excluded)."""
@@ -111,6 +149,9 @@ class CascadeEngine(SegmentedEngine):
         for seg in self._segments:
             total += seg.coarse.nbytes + seg.coarse_offsets.nbytes + seg.offsets.nbytes + seg.codebook.nbytes
             total += 0 if seg.lists is None else seg.lists.offsets.nbytes + seg.lists.pages.nbytes
+            total += 0 if seg.tok is None else seg.tok.fwd_offsets.nbytes
+        if self._tokens is not None:
+            total += self._tokens.nbytes
         return total
 
     def _check(self, items: Sequence[Any], what: str, adopt: bool) -> list[np.ndarray]:
@@ -139,14 +180,38 @@ class CascadeEngine(SegmentedEngine):
             self._lists = cascade_ivf.stack(segments, self._dim or 0)
         return self._lists
 
+    def _token_stack(self) -> cascade_probe.TokenStack:
+        """Every segment's token lists stacked (rebuilt after the segments change)."""
+        if self._tokens is None:
+            self._tokens = cascade_probe.stack([(seg.tok, first, seg.pages)
+                                                for seg, first in zip(self._segments, self._starts)])
+        return self._tokens
+
     def prepare(self) -> None:
         """Stack the inverted lists now (the first search would)."""
         if self._n:
-            self._stacked()
+            self._token_stack() if self._use_tokens() else self._stacked()
+
+    def _copy_containers(self) -> None:
+        super()._copy_containers()
+        self._codebooks = dict(self._codebooks)
 
     def _append(self, segment: Tiers) -> None:
-        self._lists = None  # the stacked lists are rebuilt on the next search
+        self._lists = self._tokens = None  # the stacked lists are rebuilt on the next search
+        if segment.tok is not None and segment.pages:
+            self._codebook = segment.tok.codebook
         super()._append(segment)
+
+    def _encode_tokens(self, tokens: np.ndarray, offsets: np.ndarray) -> cascade_tokens.TokenLists | None:
+        """Token lists of new pages: the engine's codebook, or a new one when it is coarser than these
+        pages alone would train (or there is none yet and they are at least `MIN_PAGES`)."""
+        if not self.token_lists or not len(tokens):
+            return None
+        book = self._codebook
+        wanted = cascade_tokens.centroids_for(len(tokens))
+        if len(offsets) - 1 >= cascade_tokens.MIN_PAGES and (book is None or len(book.centroids) < wanted):
+            book = cascade_tokens.train(tokens)
+        return None if book is None else cascade_tokens.encode(book, tokens, offsets)
 
     def add(self, vectors: Sequence[Any]) -> None:
         """Append pages, each a float32 (tokens_i, dim) array (pooled and encoded here).
@@ -174,8 +239,10 @@ class CascadeEngine(SegmentedEngine):
             exact, scales = int8_encode(tokens)  # (T, dim) int8, (T,)
         else:
             exact, scales = tokens.astype(np.float16), np.ones(len(tokens), np.float32)  # (T, dim), (T,)
+        tok = self._encode_tokens(tokens, offsets)
         self._append(cascade_tiers.with_codebook(
-            pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets, *int8_encode(coarse), spans))
+            pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets, *int8_encode(coarse), spans,
+            tok))
 
     def search(
         self, queries: Sequence[Any], k: int, allowed: np.ndarray | None = None, n_coarse: int | None = None,
@@ -205,21 +272,29 @@ class CascadeEngine(SegmentedEngine):
         kk = min(k, len(rows))
         if kk == 0 or not qs:
             return empty_result(len(qs))
-        n2 = self.n_candidates if n_candidates is None else int(n_candidates)
-        n2 = max(n2, kk) if n2 else 0
-        nr = self.n_refine if n_refine is None else int(n_refine)
-        nr = max(nr, n2, kk) if nr else 0
-        n1 = self.n_coarse if n_coarse is None else int(n_coarse)
-        n1 = max(n1, nr, n2, kk) if n1 else 0
-        n0 = self.n_shortlist if n_shortlist is None else int(n_shortlist)
-        probe = self.n_probe if n_probe is None else int(n_probe)
+        knobs = self.knobs(n_probe=n_probe, n_shortlist=n_shortlist, n_coarse=n_coarse, n_refine=n_refine,
+                           n_candidates=n_candidates)
+        n2 = max(knobs["n_candidates"], kk) if knobs["n_candidates"] else 0
+        nr = max(knobs["n_refine"], n2, kk) if knobs["n_refine"] else 0
+        n1 = max(knobs["n_coarse"], nr, n2, kk) if knobs["n_coarse"] else 0
+        tokens, n0, probe = knobs["stage"] == "tokens", max(knobs["n_shortlist"], n1, kk), knobs["n_probe"]
         clusters = self.cluster_probe if cluster_probe is None else int(cluster_probe)
-        stacked = self._stacked() if probe else None
+        if tokens:
+            stacked = self._token_stack()
+        else:
+            stacked = self._stacked() if probe else None
         out_scores, out_rows = [], []
         for q in qs:
             q_bits = pack_signs(q)  # (query_tokens, words)
             rows_q = rows
-            if self.coarse_tokens and n1 and n1 < len(rows_q):
+            sims = cascade_probe.similarities(stacked, q) if tokens and (probe or n1) else {}
+            if tokens and probe and n0 < len(rows_q):
+                short = cascade_probe.shortlist(stacked, q, sims, probe, n0, max(n1, n2, kk), mask)
+                rows_q = rows_q if short is None else np.sort(short)
+            if tokens and n1 and n1 < len(rows_q):
+                central = self._per_segment(rows_q, "centroids", q, q_bits, sims=sims)  # (m,)
+                rows_q = rows_q[_best(central, n1)]
+            elif not tokens and self.coarse_tokens and n1 and n1 < len(rows_q):
                 if probe and max(n0, n1) < len(rows_q):
                     short = cascade_ivf.shortlist(stacked, q, probe, max(n0, n1), max(n2, kk), mask)
                     rows_q = rows_q if short is None else np.sort(short)
@@ -258,8 +333,10 @@ class CascadeEngine(SegmentedEngine):
 
     def _per_segment(
         self, rows: np.ndarray, tier: str, q: np.ndarray, q_bits: np.ndarray, clusters: int = 0,
+        sims: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """One query's scores of ascending `rows` on `tier` ("coarse", "refine", "bits", "exact"): float32 (m,)."""
+        """One query's scores of ascending `rows` on `tier` ("centroids", "coarse", "refine", "bits",
+        "exact"): float32 (m,). "centroids" needs `sims` (`cascade_probe.similarities`)."""
         from dse.indexes.kernels import hamming_maxsim, maxsim_rows
 
         one = np.array([0, len(q)], np.int64)
@@ -272,6 +349,8 @@ class CascadeEngine(SegmentedEngine):
             seg, local = self._segments[s], rows[a:b] - first
             if tier == "exact":
                 out[a:b] = cascade_tiers.exact_scores(q, seg, local, clusters)
+            elif tier == "centroids":
+                out[a:b] = cascade_probe.centroid_scores(seg.tok, sims or {}, local)
             elif tier == "refine":
                 out[a:b] = maxsim_rows(q, one, seg.coarse_int8, seg.coarse_scales, seg.coarse_offsets, local)[0]
             elif tier == "coarse":
@@ -282,7 +361,7 @@ class CascadeEngine(SegmentedEngine):
 
     # ------------------------------------------------------------------ persistence
     def _read_shard(self, directory: Path, number: int, keep: int) -> int:
-        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim)
+        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim, self._codebooks)
         self._dim = int(tiers.exact.shape[1]) if self._dim is None else self._dim
         self._append(tiers.rows(0, min(keep, tiers.pages)) if keep < tiers.pages else tiers)
         return tiers.pages
@@ -293,13 +372,14 @@ class CascadeEngine(SegmentedEngine):
             a, b = max(start - first, 0), min(stop - first, seg.pages)
             if a < b:
                 parts.append(seg if (a, b) == (0, seg.pages) else seg.rows(a, b))
-        tiers = cascade_tiers.concat(parts, self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype])
+        book = self._codebook if self.token_lists else None
+        tiers = cascade_tiers.concat(parts, self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype], book)
         cascade_tiers.save(directory, number, tiers, self.exact_dtype == "int8")
 
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         offsets = np.array(load_npy(shard_path(directory, number, self.marker)))
         save_npy(shard_path(directory, number, self.marker), offsets[: keep + 1])  # first: data stays a superset
-        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim).rows(0, keep)
+        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim, self._codebooks).rows(0, keep)
         cascade_tiers.save(directory, number, cascade_tiers.concat(
             [tiers], self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype]), self.exact_dtype == "int8")
 
