@@ -1,31 +1,38 @@
-"""Multi-vector cascade search: inverted lists and binary candidate generation, then MaxSim.
+"""Multi-vector cascade search: token-level inverted lists, centroid interaction, then MaxSim.
 
-Four tiers, each cheaper and coarser than the next:
+Tiers, each cheaper and coarser than the next:
 
-0. *lists* (resident): each segment's coarse tokens are clustered into inverted lists
-   (`dse.indexes.cascade_ivf`); a query token probes its `n_probe` most similar lists and the
-   `n_shortlist` pages with the best approximate scores go on. This is the only stage whose
-   cost does not grow with every page of the index.
+0. *token lists* (`dse.indexes.cascade_tokens`, PLAID / WARP style): every (pooled) token has
+   the id of its nearest centroid in a k-means codebook of real page tokens, shared by the
+   shards. A query token probes its `n_probe` nearest centroids; a page scores the sum over
+   query tokens of its best probed centroid's similarity, the best unprobed one's when it has
+   none (WARP's imputation); the best `n_shortlist` pages go on. Then the centroid interaction
+   (every distinct centroid of the page's tokens, memory-mapped forward lists) keeps `n_coarse`.
+   Shards written before token lists (no ``.tok-*`` files) keep the old stage 0, *coarse lists*
+   (`dse.indexes.cascade_ivf`: lists over each segment's coarse tokens, then the binary
+   coarse stage keeps `n_coarse`); `token_lists=False` builds that old layout.
 1. *coarse* (resident in memory): the page summarised in `coarse_tokens` tokens (spherical
-   k-means, `kernels.kmeans_pages`), sign-binarised (16 bytes a token at dim 128). Every
-   shortlisted page is scored by the compiled Hamming-MaxSim kernel; the best `n_coarse` go on.
-   Then MaxSim of the float query tokens against the same coarse tokens stored as int8
-   (memory-mapped, 128 bytes a token) keeps the best `n_refine`.
-2. *bits* (memory-mapped): every (pooled) token sign-binarised; Hamming-MaxSim on the pages
-   left keeps the best `n_candidates` (by default `n_refine == n_candidates`: this stage only
-   prunes when asked to; the int8 coarse stage ranks better than per-token sign bits).
+   k-means, `kernels.kmeans_pages`), sign-binarised (16 bytes a token at dim 128), and stored as
+   int8 (memory-mapped, 128 bytes a token): MaxSim of the float query against them keeps the
+   best `n_refine`.
+2. *bits* (memory-mapped): every (pooled) token sign-binarised; Hamming-MaxSim keeps the best
+   `n_candidates`.
 3. *exact* (memory-mapped): every (pooled) token as float16 or int8; MaxSim with the float
    query tokens ranks the pages left and returns the top k.
 
 Knobs (recall for speed): `n_probe`, `n_shortlist`, `n_coarse`, `n_refine` and `n_candidates`,
-set on the engine (recorded in the manifest) or per call of `search`. 0 turns a stage's pruning
-off: `n_probe=0` sends every page to the coarse stage; `n_coarse=0` skips the coarse tier (both
-of its stages; `n_refine=0` only the int8 one); `n_candidates=0` keeps every page that reaches
-the bits. `n_coarse=0, n_candidates=0` is the exhaustive mode: every allowed page is scored on
-the exact tier, equal to exact MaxSim up to float16/int8 rounding. `pool_factor` > 1 pools each
-page's tokens hierarchically at indexing time (fewer tokens on every tier, slower indexing).
+set on the engine (recorded in the manifest) or per call of `search`; None (the default) sizes
+them from the index (`CascadeEngine.knobs`: with token lists 16, pages / 16 in [1024, 16384],
+256, 0, 0: the coarse-token and sign-bit stages rank near-duplicate siblings worse than the
+centroid interaction, so by default the exact tier gets the 256 pages it keeps). 0 turns a
+stage off: `n_probe=0` sends every page on; `n_coarse=0` skips the centroid interaction (or the
+coarse tier); `n_candidates=0` keeps every page that reaches the bits. `n_probe=0, n_coarse=0,
+n_candidates=0` is the exhaustive mode: every allowed page is scored on the exact tier, equal
+to exact MaxSim up to float16/int8 rounding. `pool_factor` > 1 pools each page's tokens
+hierarchically at indexing time (fewer tokens on every tier, slower indexing).
 
-On disk: one set of files per shard, described in `dse.indexes.cascade_tiers`.
+On disk: one set of files per shard, described in `dse.indexes.cascade_tiers`, and one
+``tokens-<key>.npy`` per token codebook.
 """
 
 from __future__ import annotations
@@ -37,8 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dse.encoders.base import VectorKind
-from dse.indexes import cascade_ivf, cascade_probe, cascade_tiers, cascade_tokens
-from dse.indexes.base import topk
+from dse.indexes import cascade_ivf, cascade_probe, cascade_search, cascade_tiers, cascade_tokens
 from dse.indexes.cascade_tiers import EXACT_DTYPES, Tiers
 from dse.indexes.quantize import int8_encode, pack_signs, pool_tokens
 from dse.indexes.shards import (
@@ -59,14 +65,17 @@ class CascadeEngine(SegmentedEngine):
         mode: Always "cascade" (recorded in the manifest so `engines.engine_for` finds this class).
         exact_dtype: "float16" (default) or "int8" for the exact tier.
         pool_factor: Hierarchical token pooling factor at indexing time (1: keep every token).
-        coarse_tokens: Tokens per page in the resident coarse tier (0: no coarse tier, no lists).
-        n_probe: Inverted lists probed per query token and segment (0: no list stage).
-        n_shortlist: Pages the list stage keeps.
-        n_coarse: Pages the binary coarse stage keeps (0: no coarse tier stage at all).
-        n_refine: Pages the int8 coarse stage then keeps (0: no such pruning).
-        n_candidates: Pages the token-bits stage keeps (0: no pruning there).
+        coarse_tokens: Tokens per page in the resident coarse tier (0: no coarse tier, no coarse lists).
+        n_probe: Centroids (token lists) or coarse lists probed per query token (0: no list stage;
+            None: from the index, see `knobs`).
+        n_shortlist: Pages the list stage keeps (None: from the index).
+        n_coarse: Pages the centroid interaction (or, without token lists, the binary coarse stage)
+            keeps (0: no such stage; None: from the index).
+        n_refine: Pages the int8 coarse stage then keeps (0: no such pruning; None: from the index).
+        n_candidates: Pages the token-bits stage keeps (0: no pruning there; None: from the index).
         cluster_probe: Coarse clusters of a page scanned per query token on an int8 exact tier
             (0: every token, exact MaxSim).
+        token_lists: Build token lists for new pages (False: the coarse-list layout of old indexes).
     """
 
     kind: ClassVar[VectorKind] = "multi"
@@ -231,7 +240,7 @@ class CascadeEngine(SegmentedEngine):
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in pages])]).astype(np.int64)  # (pages + 1,)
         if self.coarse_tokens:
             coarse, coarse_offsets = kmeans_pages(tokens, offsets, self.coarse_tokens)  # (C, dim), (pages + 1,)
-            tokens, spans = _group_by_cluster(tokens, offsets, coarse, coarse_offsets)  # (T, dim), (C + 1,)
+            tokens, spans = cascade_search.group_by_cluster(tokens, offsets, coarse, coarse_offsets)  # (T, dim), (C + 1,)
         else:
             coarse, coarse_offsets = tokens[:0], np.zeros(len(pages) + 1, np.int64)
             spans = np.zeros(1, np.int64)
@@ -285,34 +294,10 @@ class CascadeEngine(SegmentedEngine):
             stacked = self._stacked() if probe else None
         out_scores, out_rows = [], []
         for q in qs:
-            q_bits = pack_signs(q)  # (query_tokens, words)
-            rows_q = rows
-            sims = cascade_probe.similarities(stacked, q) if tokens and (probe or n1) else {}
-            if tokens and probe and n0 < len(rows_q):
-                short = cascade_probe.shortlist(stacked, q, sims, probe, n0, max(n1, n2, kk), mask)
-                rows_q = rows_q if short is None else np.sort(short)
-            if tokens and n1 and n1 < len(rows_q):
-                central = self._per_segment(rows_q, "centroids", q, q_bits, sims=sims)  # (m,)
-                rows_q = rows_q[_best(central, n1)]
-            elif not tokens and self.coarse_tokens and n1 and n1 < len(rows_q):
-                if probe and max(n0, n1) < len(rows_q):
-                    short = cascade_ivf.shortlist(stacked, q, probe, max(n0, n1), max(n2, kk), mask)
-                    rows_q = rows_q if short is None else np.sort(short)
-                coarse = self._per_segment(rows_q, "coarse", q, q_bits)  # (m,)
-                rows_q = rows_q[_best(coarse, n1)]
-            if self.coarse_tokens and n1 and nr and nr < len(rows_q):
-                rows_q = np.sort(rows_q)
-                refined = self._per_segment(rows_q, "refine", q, q_bits)  # (m,)
-                rows_q = rows_q[_best(refined, nr)]
-            if n2 and n2 < len(rows_q):
-                rows_q = np.sort(rows_q)
-                fine = self._per_segment(rows_q, "bits", q, q_bits)  # (m,)
-                rows_q = rows_q[_best(fine, n2)]
-            rows_q = np.sort(rows_q)
-            exact = self._per_segment(rows_q, "exact", q, q_bits, clusters)  # (m,)
-            s, cols = topk(exact[None, :], kk)  # (1, kk)
-            out_scores.append(s[0])
-            out_rows.append(rows_q[cols[0]])
+            scores_q, rows_q = cascade_search.search_one(self, q, rows, mask, kk, (n0, n1, nr, n2), probe, tokens,
+                                                         stacked, clusters)
+            out_scores.append(scores_q)
+            out_rows.append(rows_q)
         return np.stack(out_scores).astype(np.float32), np.stack(out_rows).astype(np.int64)
 
     def page_tokens(self, row: int) -> np.ndarray:
@@ -330,34 +315,6 @@ class CascadeEngine(SegmentedEngine):
         if mask.dtype != np.bool_ or mask.shape != (self._n,):
             raise ValueError(f"allowed must be a bool array of shape ({self._n},), got {mask.dtype} {mask.shape}")
         return mask
-
-    def _per_segment(
-        self, rows: np.ndarray, tier: str, q: np.ndarray, q_bits: np.ndarray, clusters: int = 0,
-        sims: dict[str, np.ndarray] | None = None,
-    ) -> np.ndarray:
-        """One query's scores of ascending `rows` on `tier` ("centroids", "coarse", "refine", "bits",
-        "exact"): float32 (m,). "centroids" needs `sims` (`cascade_probe.similarities`)."""
-        from dse.indexes.kernels import hamming_maxsim, maxsim_rows
-
-        one = np.array([0, len(q)], np.int64)
-        out = np.zeros(len(rows), np.float32)  # (m,)
-        bounds = np.searchsorted(rows, np.asarray([*self._starts, self._n]))  # (segments + 1,)
-        for s, first in enumerate(self._starts):
-            a, b = bounds[s], bounds[s + 1]
-            if a == b:
-                continue
-            seg, local = self._segments[s], rows[a:b] - first
-            if tier == "exact":
-                out[a:b] = cascade_tiers.exact_scores(q, seg, local, clusters)
-            elif tier == "centroids":
-                out[a:b] = cascade_probe.centroid_scores(seg.tok, sims or {}, local)
-            elif tier == "refine":
-                out[a:b] = maxsim_rows(q, one, seg.coarse_int8, seg.coarse_scales, seg.coarse_offsets, local)[0]
-            elif tier == "coarse":
-                out[a:b] = hamming_maxsim(q_bits, one, seg.coarse, seg.coarse_offsets, self._dim, local)[0]
-            else:
-                out[a:b] = hamming_maxsim(q_bits, one, seg.bits, seg.offsets, self._dim, local)[0]
-        return out
 
     # ------------------------------------------------------------------ persistence
     def _read_shard(self, directory: Path, number: int, keep: int) -> int:
@@ -382,28 +339,3 @@ class CascadeEngine(SegmentedEngine):
         tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim, self._codebooks).rows(0, keep)
         cascade_tiers.save(directory, number, cascade_tiers.concat(
             [tiers], self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype]), self.exact_dtype == "int8")
-
-
-def _group_by_cluster(
-    tokens: np.ndarray, offsets: np.ndarray, coarse: np.ndarray, coarse_offsets: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens reordered so each page's tokens are grouped by their coarse cluster, and the groups' ranges.
-
-    Returns:
-        tokens float32 (T, dim) and spans int64 (C + 1,): cluster c holds tokens spans[c]..spans[c + 1].
-    """
-    from dse.indexes.kernels.pruned import kmeans_labels
-
-    labels = kmeans_labels(tokens, offsets, coarse, coarse_offsets)  # (T,) within each page
-    page = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # (T,)
-    cluster = coarse_offsets[page] + labels  # (T,) global cluster ids, ascending by page
-    order = np.argsort(cluster, kind="stable")  # (T,)
-    spans = np.concatenate([[0], np.cumsum(np.bincount(cluster, minlength=len(coarse)))]).astype(np.int64)
-    return tokens[order], spans
-
-
-def _best(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the `n` highest scores (unordered; all when fewer)."""
-    if n >= len(scores):
-        return np.arange(len(scores))
-    return np.argpartition(-scores, n - 1)[:n]
