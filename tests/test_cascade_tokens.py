@@ -221,3 +221,11 @@ def test_filters_and_small_indexes(random_data) -> None:  # noqa: ANN001
     allowed[::7] = True
     _, rows = engine.search(queries, 10, allowed=allowed, n_shortlist=16, n_coarse=12)
     assert allowed[rows].all() and rows.shape == (10, 10)
+
+
+def test_large_codebooks_assign_by_hnsw_close_to_the_exact_nearest_centroid() -> None:
+    rng = np.random.default_rng(9)
+    book = cascade_tokens.Codebook.of(unit(rng.standard_normal((5000, DIM))))  # > 4096: HNSW assignment
+    tokens = unit(book.centroids[rng.integers(0, 5000, 2000)] + noise(rng, 2000, 0.3))  # (2000, DIM)
+    exact = np.argmax(tokens @ book.centroids.T, axis=1)  # (2000,)
+    assert np.mean(cascade_tokens.assign(book, tokens) == exact) >= 0.95

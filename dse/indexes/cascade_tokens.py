@@ -85,20 +85,26 @@ def train(tokens: np.ndarray, seed: int = 0) -> Codebook:
 
     k = centroids_for(len(tokens))
     rng = np.random.default_rng(seed)
-    n = min(len(tokens), k * _POINTS_PER_CENTROID)
+    per = _POINTS_PER_CENTROID if k <= 4096 else 8  # large codebooks: a smaller sample, fewer iterations
+    n = min(len(tokens), k * per)
     pick = np.sort(rng.choice(len(tokens), n, replace=False)) if n < len(tokens) else np.arange(len(tokens))
     x = np.ascontiguousarray(np.asarray(tokens[pick], np.float32))  # (n, dim)
-    kmeans = faiss.Kmeans(x.shape[1], k, niter=8, spherical=True, seed=seed, verbose=False,
-                          max_points_per_centroid=_POINTS_PER_CENTROID, min_points_per_centroid=1)
+    kmeans = faiss.Kmeans(x.shape[1], k, niter=8 if k <= 4096 else 5, spherical=True, seed=seed, verbose=False,
+                          max_points_per_centroid=per, min_points_per_centroid=1)
     kmeans.train(x)
     return Codebook.of(kmeans.centroids)
 
 
 def assign(codebook: Codebook, tokens: np.ndarray) -> np.ndarray:
-    """The most similar centroid of each token: int32 (T,)."""
+    """The most similar centroid of each token: int32 (T,) (approximate, by HNSW, above 4096 centroids)."""
     import faiss
 
-    index = faiss.IndexFlatIP(codebook.centroids.shape[1])
+    dim = codebook.centroids.shape[1]
+    if len(codebook.centroids) > 4096:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction, index.hnsw.efSearch = 64, 48
+    else:
+        index = faiss.IndexFlatIP(dim)
     index.add(codebook.centroids)
     codes = np.empty(len(tokens), np.int32)  # (T,)
     for a in range(0, len(tokens), 65536):
