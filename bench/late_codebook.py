@@ -8,7 +8,9 @@ and prints recall@10 of 32 of the bench's queries against the exact engine in DI
 """
 
 import sys, time, numpy as np
-sys.path.insert(0, "/work/wt-engine/bench")
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import late_exact
 from corpus_late import RealisticCorpus, groups
 from dse.indexes import cascade_tokens
