@@ -212,13 +212,13 @@ class CascadeEngine(SegmentedEngine):
         super()._append(segment)
 
     def _encode_tokens(self, tokens: np.ndarray, offsets: np.ndarray) -> cascade_tokens.TokenLists | None:
-        """Token lists of new pages: the engine's codebook, or a new one when it is coarser than these
-        pages alone would train (or there is none yet and they are at least `MIN_PAGES`)."""
+        """Token lists of new pages: the engine's codebook, or a new one when these pages alone would
+        train one at least 4x larger (or there is none yet and they are at least `MIN_PAGES`)."""
         if not self.token_lists or not len(tokens):
             return None
         book = self._codebook
         wanted = cascade_tokens.centroids_for(len(tokens))
-        if len(offsets) - 1 >= cascade_tokens.MIN_PAGES and (book is None or len(book.centroids) < wanted):
+        if len(offsets) - 1 >= cascade_tokens.MIN_PAGES and (book is None or 4 * len(book.centroids) <= wanted):
             book = cascade_tokens.train(tokens)
         return None if book is None else cascade_tokens.encode(book, tokens, offsets)
 

@@ -12,8 +12,8 @@ imputation of the missing similarity: an upper bound of what the page can have),
 query tokens. The best `n_shortlist` pages go on to the exact tiers.
 
 One codebook is shared by many segments (trained once on the first segment of at least
-`MIN_PAGES` pages, then reused, and retrained only when a segment is much larger than the one
-it was trained on), so a query pays one (query_tokens, n_centroids) product per codebook, not
+`MIN_PAGES` pages, then reused, and retrained only for an add that would train a codebook at
+least 4x larger), so a query pays one (query_tokens, n_centroids) product per codebook, not
 per segment. The codebook is its own file, ``tokens-<key>.npy``, named by a hash of its
 content and written before the first shard that refers to it (crash-safe: a shard is only
 committed once everything it refers to is on disk).
