@@ -5,6 +5,7 @@
     python bench/late.py --pages 10000 --corpus-kind easy   # the earlier, easy corpus (labelled so)
     python bench/late.py --corpus vectors.npz               # real embeddings (`dse export-vectors`)
     python bench/late.py --pages 10000 --fast-plaid-python /tmp/fastplaid-venv/bin/python
+    python bench/late.py --pages 20000 --compare '{"token_lists": false}'   # also the coarse-list engine
 
 The corpus (bench/corpus_late.py) is generated page by page and committed, in groups of whole
 documents of at least `--commit-pages` pages, into (a) a real index directory built as `dse
@@ -41,7 +42,7 @@ from corpus_late import EasyCorpus, NpzCorpus, RealisticCorpus, groups  # noqa: 
 from dse.indexes.maxsim import MaxSimEngine  # noqa: E402
 from dse.retrieve.run import COMMIT_PAGES  # noqa: E402
 
-SWEEP = "default,4:4096:512:64:64,8:8192:1024:128:128,16:16384:2048:256:256,32:32768:4096:512:512"
+SWEEP = "default,8:1024:128:0:0,16:2048:256:0:0,16:2048:512:0:0,32:4096:512:0:0"
 
 
 def _load() -> str:
@@ -64,13 +65,15 @@ def _corpus(args: argparse.Namespace):  # noqa: ANN202
 def build(args: argparse.Namespace, corpus, queries: list[np.ndarray], directory: Path) -> dict:  # noqa: ANN001
     """Generate the corpus once into the cascade index and the exact engine; returns build times."""
     r = late_index.create(directory / "index", queries, corpus.dim, json.loads(args.engine))
+    r2 = late_index.create(directory / "compare", queries, corpus.dim, json.loads(args.compare)) if args.compare else None
     exact_dir = directory / "exact"
     exact_dir.mkdir(parents=True, exist_ok=True)
-    cascade_s = exact_s = 0.0
+    cascade_s = exact_s = compare_s = 0.0
     done = 0
     for a, b in groups(corpus.doc_starts, corpus.n, args.commit_pages):
         pages = [corpus.page(i) for i in range(a, b)]
         cascade_s += late_index.commit(r, a, pages, corpus.doc_starts)
+        compare_s += late_index.commit(r2, a, pages, corpus.doc_starts) if r2 is not None else 0.0
         t = time.perf_counter()
         exact = MaxSimEngine.load(exact_dir, rows=done) if done else MaxSimEngine()
         exact.add(pages)
@@ -80,7 +83,36 @@ def build(args: argparse.Namespace, corpus, queries: list[np.ndarray], directory
         print(f"  built {b}/{corpus.n} pages: cascade {cascade_s:.0f}s, exact {exact_s:.0f}s (load {_load()})",
               file=sys.stderr, flush=True)
     r.close()
-    return {"cascade_build_s": cascade_s, "exact_build_s": exact_s}
+    if r2 is not None:
+        r2.close()
+    return {"cascade_build_s": cascade_s, "exact_build_s": exact_s, "compare_build_s": compare_s}
+
+
+def measure(directory: Path, queries: list[np.ndarray], corpus, exact: MaxSimEngine, oracle_s: np.ndarray,  # noqa: ANN001
+            label: str, build_s: float) -> tuple[dict, object, object]:
+    """Open an index through `Retriever.open`, time `Retriever.search` warm, recall vs exact."""
+    from dse.retrieve.retriever import Retriever
+
+    n = corpus.n
+    t = time.perf_counter()
+    r = Retriever.open(directory, late_index.VectorEncoder(queries, corpus.dim))
+    open_s = time.perf_counter() - t
+    engine = r.index.view().engine
+    resident = engine.resident_bytes() / n
+    disk = _du(directory / "vectors") / n
+    _timed(lambda j: late_index.search_rows(r, j), len(queries))  # warm-up pass
+    p50, p95, rows = _timed(lambda j: late_index.search_rows(r, j), len(queries))
+    rec = late_exact.recall(exact, queries, rows, oracle_s)
+    resident = engine.resident_bytes() / n  # after the first search stacked the lists
+    knobs = engine.knobs() if hasattr(engine, "knobs") else {}
+    print(f"{label} via Retriever.search (options {json.dumps(engine.options())}, effective {json.dumps(knobs)}): "
+          f"p50 {p50:.1f} ms p95 {p95:.1f} ms recall@10 {rec:.3f}; open {open_s:.2f}s; resident {resident:.0f} B/page, "
+          f"disk {disk:.0f} B/page, build {build_s:.0f}s (load {_load()})", flush=True)
+    out = {"p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "recall_at_10": round(rec, 4),
+           "resident_bytes_per_page": round(resident, 1), "disk_bytes_per_page": round(disk, 1),
+           "build_s": round(build_s, 1), "open_s": round(open_s, 3), "options": engine.options(), "knobs": knobs,
+           "load_average": _load()}
+    return out, r, engine
 
 
 def _du(path: Path) -> int:
@@ -137,6 +169,8 @@ def main() -> None:  # noqa: PLR0915
     p.add_argument("--gen", default="", help="realistic generator parameters, e.g. zipf=1.1,background=0.5")
     p.add_argument("--corpus", help=".npz of real page and query tokens (see bench/corpus_late.NpzCorpus)")
     p.add_argument("--engine", default="{}", help="extra cascade options as JSON (default: what dse index uses)")
+    p.add_argument("--compare", default="", help="options (JSON) of a second cascade index built from the same "
+                   "corpus and measured the same way, e.g. '{\"token_lists\": false}' (the coarse-list engine)")
     p.add_argument("--commit-pages", type=int, default=COMMIT_PAGES)
     p.add_argument("--sweep", default=SWEEP, help="n_probe:n_shortlist:n_coarse:n_refine:n_candidates settings")
     p.add_argument("--exact-queries", type=int, default=8, help="queries timed on the exact baseline")
@@ -181,20 +215,16 @@ def main() -> None:  # noqa: PLR0915
         cold.pop("first_rows")
         print(f"cold (fresh process, index evicted from the page cache): {json.dumps(cold)} (load {_load()})")
 
-        from dse.retrieve.retriever import Retriever
-
-        t = time.perf_counter()
-        r = Retriever.open(directory / "index", late_index.VectorEncoder(queries, corpus.dim))
-        open_s = time.perf_counter() - t
-        engine = r.index.view().engine
-        resident = engine.resident_bytes() / n
-        disk = _du(directory / "index" / "vectors") / n
-        p50, p95, rows = _timed(lambda j: late_index.search_rows(r, j), len(queries))  # warm-up included
-        p50, p95, rows = _timed(lambda j: late_index.search_rows(r, j), len(queries))
-        rec = late_exact.recall(exact, queries, rows, oracle_s)
-        print(f"cascade via Retriever.search (defaults {json.dumps(engine.options())}): p50 {p50:.1f} ms "
-              f"p95 {p95:.1f} ms recall@10 {rec:.3f}; open {open_s:.2f}s; resident {resident:.0f} B/page, "
-              f"disk {disk:.0f} B/page, build {times['cascade_build_s']:.0f}s (load {_load()})")
+        measured, r, engine = measure(directory / "index", queries, corpus, exact, oracle_s, "cascade",
+                                      times["cascade_build_s"])
+        p50, p95, rec = measured["p50_ms"], measured["p95_ms"], measured["recall_at_10"]
+        resident, disk, open_s = (measured["resident_bytes_per_page"], measured["disk_bytes_per_page"],
+                                  measured["open_s"])
+        if args.compare:
+            compared, r2, _ = measure(directory / "compare", queries, corpus, exact, oracle_s,
+                                      f"compared engine {args.compare}", times.get("compare_build_s", 0.0))
+            baselines["compared_cascade"] = compared
+            r2.close()
         print("sweep (engine.search of the opened index, per-call knobs)\n"
               "n_probe n_shortlist n_coarse n_refine n_candidates  p50_ms  p95_ms  recall@10  load")
         sweep = []

@@ -1,4 +1,4 @@
-"""The cascade's inverted-list stage: lists, probing kernel and engine behaviour, against oracles."""
+"""The cascade's coarse-token inverted-list stage (token_lists=False; old shards): lists, probing kernel, engine."""
 
 from __future__ import annotations
 
@@ -100,7 +100,8 @@ def test_list_selection_equals_a_sort() -> None:
 
 def test_probing_every_list_keeps_every_page_and_equals_the_scan(corpus) -> None:  # noqa: ANN001
     pages, queries, _ = corpus
-    engine = CascadeEngine(coarse_tokens=4, n_probe=1_000_000, n_shortlist=PAGES, n_coarse=64, n_candidates=16)
+    engine = CascadeEngine(token_lists=False, coarse_tokens=4, n_probe=1_000_000, n_shortlist=PAGES, n_coarse=64,
+                           n_candidates=16)
     engine.add(pages)
     assert engine._segments[0].lists is not None
     scan = CascadeEngine(**{**engine.options(), "n_probe": 0})
@@ -113,7 +114,7 @@ def test_probing_every_list_keeps_every_page_and_equals_the_scan(corpus) -> None
 def test_list_stage_recall_against_exact_maxsim(corpus) -> None:  # noqa: ANN001
     pages, queries, exact = corpus
     # later stages keep every shortlisted page: recall measures the list stage alone (a fifth of the pages)
-    engine = CascadeEngine(coarse_tokens=8, n_probe=4, n_shortlist=64, n_coarse=64, n_candidates=64)
+    engine = CascadeEngine(token_lists=False, coarse_tokens=8, n_probe=4, n_shortlist=64, n_coarse=64, n_candidates=64)
     engine.add(pages)
     rows = engine.search(queries, 10)[1]  # (nq, 10)
     want = np.argsort(-exact, axis=1)[:, :10]
@@ -124,7 +125,7 @@ def test_list_stage_recall_against_exact_maxsim(corpus) -> None:  # noqa: ANN001
 
 def test_a_selective_filter_still_returns_k_pages(corpus) -> None:  # noqa: ANN001
     pages, queries, exact = corpus
-    engine = CascadeEngine(coarse_tokens=4, n_probe=1, n_shortlist=20, n_coarse=20, n_candidates=20)
+    engine = CascadeEngine(token_lists=False, coarse_tokens=4, n_probe=1, n_shortlist=20, n_coarse=20, n_candidates=20)
     engine.add(pages)
     allowed = np.zeros(PAGES, np.bool_)
     allowed[::8] = True  # 40 pages: one probed list per query token reaches fewer than 20 of them
@@ -140,7 +141,8 @@ def test_a_selective_filter_still_returns_k_pages(corpus) -> None:  # noqa: ANN0
 
 def test_codebooks_persist_per_shard_and_survive_truncation(corpus, tmp_path: Path) -> None:  # noqa: ANN001
     pages, queries, _ = corpus
-    options = {"coarse_tokens": 4, "n_probe": 4, "n_shortlist": 64, "n_coarse": 32, "n_candidates": 16}
+    options = {"coarse_tokens": 4, "n_probe": 4, "n_shortlist": 64, "n_coarse": 32, "n_candidates": 16,
+               "token_lists": False}
     engine = CascadeEngine(**options)
     engine.add(pages[:300])
     engine.save(tmp_path)
@@ -164,7 +166,7 @@ def test_codebooks_persist_per_shard_and_survive_truncation(corpus, tmp_path: Pa
 
 def test_small_adds_are_merged_into_one_shard_with_a_codebook(corpus, tmp_path: Path) -> None:  # noqa: ANN001
     pages, queries, _ = corpus
-    engine = CascadeEngine(coarse_tokens=4, n_probe=4, n_shortlist=64, n_coarse=32, n_candidates=16)
+    engine = CascadeEngine(token_lists=False, coarse_tokens=4, n_probe=4, n_shortlist=64, n_coarse=32, n_candidates=16)
     for a in range(0, PAGES, 80):  # four adds below MIN_PAGES each
         engine.add(pages[a : a + 80])
     assert all(seg.lists is None for seg in engine._segments)
@@ -212,7 +214,7 @@ def test_cluster_probe_zero_is_exact_and_a_small_probe_a_close_lower_bound(corpu
     from dse.indexes.quantize import int8_decode, int8_encode
 
     pages, queries, _ = corpus
-    engine = CascadeEngine(exact_dtype="int8", coarse_tokens=8, n_coarse=0, n_candidates=0)
+    engine = CascadeEngine(token_lists=False, exact_dtype="int8", coarse_tokens=8, n_coarse=0, n_candidates=0)
     engine.add(pages)
     decoded = [int8_decode(*int8_encode(p)) for p in pages]
     want = oracle(queries, decoded).astype(np.float32)  # (nq, pages)

@@ -1,31 +1,38 @@
-"""Multi-vector cascade search: inverted lists and binary candidate generation, then MaxSim.
+"""Multi-vector cascade search: token-level inverted lists, centroid interaction, then MaxSim.
 
-Four tiers, each cheaper and coarser than the next:
+Tiers, each cheaper and coarser than the next:
 
-0. *lists* (resident): each segment's coarse tokens are clustered into inverted lists
-   (`dse.indexes.cascade_ivf`); a query token probes its `n_probe` most similar lists and the
-   `n_shortlist` pages with the best approximate scores go on. This is the only stage whose
-   cost does not grow with every page of the index.
+0. *token lists* (`dse.indexes.cascade_tokens`, PLAID / WARP style): every (pooled) token has
+   the id of its nearest centroid in a k-means codebook of real page tokens, shared by the
+   shards. A query token probes its `n_probe` nearest centroids; a page scores the sum over
+   query tokens of its best probed centroid's similarity, the best unprobed one's when it has
+   none (WARP's imputation); the best `n_shortlist` pages go on. Then the centroid interaction
+   (every distinct centroid of the page's tokens, memory-mapped forward lists) keeps `n_coarse`.
+   Shards written before token lists (no ``.tok-*`` files) keep the old stage 0, *coarse lists*
+   (`dse.indexes.cascade_ivf`: lists over each segment's coarse tokens, then the binary
+   coarse stage keeps `n_coarse`); `token_lists=False` builds that old layout.
 1. *coarse* (resident in memory): the page summarised in `coarse_tokens` tokens (spherical
-   k-means, `kernels.kmeans_pages`), sign-binarised (16 bytes a token at dim 128). Every
-   shortlisted page is scored by the compiled Hamming-MaxSim kernel; the best `n_coarse` go on.
-   Then MaxSim of the float query tokens against the same coarse tokens stored as int8
-   (memory-mapped, 128 bytes a token) keeps the best `n_refine`.
-2. *bits* (memory-mapped): every (pooled) token sign-binarised; Hamming-MaxSim on the pages
-   left keeps the best `n_candidates` (by default `n_refine == n_candidates`: this stage only
-   prunes when asked to; the int8 coarse stage ranks better than per-token sign bits).
+   k-means, `kernels.kmeans_pages`), sign-binarised (16 bytes a token at dim 128), and stored as
+   int8 (memory-mapped, 128 bytes a token): MaxSim of the float query against them keeps the
+   best `n_refine`.
+2. *bits* (memory-mapped): every (pooled) token sign-binarised; Hamming-MaxSim keeps the best
+   `n_candidates`.
 3. *exact* (memory-mapped): every (pooled) token as float16 or int8; MaxSim with the float
    query tokens ranks the pages left and returns the top k.
 
 Knobs (recall for speed): `n_probe`, `n_shortlist`, `n_coarse`, `n_refine` and `n_candidates`,
-set on the engine (recorded in the manifest) or per call of `search`. 0 turns a stage's pruning
-off: `n_probe=0` sends every page to the coarse stage; `n_coarse=0` skips the coarse tier (both
-of its stages; `n_refine=0` only the int8 one); `n_candidates=0` keeps every page that reaches
-the bits. `n_coarse=0, n_candidates=0` is the exhaustive mode: every allowed page is scored on
-the exact tier, equal to exact MaxSim up to float16/int8 rounding. `pool_factor` > 1 pools each
-page's tokens hierarchically at indexing time (fewer tokens on every tier, slower indexing).
+set on the engine (recorded in the manifest) or per call of `search`; None (the default) sizes
+them from the index (`CascadeEngine.knobs`: with token lists 16, pages / 16 in [1024, 16384],
+256, 0, 0: the coarse-token and sign-bit stages rank near-duplicate siblings worse than the
+centroid interaction, so by default the exact tier gets the 256 pages it keeps). 0 turns a
+stage off: `n_probe=0` sends every page on; `n_coarse=0` skips the centroid interaction (or the
+coarse tier); `n_candidates=0` keeps every page that reaches the bits. `n_probe=0, n_coarse=0,
+n_candidates=0` is the exhaustive mode: every allowed page is scored on the exact tier, equal
+to exact MaxSim up to float16/int8 rounding. `pool_factor` > 1 pools each page's tokens
+hierarchically at indexing time (fewer tokens on every tier, slower indexing).
 
-On disk: one set of files per shard, described in `dse.indexes.cascade_tiers`.
+On disk: one set of files per shard, described in `dse.indexes.cascade_tiers`, and one
+``tokens-<key>.npy`` per token codebook.
 """
 
 from __future__ import annotations
@@ -37,8 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dse.encoders.base import VectorKind
-from dse.indexes import cascade_ivf, cascade_tiers
-from dse.indexes.base import topk
+from dse.indexes import cascade_ivf, cascade_probe, cascade_search, cascade_tiers, cascade_tokens
 from dse.indexes.cascade_tiers import EXACT_DTYPES, Tiers
 from dse.indexes.quantize import int8_encode, pack_signs, pool_tokens
 from dse.indexes.shards import (
@@ -59,14 +65,17 @@ class CascadeEngine(SegmentedEngine):
         mode: Always "cascade" (recorded in the manifest so `engines.engine_for` finds this class).
         exact_dtype: "float16" (default) or "int8" for the exact tier.
         pool_factor: Hierarchical token pooling factor at indexing time (1: keep every token).
-        coarse_tokens: Tokens per page in the resident coarse tier (0: no coarse tier, no lists).
-        n_probe: Inverted lists probed per query token and segment (0: no list stage).
-        n_shortlist: Pages the list stage keeps.
-        n_coarse: Pages the binary coarse stage keeps (0: no coarse tier stage at all).
-        n_refine: Pages the int8 coarse stage then keeps (0: no such pruning).
-        n_candidates: Pages the token-bits stage keeps (0: no pruning there).
+        coarse_tokens: Tokens per page in the resident coarse tier (0: no coarse tier, no coarse lists).
+        n_probe: Centroids (token lists) or coarse lists probed per query token (0: no list stage;
+            None: from the index, see `knobs`).
+        n_shortlist: Pages the list stage keeps (None: from the index).
+        n_coarse: Pages the centroid interaction (or, without token lists, the binary coarse stage)
+            keeps (0: no such stage; None: from the index).
+        n_refine: Pages the int8 coarse stage then keeps (0: no such pruning; None: from the index).
+        n_candidates: Pages the token-bits stage keeps (0: no pruning there; None: from the index).
         cluster_probe: Coarse clusters of a page scanned per query token on an int8 exact tier
             (0: every token, exact MaxSim).
+        token_lists: Build token lists for new pages (False: the coarse-list layout of old indexes).
     """
 
     kind: ClassVar[VectorKind] = "multi"
@@ -74,8 +83,9 @@ class CascadeEngine(SegmentedEngine):
 
     def __init__(
         self, dim: int | None = None, mode: str = "cascade", exact_dtype: str = "float16", pool_factor: int = 1,
-        coarse_tokens: int = 32, n_probe: int = 4, n_shortlist: int = 4096, n_coarse: int = 512,
-        n_refine: int = 64, n_candidates: int = 64, cluster_probe: int = 0,
+        coarse_tokens: int = 32, n_probe: int | None = None, n_shortlist: int | None = None,
+        n_coarse: int | None = None, n_refine: int | None = None, n_candidates: int | None = None,
+        cluster_probe: int = 0, token_lists: bool = True,
     ) -> None:
         super().__init__(dim)
         if mode != "cascade":
@@ -83,16 +93,27 @@ class CascadeEngine(SegmentedEngine):
         if exact_dtype not in EXACT_DTYPES:
             raise ValueError(f"exact_dtype must be one of {', '.join(EXACT_DTYPES)}, got {exact_dtype!r}")
         for name, value, low in (("pool_factor", pool_factor, 1), ("coarse_tokens", coarse_tokens, 0),
-                                 ("n_probe", n_probe, 0), ("n_shortlist", n_shortlist, 1),
-                                 ("n_coarse", n_coarse, 0), ("n_refine", n_refine, 0),
-                                 ("n_candidates", n_candidates, 0), ("cluster_probe", cluster_probe, 0)):
+                                 ("n_probe", 0 if n_probe is None else n_probe, 0),
+                                 ("n_shortlist", 1 if n_shortlist is None else n_shortlist, 1),
+                                 ("n_coarse", 0 if n_coarse is None else n_coarse, 0),
+                                 ("n_refine", 0 if n_refine is None else n_refine, 0),
+                                 ("n_candidates", 0 if n_candidates is None else n_candidates, 0),
+                                 ("cluster_probe", cluster_probe, 0)):
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.exact_dtype, self.pool_factor, self.coarse_tokens = exact_dtype, int(pool_factor), int(coarse_tokens)
-        self.n_probe, self.n_shortlist = int(n_probe), int(n_shortlist)
-        self.n_coarse, self.n_refine, self.n_candidates = int(n_coarse), int(n_refine), int(n_candidates)
+        if not isinstance(token_lists, bool):
+            raise ValueError(f"token_lists must be true or false, got {token_lists!r}")
+        self.n_probe = None if n_probe is None else int(n_probe)
+        self.n_shortlist = None if n_shortlist is None else int(n_shortlist)
+        self.token_lists = token_lists
+        self.n_coarse, self.n_refine, self.n_candidates = (None if v is None else int(v)
+                                                           for v in (n_coarse, n_refine, n_candidates))
         self.cluster_probe = int(cluster_probe)
         self._lists: cascade_ivf.Stacked | None = None  # every segment's lists, stacked (built lazily)
+        self._tokens: cascade_probe.TokenStack | None = None  # every segment's token lists, stacked (lazily)
+        self._codebook: cascade_tokens.Codebook | None = None  # the token codebook new pages are encoded with
+        self._codebooks: dict[str, cascade_tokens.Codebook] = {}  # codebooks read, by key
 
     @property
     def _words(self) -> int:
@@ -103,7 +124,33 @@ class CascadeEngine(SegmentedEngine):
         return {"mode": "cascade", "dim": self._dim, "exact_dtype": self.exact_dtype, "pool_factor": self.pool_factor,
                 "coarse_tokens": self.coarse_tokens, "n_probe": self.n_probe, "n_shortlist": self.n_shortlist,
                 "n_coarse": self.n_coarse, "n_refine": self.n_refine, "n_candidates": self.n_candidates,
-                "cluster_probe": self.cluster_probe}
+                "cluster_probe": self.cluster_probe, "token_lists": self.token_lists}
+
+    def knobs(self, **overrides: int | None) -> dict[str, Any]:
+        """The effective settings of a search: the first stage used and every knob, resolved.
+
+        A knob is the call's override, else the engine's option, else (None, the default) sized
+        from the index. With token lists: `n_probe` 16, `n_shortlist`
+        `cascade_tokens.shortlist_for(pages)`, `n_coarse` 256 (pages the centroid interaction
+        keeps), `n_refine` 0 and `n_candidates` 0 (the coarse-token and sign-bit stages rank
+        near-duplicates worse than centroid interaction). With the coarse lists of an index
+        written before token lists: 4, 4096, 512, 64, 64 (the old defaults).
+        """
+        tokens = self._use_tokens()
+        auto = ({"n_probe": 16, "n_shortlist": cascade_tokens.shortlist_for(self._n), "n_coarse": 256, "n_refine": 0,
+                 "n_candidates": 0} if tokens else
+                {"n_probe": 4, "n_shortlist": 4096, "n_coarse": 512, "n_refine": 64, "n_candidates": 64})
+        out: dict[str, Any] = {"stage": "tokens" if tokens else "coarse"}
+        for name, default in auto.items():
+            value = overrides.get(name)
+            value = getattr(self, name) if value is None else value
+            out[name] = int(default if value is None else value)
+        return out
+
+    def _use_tokens(self) -> bool:
+        """True when every segment has token lists (or is too small to need them)."""
+        has = [seg.tok is not None for seg in self._segments]
+        return any(has) and all(h or seg.pages < cascade_tokens.MIN_PAGES for h, seg in zip(has, self._segments))
 
     def resident_bytes(self) -> int:
         """Bytes this engine keeps in memory (the token tiers are memory-mapped and excluded)."""
@@ -111,6 +158,9 @@ class CascadeEngine(SegmentedEngine):
         for seg in self._segments:
             total += seg.coarse.nbytes + seg.coarse_offsets.nbytes + seg.offsets.nbytes + seg.codebook.nbytes
             total += 0 if seg.lists is None else seg.lists.offsets.nbytes + seg.lists.pages.nbytes
+            total += 0 if seg.tok is None else seg.tok.fwd_offsets.nbytes
+        if self._tokens is not None:
+            total += self._tokens.nbytes
         return total
 
     def _check(self, items: Sequence[Any], what: str, adopt: bool) -> list[np.ndarray]:
@@ -139,14 +189,38 @@ class CascadeEngine(SegmentedEngine):
             self._lists = cascade_ivf.stack(segments, self._dim or 0)
         return self._lists
 
+    def _token_stack(self) -> cascade_probe.TokenStack:
+        """Every segment's token lists stacked (rebuilt after the segments change)."""
+        if self._tokens is None:
+            self._tokens = cascade_probe.stack([(seg.tok, first, seg.pages)
+                                                for seg, first in zip(self._segments, self._starts)])
+        return self._tokens
+
     def prepare(self) -> None:
         """Stack the inverted lists now (the first search would)."""
         if self._n:
-            self._stacked()
+            self._token_stack() if self._use_tokens() else self._stacked()
+
+    def _copy_containers(self) -> None:
+        super()._copy_containers()
+        self._codebooks = dict(self._codebooks)
 
     def _append(self, segment: Tiers) -> None:
-        self._lists = None  # the stacked lists are rebuilt on the next search
+        self._lists = self._tokens = None  # the stacked lists are rebuilt on the next search
+        if segment.tok is not None and segment.pages:
+            self._codebook = segment.tok.codebook
         super()._append(segment)
+
+    def _encode_tokens(self, tokens: np.ndarray, offsets: np.ndarray) -> cascade_tokens.TokenLists | None:
+        """Token lists of new pages: the engine's codebook, or a new one when these pages alone would
+        train one at least 4x larger (or there is none yet and they are at least `MIN_PAGES`)."""
+        if not self.token_lists or not len(tokens):
+            return None
+        book = self._codebook
+        wanted = cascade_tokens.centroids_for(len(tokens))
+        if len(offsets) - 1 >= cascade_tokens.MIN_PAGES and (book is None or 4 * len(book.centroids) <= wanted):
+            book = cascade_tokens.train(tokens)
+        return None if book is None else cascade_tokens.encode(book, tokens, offsets)
 
     def add(self, vectors: Sequence[Any]) -> None:
         """Append pages, each a float32 (tokens_i, dim) array (pooled and encoded here).
@@ -166,7 +240,7 @@ class CascadeEngine(SegmentedEngine):
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in pages])]).astype(np.int64)  # (pages + 1,)
         if self.coarse_tokens:
             coarse, coarse_offsets = kmeans_pages(tokens, offsets, self.coarse_tokens)  # (C, dim), (pages + 1,)
-            tokens, spans = _group_by_cluster(tokens, offsets, coarse, coarse_offsets)  # (T, dim), (C + 1,)
+            tokens, spans = cascade_search.group_by_cluster(tokens, offsets, coarse, coarse_offsets)  # (T, dim), (C + 1,)
         else:
             coarse, coarse_offsets = tokens[:0], np.zeros(len(pages) + 1, np.int64)
             spans = np.zeros(1, np.int64)
@@ -174,8 +248,10 @@ class CascadeEngine(SegmentedEngine):
             exact, scales = int8_encode(tokens)  # (T, dim) int8, (T,)
         else:
             exact, scales = tokens.astype(np.float16), np.ones(len(tokens), np.float32)  # (T, dim), (T,)
+        tok = self._encode_tokens(tokens, offsets)
         self._append(cascade_tiers.with_codebook(
-            pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets, *int8_encode(coarse), spans))
+            pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets, *int8_encode(coarse), spans,
+            tok))
 
     def search(
         self, queries: Sequence[Any], k: int, allowed: np.ndarray | None = None, n_coarse: int | None = None,
@@ -205,39 +281,23 @@ class CascadeEngine(SegmentedEngine):
         kk = min(k, len(rows))
         if kk == 0 or not qs:
             return empty_result(len(qs))
-        n2 = self.n_candidates if n_candidates is None else int(n_candidates)
-        n2 = max(n2, kk) if n2 else 0
-        nr = self.n_refine if n_refine is None else int(n_refine)
-        nr = max(nr, n2, kk) if nr else 0
-        n1 = self.n_coarse if n_coarse is None else int(n_coarse)
-        n1 = max(n1, nr, n2, kk) if n1 else 0
-        n0 = self.n_shortlist if n_shortlist is None else int(n_shortlist)
-        probe = self.n_probe if n_probe is None else int(n_probe)
+        knobs = self.knobs(n_probe=n_probe, n_shortlist=n_shortlist, n_coarse=n_coarse, n_refine=n_refine,
+                           n_candidates=n_candidates)
+        n2 = max(knobs["n_candidates"], kk) if knobs["n_candidates"] else 0
+        nr = max(knobs["n_refine"], n2, kk) if knobs["n_refine"] else 0
+        n1 = max(knobs["n_coarse"], nr, n2, kk) if knobs["n_coarse"] else 0
+        tokens, n0, probe = knobs["stage"] == "tokens", max(knobs["n_shortlist"], n1, kk), knobs["n_probe"]
         clusters = self.cluster_probe if cluster_probe is None else int(cluster_probe)
-        stacked = self._stacked() if probe else None
+        if tokens:
+            stacked = self._token_stack()
+        else:
+            stacked = self._stacked() if probe else None
         out_scores, out_rows = [], []
         for q in qs:
-            q_bits = pack_signs(q)  # (query_tokens, words)
-            rows_q = rows
-            if self.coarse_tokens and n1 and n1 < len(rows_q):
-                if probe and max(n0, n1) < len(rows_q):
-                    short = cascade_ivf.shortlist(stacked, q, probe, max(n0, n1), max(n2, kk), mask)
-                    rows_q = rows_q if short is None else np.sort(short)
-                coarse = self._per_segment(rows_q, "coarse", q, q_bits)  # (m,)
-                rows_q = rows_q[_best(coarse, n1)]
-            if self.coarse_tokens and n1 and nr and nr < len(rows_q):
-                rows_q = np.sort(rows_q)
-                refined = self._per_segment(rows_q, "refine", q, q_bits)  # (m,)
-                rows_q = rows_q[_best(refined, nr)]
-            if n2 and n2 < len(rows_q):
-                rows_q = np.sort(rows_q)
-                fine = self._per_segment(rows_q, "bits", q, q_bits)  # (m,)
-                rows_q = rows_q[_best(fine, n2)]
-            rows_q = np.sort(rows_q)
-            exact = self._per_segment(rows_q, "exact", q, q_bits, clusters)  # (m,)
-            s, cols = topk(exact[None, :], kk)  # (1, kk)
-            out_scores.append(s[0])
-            out_rows.append(rows_q[cols[0]])
+            scores_q, rows_q = cascade_search.search_one(self, q, rows, mask, kk, (n0, n1, nr, n2), probe, tokens,
+                                                         stacked, clusters)
+            out_scores.append(scores_q)
+            out_rows.append(rows_q)
         return np.stack(out_scores).astype(np.float32), np.stack(out_rows).astype(np.int64)
 
     def page_tokens(self, row: int) -> np.ndarray:
@@ -256,33 +316,9 @@ class CascadeEngine(SegmentedEngine):
             raise ValueError(f"allowed must be a bool array of shape ({self._n},), got {mask.dtype} {mask.shape}")
         return mask
 
-    def _per_segment(
-        self, rows: np.ndarray, tier: str, q: np.ndarray, q_bits: np.ndarray, clusters: int = 0,
-    ) -> np.ndarray:
-        """One query's scores of ascending `rows` on `tier` ("coarse", "refine", "bits", "exact"): float32 (m,)."""
-        from dse.indexes.kernels import hamming_maxsim, maxsim_rows
-
-        one = np.array([0, len(q)], np.int64)
-        out = np.zeros(len(rows), np.float32)  # (m,)
-        bounds = np.searchsorted(rows, np.asarray([*self._starts, self._n]))  # (segments + 1,)
-        for s, first in enumerate(self._starts):
-            a, b = bounds[s], bounds[s + 1]
-            if a == b:
-                continue
-            seg, local = self._segments[s], rows[a:b] - first
-            if tier == "exact":
-                out[a:b] = cascade_tiers.exact_scores(q, seg, local, clusters)
-            elif tier == "refine":
-                out[a:b] = maxsim_rows(q, one, seg.coarse_int8, seg.coarse_scales, seg.coarse_offsets, local)[0]
-            elif tier == "coarse":
-                out[a:b] = hamming_maxsim(q_bits, one, seg.coarse, seg.coarse_offsets, self._dim, local)[0]
-            else:
-                out[a:b] = hamming_maxsim(q_bits, one, seg.bits, seg.offsets, self._dim, local)[0]
-        return out
-
     # ------------------------------------------------------------------ persistence
     def _read_shard(self, directory: Path, number: int, keep: int) -> int:
-        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim)
+        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim, self._codebooks)
         self._dim = int(tiers.exact.shape[1]) if self._dim is None else self._dim
         self._append(tiers.rows(0, min(keep, tiers.pages)) if keep < tiers.pages else tiers)
         return tiers.pages
@@ -293,37 +329,13 @@ class CascadeEngine(SegmentedEngine):
             a, b = max(start - first, 0), min(stop - first, seg.pages)
             if a < b:
                 parts.append(seg if (a, b) == (0, seg.pages) else seg.rows(a, b))
-        tiers = cascade_tiers.concat(parts, self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype])
+        book = self._codebook if self.token_lists else None
+        tiers = cascade_tiers.concat(parts, self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype], book)
         cascade_tiers.save(directory, number, tiers, self.exact_dtype == "int8")
 
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         offsets = np.array(load_npy(shard_path(directory, number, self.marker)))
         save_npy(shard_path(directory, number, self.marker), offsets[: keep + 1])  # first: data stays a superset
-        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim).rows(0, keep)
+        tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim, self._codebooks).rows(0, keep)
         cascade_tiers.save(directory, number, cascade_tiers.concat(
             [tiers], self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype]), self.exact_dtype == "int8")
-
-
-def _group_by_cluster(
-    tokens: np.ndarray, offsets: np.ndarray, coarse: np.ndarray, coarse_offsets: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens reordered so each page's tokens are grouped by their coarse cluster, and the groups' ranges.
-
-    Returns:
-        tokens float32 (T, dim) and spans int64 (C + 1,): cluster c holds tokens spans[c]..spans[c + 1].
-    """
-    from dse.indexes.kernels.pruned import kmeans_labels
-
-    labels = kmeans_labels(tokens, offsets, coarse, coarse_offsets)  # (T,) within each page
-    page = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # (T,)
-    cluster = coarse_offsets[page] + labels  # (T,) global cluster ids, ascending by page
-    order = np.argsort(cluster, kind="stable")  # (T,)
-    spans = np.concatenate([[0], np.cumsum(np.bincount(cluster, minlength=len(coarse)))]).astype(np.int64)
-    return tokens[order], spans
-
-
-def _best(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the `n` highest scores (unordered; all when fewer)."""
-    if n >= len(scores):
-        return np.arange(len(scores))
-    return np.argpartition(-scores, n - 1)[:n]

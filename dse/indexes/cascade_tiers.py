@@ -8,7 +8,9 @@ c's tokens are ``spans[c] .. spans[c + 1]`` (MaxSim does not depend on token ord
 
 On disk per shard: ``.coarse.npy`` uint64, ``.coarse-offsets.npy`` int64, ``.bits.npy`` uint64,
 ``.exact.npy`` float16/int8, ``.scales.npy`` float32 (int8 only), ``.coarse-int8.npy`` int8,
-``.coarse-scales.npy`` float32, ``.coarse-spans.npy`` int64, ``.ivf-codebook.npy`` float32 (0 rows: no lists), ``.ivf-codes.npy`` uint16, and
+``.coarse-scales.npy`` float32, ``.coarse-spans.npy`` int64, ``.ivf-codebook.npy`` float32 (0 rows: no
+lists), ``.ivf-codes.npy`` uint16, the token lists of `dse.indexes.cascade_tokens` (``.tok-*.npy``, absent
+in shards written before them, and in small shards of an index without a token codebook yet), and
 ``.offsets.npy`` int64 (pages + 1,), written last: it commits the shard.
 """
 
@@ -20,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from dse.indexes import cascade_ivf
+from dse.indexes import cascade_ivf, cascade_tokens
+from dse.indexes.cascade_tokens import Codebook, TokenLists
 from dse.indexes.quantize import int8_decode
 from dse.indexes.shards import load_npy, save_npy, shard_path
 
@@ -46,6 +49,7 @@ class Tiers:
     codebook: np.ndarray  # (n_lists, dim) float32; 0 rows: no inverted lists
     codes: np.ndarray  # (coarse_total,) uint16 list ids (empty without a codebook)
     lists: cascade_ivf.Lists | None  # built from codebook + codes
+    tok: TokenLists | None = None  # token-level lists (None: a shard written before them, or too small)
 
     @property
     def pages(self) -> int:
@@ -58,24 +62,25 @@ class Tiers:
         return make(
             self.coarse[c0:c1], self.coarse_offsets[a : b + 1] - c0, self.bits[t0:t1], self.exact[t0:t1],
             self.scales[t0:t1], self.offsets[a : b + 1] - t0, self.coarse_int8[c0:c1], self.coarse_scales[c0:c1],
-            self.spans[c0 : c1 + 1] - t0, self.codebook, codes,
+            self.spans[c0 : c1 + 1] - t0, self.codebook, codes, None if self.tok is None else self.tok.rows(a, b),
         )
 
 
 def make(
     coarse: np.ndarray, coarse_offsets: np.ndarray, bits: np.ndarray, exact: np.ndarray, scales: np.ndarray,
     offsets: np.ndarray, coarse_int8: np.ndarray, coarse_scales: np.ndarray, spans: np.ndarray,
-    codebook: np.ndarray, codes: np.ndarray,
+    codebook: np.ndarray, codes: np.ndarray, tok: TokenLists | None = None,
 ) -> Tiers:
     """A `Tiers` with its inverted lists built (no lists when the codebook is empty)."""
     lists = cascade_ivf.build(codebook, codes, coarse_offsets) if len(codebook) else None
     return Tiers(coarse, coarse_offsets, bits, exact, scales, offsets, coarse_int8, coarse_scales,
-                 np.asarray(spans, np.int64), codebook, codes, lists)
+                 np.asarray(spans, np.int64), codebook, codes, lists, tok)
 
 
 def with_codebook(
     coarse: np.ndarray, coarse_offsets: np.ndarray, bits: np.ndarray, exact: np.ndarray, scales: np.ndarray,
     offsets: np.ndarray, coarse_int8: np.ndarray, coarse_scales: np.ndarray, spans: np.ndarray,
+    tok: TokenLists | None = None,
 ) -> Tiers:
     """A `Tiers` whose codebook is trained on its own coarse tokens (none below `MIN_PAGES` pages)."""
     dim = coarse_int8.shape[1]
@@ -84,11 +89,15 @@ def with_codebook(
     else:
         codebook, codes = np.zeros((0, dim), np.float32), np.zeros(0, np.uint16)
     return make(coarse, coarse_offsets, bits, exact, scales, offsets, coarse_int8, coarse_scales, spans, codebook,
-                codes)
+                codes, tok)
 
 
-def concat(parts: list[Tiers], words: int, dim: int, dtype: Any) -> Tiers:
-    """One `Tiers` holding `parts` back to back (copies); retrains the codebook unless shared."""
+def concat(parts: list[Tiers], words: int, dim: int, dtype: Any, codebook: Codebook | None = None) -> Tiers:
+    """One `Tiers` holding `parts` back to back (copies); retrains the coarse codebook unless shared.
+
+    The token lists are concatenated when every part has them with one codebook, else the
+    tokens are encoded with `codebook` (no token lists when None).
+    """
 
     def offsets(arrays: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([[0]] + [np.diff(p) for p in arrays]).cumsum().astype(np.int64)
@@ -103,9 +112,17 @@ def concat(parts: list[Tiers], words: int, dim: int, dtype: Any) -> Tiers:
         stack([p.coarse_int8 for p in parts], (0, dim), np.int8),
         stack([p.coarse_scales for p in parts], (0,), np.float32), offsets([p.spans for p in parts]),
     )
+    toks = [p.tok for p in parts]
+    if toks and all(t is not None for t in toks) and len({t.codebook.key for t in toks}) == 1:
+        tok = cascade_tokens.concat(toks)
+    elif codebook is not None and len(arrays[3]):
+        tokens = int8_decode(arrays[3], arrays[4]) if arrays[3].dtype == np.int8 else arrays[3]  # (T, dim)
+        tok = cascade_tokens.encode(codebook, tokens, arrays[5])
+    else:
+        tok = None
     if len(parts) == 1 and len(parts[0].codebook):
-        return make(*arrays, parts[0].codebook, np.array(parts[0].codes))
-    return with_codebook(*arrays)
+        return make(*arrays, parts[0].codebook, np.array(parts[0].codes), tok)
+    return with_codebook(*arrays, tok)
 
 
 def save(directory: Path, number: int, tiers: Tiers, int8: bool) -> None:
@@ -115,11 +132,17 @@ def save(directory: Path, number: int, tiers: Tiers, int8: bool) -> None:
     for suffix, array in zip(_FILES, arrays):
         if suffix != ".scales.npy" or int8:
             save_npy(shard_path(directory, number, suffix), array)
+    if tiers.tok is not None:
+        cascade_tokens.save(directory, number, tiers.tok)
     save_npy(shard_path(directory, number, MARKER), tiers.offsets)  # commits the shard
 
 
-def read(directory: Path, number: int, exact_dtype: str, dim: int | None) -> Tiers:
-    """Shard `number`: resident coarse tier and lists, memory-mapped token tiers.
+def read(
+    directory: Path, number: int, exact_dtype: str, dim: int | None, cache: dict[str, Codebook] | None = None,
+) -> Tiers:
+    """Shard `number`: resident coarse tier and lists, memory-mapped token tiers and token lists.
+
+    `cache` maps codebook keys to the codebooks already read (shared by the shards that use them).
 
     Raises:
         ValueError: the shard's files do not fit a cascade of this dtype / width.
@@ -140,8 +163,9 @@ def read(directory: Path, number: int, exact_dtype: str, dim: int | None) -> Tie
     if (coarse_int8.shape != (len(coarse), width) or len(spans) != len(coarse) + 1 or codebook.ndim != 2
             or codebook.shape[1] != width):
         raise ValueError(f"{shard_path(directory, number, '.coarse-int8.npy')}: does not fit the shard")
+    tok = cascade_tokens.read(directory, number, pages, {} if cache is None else cache)
     return make(np.array(coarse), coarse_offsets, bits, exact, scales, offsets, coarse_int8, coarse_scales,
-                spans, np.array(codebook, np.float32), np.array(codes))
+                spans, np.array(codebook, np.float32), np.array(codes), tok)
 
 
 def exact_scores(q: np.ndarray, tiers: Tiers, local: np.ndarray, probe: int = 0) -> np.ndarray:

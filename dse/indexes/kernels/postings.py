@@ -142,3 +142,37 @@ def similarities(q: np.ndarray, rows: np.ndarray) -> np.ndarray:
     out = np.empty((len(q), len(rows)), np.float32)  # (query_tokens, n_rows)
     _similarities(q, np.ascontiguousarray(rows, np.float32), out)
     return out
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _centroid_maxsim(sim_t, fwd_offsets, fwd_codes, pages, out):  # noqa: ANN001, ANN202
+    n_centroids, n_tokens = sim_t.shape
+    for pi in prange(len(pages)):
+        p = pages[pi]
+        best = np.full(n_tokens, np.float32(-np.inf))  # (query_tokens,)
+        for e in range(fwd_offsets[p], fwd_offsets[p + 1]):
+            c = fwd_codes[e]
+            for i in range(n_tokens):
+                best[i] = max(best[i], sim_t[c, i])
+        total = np.float32(0.0)
+        for i in range(n_tokens):
+            total += best[i] if fwd_offsets[p + 1] > fwd_offsets[p] else np.float32(0.0)
+        out[pi] = total
+
+
+def centroid_maxsim(sim: np.ndarray, fwd_offsets: np.ndarray, fwd_codes: np.ndarray, pages: np.ndarray) -> np.ndarray:
+    """PLAID's centroid interaction: MaxSim of one query against each page's distinct token centroids.
+
+    Args:
+        sim: float32 (query_tokens, n_centroids), query tokens against the codebook.
+        fwd_offsets: int64 (n_pages + 1,), ranges of `fwd_codes`.
+        fwd_codes: int32 (pairs,), each page's distinct centroid ids.
+        pages: int64 (m,), the pages to score.
+
+    Returns:
+        float32 (m,): per page, the sum over query tokens of the best similarity to its centroids.
+    """
+    out = np.zeros(len(pages), np.float32)  # (m,)
+    _centroid_maxsim(np.ascontiguousarray(sim.T, np.float32), np.asarray(fwd_offsets, np.int64),
+                     np.asarray(fwd_codes, np.int32), np.asarray(pages, np.int64), out)
+    return out
