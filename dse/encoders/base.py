@@ -99,6 +99,37 @@ class Encoder(ABC):
         """Embed pages (PIL images, or texts when `input == "text"`)."""
 
 
+class LoadedWeights:
+    """For encoders holding a checkpoint loaded by `from_pretrained`: its id, commit and identity.
+
+    Call `_record_weights` right after loading, so the commit read is the one the files came from.
+    """
+
+    _model_id: str
+    _revision: str | None = None
+    _identity: dict[str, Any] | None
+
+    @property
+    def model_id(self) -> str:
+        """Hub id or local directory the weights came from."""
+        return self._model_id
+
+    @property
+    def revision(self) -> str | None:
+        """Commit hash of the checkpoint when known, else the requested revision."""
+        return self._revision
+
+    def _record_weights(self, revision: str | None, dtype: Any, config: Any = None,
+                        trust_remote_code: bool = False) -> None:
+        """Read what identifies the loaded weights (`weights_identity`) and their commit."""
+        from dse.encoders.hub import model_revision
+        from dse.encoders.identity import weights_identity
+
+        self._identity = weights_identity(self._model_id, revision=revision, dtype=dtype,
+                                          trust_remote_code=trust_remote_code)
+        self._revision = model_revision(self._model_id, config) or self._identity.get("revision") or revision
+
+
 def resolve_device(device: str | None = "auto") -> str:
     """Pick a torch device: cuda, then mps, then cpu for "auto" or None."""
     if device not in (None, "auto"):

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from dse.encoders.base import Encoder, quantize_if_int8, resolve_device, resolve_dtype, run_batched
-from dse.encoders.hub import load_pretrained, model_revision
+from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_device, resolve_dtype, run_batched
+from dse.encoders.hub import load_pretrained
 from dse.encoders.queries import all_parts, query_parts
 from dse.encoders.registry import register_encoder
 from dse.prompts import DSE_PAGE_PROMPT, DSE_QUERY_TEMPLATE, DSE_SUFFIX
@@ -28,7 +28,7 @@ Message = list[dict[str, Any]]
 
 
 @register_encoder("dse-qwen2", "DSE (Qwen2-VL), one vector per page, Matryoshka dims")
-class DSEQwen2Encoder(Encoder):
+class DSEQwen2Encoder(LoadedWeights, Encoder):
     """DSE on a Qwen2-VL backbone: single-vector, image pages, Matryoshka dimensions.
 
     Args:
@@ -105,12 +105,7 @@ class DSEQwen2Encoder(Encoder):
         self.hidden_size = int(text_config.hidden_size)
         if dim > self.hidden_size:
             raise ValueError(f"dim={dim} exceeds the hidden size {self.hidden_size} of {self._model_id!r}")
-        from dse.encoders.identity import weights_identity
-
-        # read right after loading, so the commit is the one the files came from
-        self._identity = weights_identity(self._model_id, revision=revision, dtype=self._dtype)
-        self._revision = (model_revision(self._model_id, self.model.config) or self._identity.get("revision")
-                          or revision)
+        self._record_weights(revision, self._dtype, self.model.config)  # right after loading
         params = inspect.signature(self.model.forward).parameters
         # Only the hidden states are used: skip computing logits over the whole sequence.
         self._forward_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
@@ -120,15 +115,7 @@ class DSEQwen2Encoder(Encoder):
         """Vector width (the Matryoshka `dim`)."""
         return self._dim
 
-    @property
-    def model_id(self) -> str:
-        """Hub id or local directory the weights came from."""
-        return self._model_id
 
-    @property
-    def revision(self) -> str | None:
-        """Commit hash of the checkpoint when known, else the requested revision."""
-        return self._revision
 
     def options(self) -> dict[str, Any]:
         """Options that change the vectors (dtype is a runtime choice: it only changes rounding)."""

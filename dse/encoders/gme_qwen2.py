@@ -19,9 +19,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from dse.encoders.base import Encoder, quantize_if_int8, resolve_device, resolve_dtype, run_batched
+from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_device, resolve_dtype, run_batched
 from dse.encoders.dse_qwen2 import PIXEL_UNIT, _check_pixel_budget
-from dse.encoders.hub import load_pretrained, model_revision
+from dse.encoders.hub import load_pretrained
 from dse.encoders.queries import QueryParts, all_parts
 from dse.encoders.registry import register_encoder
 from dse.prompts import GME_DEFAULT_INSTRUCTION, GME_IMAGE_TOKENS, GME_QUERY_INSTRUCTION, GME_TEMPLATE
@@ -30,7 +30,7 @@ DEFAULT_MODEL = "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct"
 
 
 @register_encoder("gme-qwen2", "GME (Qwen2-VL), one vector per page, text / image / mixed queries")
-class GMEQwen2Encoder(Encoder):
+class GMEQwen2Encoder(LoadedWeights, Encoder):
     """GME on a Qwen2-VL backbone: single-vector, image pages, text / image / mixed queries.
 
     Args:
@@ -94,27 +94,14 @@ class GMEQwen2Encoder(Encoder):
         self.model.to(self._device).eval()
         self.model = quantize_if_int8(self.model, dtype)
         self._dim = int(self.model.config.text_config.hidden_size)
-        from dse.encoders.identity import weights_identity
-
-        # read right after loading, so the commit is the one the files came from
-        self._identity = weights_identity(self._model_id, revision=revision, dtype=self._dtype)
-        self._revision = (model_revision(self._model_id, self.model.config) or self._identity.get("revision")
-                          or revision)
+        self._record_weights(revision, self._dtype, self.model.config)  # right after loading
 
     @property
     def dim(self) -> int:
         """Vector width (the hidden size: 1536 for the 2B model, 3584 for the 7B)."""
         return self._dim
 
-    @property
-    def model_id(self) -> str:
-        """Hub id or local directory the weights came from."""
-        return self._model_id
 
-    @property
-    def revision(self) -> str | None:
-        """Commit hash of the checkpoint when known, else the requested revision."""
-        return self._revision
 
     def options(self) -> dict[str, Any]:
         """Options that change the vectors."""

@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from dse.encoders.base import Encoder, quantize_if_int8, resolve_device, resolve_dtype, run_batched
-from dse.encoders.hub import load_pretrained, model_revision
+from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_device, resolve_dtype, run_batched
+from dse.encoders.hub import load_pretrained
 from dse.encoders.queries import QueryParts, all_parts
 from dse.encoders.registry import register_encoder
 from dse.prompts import QWEN3VL_DEFAULT_INSTRUCTION, QWEN3VL_EMPTY_TEXT, QWEN3VL_QUERY_INSTRUCTION
@@ -32,7 +32,7 @@ Conversation = list[dict[str, Any]]
 
 
 @register_encoder("qwen3-vl-embedding", "Qwen3-VL-Embedding, one vector per page, Matryoshka dims")
-class Qwen3VLEmbeddingEncoder(Encoder):
+class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
     """Qwen3-VL-Embedding: single-vector, image pages, text / image / mixed queries.
 
     Args:
@@ -99,27 +99,14 @@ class Qwen3VLEmbeddingEncoder(Encoder):
         self._dim = self.hidden_size if dim is None else dim
         if self._dim > self.hidden_size:
             raise ValueError(f"dim={dim} exceeds the hidden size {self.hidden_size} of {self._model_id!r}")
-        from dse.encoders.identity import weights_identity
-
-        # read right after loading, so the commit is the one the files came from
-        self._identity = weights_identity(self._model_id, revision=revision, dtype=self._dtype)
-        self._revision = (model_revision(self._model_id, self.model.config) or self._identity.get("revision")
-                          or revision)
+        self._record_weights(revision, self._dtype, self.model.config)  # right after loading
 
     @property
     def dim(self) -> int:
         """Vector width (the Matryoshka `dim`)."""
         return self._dim
 
-    @property
-    def model_id(self) -> str:
-        """Hub id or local directory the weights came from."""
-        return self._model_id
 
-    @property
-    def revision(self) -> str | None:
-        """Commit hash of the checkpoint when known, else the requested revision."""
-        return self._revision
 
     def options(self) -> dict[str, Any]:
         """Options that change the vectors."""

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from dse.encoders.base import Encoder, quantize_if_int8, resolve_device, resolve_dtype
+from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_device, resolve_dtype
 from dse.encoders.hub import ModelLoadError, load_pretrained
 from dse.encoders.registry import register_encoder
 from dse.prompts import JINA_V4_QUERY_PROMPT_NAME, JINA_V4_TASK
@@ -42,7 +42,7 @@ class RemoteCodeRefusedError(ModelLoadError):
     """A checkpoint that runs its own code was asked for without `trust_remote_code=True`."""
 
 
-class RemoteCodeEncoder(Encoder):
+class RemoteCodeEncoder(LoadedWeights, Encoder):
     """Base of the encoders whose model is loaded with `trust_remote_code=True` (held, not subclassed).
 
     Args:
@@ -65,8 +65,6 @@ class RemoteCodeEncoder(Encoder):
                  dtype: Any = "auto", batch_size: int = 8, revision: str | None = None) -> None:
         from transformers import AutoModel
 
-        from dse.encoders.identity import weights_identity
-
         self._model_id = str(model or self.default_model)
         if trust_remote_code is not True:
             raise RemoteCodeRefusedError(
@@ -82,18 +80,9 @@ class RemoteCodeEncoder(Encoder):
                                      dtype=self._dtype, **hub)
         self.model.to(self._device).eval()
         self.model = quantize_if_int8(self.model, dtype)
-        self._identity = weights_identity(self._model_id, revision=revision, dtype=self._dtype, trust_remote_code=True)
-        self._revision = self._identity.get("revision") or revision
+        self._record_weights(revision, self._dtype, self.model.config, trust_remote_code=True)
 
-    @property
-    def model_id(self) -> str:
-        """Hub id or local directory the weights came from."""
-        return self._model_id
 
-    @property
-    def revision(self) -> str | None:
-        """Commit hash of the checkpoint when known, else the requested revision."""
-        return self._revision
 
 
 class _JinaV4(RemoteCodeEncoder):
