@@ -131,10 +131,20 @@ class WorkerPool:
 
     def death(self) -> str:
         """How the dead worker ended, as far as the exit codes tell (workers the pool stopped
-        afterwards end with SIGTERM)."""
+        afterwards end with SIGTERM).
+
+        The executor's own thread reaps a broken pool's processes; reading an exit code while
+        it does races with it (the loser of two concurrent polls of a forkserver child reads
+        255), so its work is waited for first.
+        """
+        manager = getattr(self.executor, "_executor_manager_thread", None)
+        if manager is not None:
+            manager.join(timeout=30)
         codes = [process.exitcode for process in self._processes]
         stopped = (-signal.SIGTERM, 128 + signal.SIGTERM)
-        dead = [code for code in codes if code not in (None, 0, *stopped)]
+        unknown = 255  # multiprocessing's code when the forkserver could not report it
+        dead = [code for code in codes if code not in (None, 0, unknown, *stopped)]
+        dead.sort(key=lambda code: code > 0)  # a signal says more than an exit status
         if not dead:
             return "it ended abruptly"
         if dead[0] > 0:
