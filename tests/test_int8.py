@@ -24,7 +24,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_int8_queries_are_close_to_float32(name: str) -> None:
     full = load_encoder(name, device="cpu", dtype="float32")
     int8 = load_encoder(name, device="cpu", dtype="int8")
-    quantized = [m for m in int8.model.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__]
+    quantized = [m for m in int8.model.modules() if type(m).__name__ == "PerTokenInt8Linear"]
     assert quantized, "no linear layer was quantised"
     a, b = full.encode_queries(QUERIES), int8.encode_queries(QUERIES)
     if full.kind == "single":
@@ -50,3 +50,31 @@ def test_cli_searches_in_int8(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["search", "--index", index, "--mode", "visual", "--dtype", "int8", "--device", "cpu",
                  "revenue by segment", "--json"]) == 0
     assert '"page_id"' in capsys.readouterr().out
+
+
+def test_per_token_scales_survive_a_massive_activation() -> None:
+    from dse.encoders.int8 import PerTokenInt8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 512)
+    x = torch.randn(3, 20, 256)  # (batch, tokens, in)
+    x[:, 0] *= 100.0  # a first token orders of magnitude larger, as in real transformers
+    want = linear(x)  # (batch, tokens, out)
+    got = PerTokenInt8Linear(linear)(x)  # (batch, tokens, out)
+    rest = slice(1, None)
+    error = (got[:, rest] - want[:, rest]).norm() / want[:, rest].norm()
+    assert got.shape == want.shape and got.dtype == x.dtype
+    assert error < 0.03, error  # one scale for the batch (torch's dynamic quantisation) gives ~0.5
+    dynamic = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear},
+                                                     dtype=torch.qint8)
+    assert (dynamic(x)[:, rest] - want[:, rest]).norm() / want[:, rest].norm() > 5 * error
+
+
+def test_edge_decoder_layers_stay_in_float() -> None:
+    from dse.encoders.int8 import edge_layer_count, kept_in_float
+
+    assert [edge_layer_count(n) for n in (2, 24, 28, 36)] == [0, 2, 2, 3]
+    names = [f"model.language_model.layers.{i}.mlp.down_proj" for i in range(28)]
+    names += [f"model.visual.blocks.{i}.mlp.fc1" for i in range(32)] + ["lm_head"]
+    kept = kept_in_float(names)
+    assert kept == {f"model.language_model.layers.{i}.mlp.down_proj" for i in (0, 1, 26, 27)}

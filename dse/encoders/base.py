@@ -167,23 +167,18 @@ def resolve_dtype(dtype: Any, device: str) -> Any:
 
 
 def quantize_if_int8(model: Any, dtype: Any) -> Any:
-    """With dtype "int8": every `nn.Linear` of `model` as torch's dynamic int8 linear layer, in place.
+    """With dtype "int8": the model's `nn.Linear` layers as int8 layers with per-token scales, in place.
 
-    int8 weights, float32 activations (`torch.ao.quantization.quantize_dynamic`): on a CPU, a
-    query reads a quarter of the float32 weights. The vectors change slightly (cosine to float32
-    measured by `bench/query_encode.py`), so use it to search, and build indexes in float.
+    int8 weights and activations through torch's fbgemm kernel, each token scaled on its own, the
+    first and last decoder layers kept in float (`dse.encoders.int8`): on a CPU, a query reads a
+    quarter of the float32 weights. The vectors change slightly (cosine to float32 measured by
+    `bench/query_encode.py`), so use it to search, and build indexes in float.
     """
     if dtype != "int8":
         return model
-    import warnings
+    from dse.encoders.int8 import quantize_int8
 
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():  # torch announces a successor API (torchao); this one works today
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return quantize_int8(model)
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -189,8 +189,13 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
 
         inputs = self.prepare_inputs(messages)
         with torch.inference_mode():
-            out = self.model(**inputs, output_hidden_states=True, use_cache=False, **self._forward_kwargs)
-            last = out.hidden_states[-1][:, -1]  # (batch, hidden): the <|endoftext|> token (left padding)
+            backbone = getattr(self.model, "model", None)  # Qwen2VLModel: the same states, no lm_head
+            if isinstance(backbone, torch.nn.Module):
+                states = backbone(**inputs, use_cache=False).last_hidden_state  # (batch, seq, hidden)
+            else:
+                out = self.model(**inputs, output_hidden_states=True, use_cache=False, **self._forward_kwargs)
+                states = out.hidden_states[-1]  # (batch, seq, hidden)
+            last = states[:, -1]  # (batch, hidden): the <|endoftext|> token (left padding)
             vec = last[:, : self._dim].float()  # (batch, dim)
             vec = torch.nn.functional.normalize(vec, p=2, dim=-1)  # (batch, dim)
         return list(vec.cpu().numpy())
