@@ -110,8 +110,8 @@ def build(kind: str, corpus: Corpus, workdir: Path) -> tuple[Path, dict[str, Any
 
 def _matches(path: Path, encoder: Any) -> bool:
     """Whether the cached index can be searched with this encoder (e.g. no prompt version change since)."""
-    from dse.indexes.manifest import EncoderMismatchError
-    from dse.indexes.store import PageIndex
+    from dse.storage.manifest import EncoderMismatchError
+    from dse.storage.page_index import PageIndex
 
     try:
         index = PageIndex.open(path)

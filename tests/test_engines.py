@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.indexes.base import topk
-from dse.indexes.bm25 import BM25Engine
-from dse.indexes.engines import engine_for
-from dse.indexes.flat import FlatEngine
-from dse.indexes.maxsim import MaxSimEngine
+from dse.engines.base import topk
+from dse.engines.bm25 import BM25Engine
+from dse.engines.registry import engine_for
+from dse.engines.flat import FlatEngine
+from dse.engines.maxsim import MaxSimEngine
 
 DIM = 16
 WORDS = [f"w{i}" for i in range(40)]
@@ -388,8 +388,8 @@ def test_hnsw_graph_is_cached_beside_the_shards(tmp_path: Path) -> None:
     """The graph is read back, not rebuilt; a stale or foreign graph file is never trusted."""
     import faiss
 
-    from dse.indexes import flat
-    from dse.indexes.flat import GRAPH_FILE, FlatEngine
+    from dse.engines import flat
+    from dse.engines.flat import GRAPH_FILE, FlatEngine
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal((6000, 16)).astype(np.float32)  # (n, dim)
@@ -429,8 +429,8 @@ def test_hnsw_graph_is_cached_beside_the_shards(tmp_path: Path) -> None:
 
 
 def test_a_graph_file_from_elsewhere_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dse.indexes import flat
-    from dse.indexes.flat import GRAPH_FILE, FlatEngine
+    from dse.engines import flat
+    from dse.engines.flat import GRAPH_FILE, FlatEngine
 
     rng = np.random.default_rng(4)
     engine = FlatEngine(hnsw=True, M=16)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dse.indexes.catalogue import Catalogue, NewPage
-from dse.indexes.manifest import (
+from dse.storage.catalogue import Catalogue, NewPage
+from dse.storage.manifest import (
     EncoderMismatchError,
     IndexFormatError,
     Manifest,
     read_manifest,
     write_manifest,
 )
-from dse.indexes.store import PageIndex
+from dse.storage.page_index import PageIndex
 
 ENC = {"name": "fake", "kind": "single", "input": "image", "model": "m", "revision": None,
        "prompt_version": "1", "dim": 4, "options": {"dim": 4}}

@@ -8,7 +8,7 @@ in one transaction (one engine shard) once they hold `commit_pages` pages, and a
 run. An interrupted run keeps every group it committed (it loses at most the ready sources not
 yet committed), and the next run skips the committed sources by digest.
 
-A file is recorded under its key (`dse.indexes.layout.source_key`: resolved absolute path, `~`
+A file is recorded under its key (`dse.storage.layout.source_key`: resolved absolute path, `~`
 expanded), so another spelling of the same file (relative, from another directory, through a
 symbolic link) is the same source; a path an older index recorded (as typed) is matched too and
 re-recorded under the key. A moved file whose bytes are indexed at a path that no longer exists
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from dse.encoders.base import Encoder
-from dse.indexes.layout import source_key
-from dse.indexes.store import PageIndex
+from dse.storage.layout import source_key
+from dse.storage.page_index import PageIndex
 from dse.retrieve.results import AddReport, Failure, IndexProgress
 from dse.retrieve.run import COMMIT_PAGES, TEXT_BATCH, IndexRun, PendingSource
 

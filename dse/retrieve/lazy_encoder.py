@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dse.encoders.base import Encoder
-from dse.indexes.manifest import EncoderMismatchError, Manifest
+from dse.storage.manifest import EncoderMismatchError, Manifest
 
 ALLOW_ENV = "DSE_ALLOW_INDEX_MODELS"
 

@@ -10,8 +10,8 @@ from PIL import Image
 
 from dse.encoders.base import Encoder
 from dse.encoders.queries import all_parts, check_image_queries
-from dse.indexes.filters import compile_where
-from dse.indexes.store import DEFAULT_IMAGE_SIZE, DeleteReport, PageIndex, ScoredPage
+from dse.storage.filters import compile_where
+from dse.storage.page_index import DEFAULT_IMAGE_SIZE, DeleteReport, PageIndex, ScoredPage
 from dse.retrieve.results import AddReport, Hit, IndexProgress
 from dse.retrieve.hybrid import FUSION_DEPTH, MODES, RRF_K, check_fusion, fuse
 from dse.retrieve.lazy_encoder import EncoderLoader, encoder_from_manifest
@@ -86,7 +86,7 @@ class Retriever:
             hnsw: Single-vector indexes only: approximate HNSW search instead of exact.
             image_size: Long side of the stored page images (0: store none).
             engine: Further engine options, e.g. {"mode": "cascade", "pool_factor": 2} (multi) or
-                {"mode": "binary"} (single); see `dse.indexes.engines.engine_for`.
+                {"mode": "binary"} (single); see `dse.engines.registry.engine_for`.
         """
         engine_options: dict[str, Any] = dict(engine or {})
         if hnsw:
@@ -170,7 +170,7 @@ class Retriever:
             web: How web pages and .html files load (`ingest.WebOptions`: time limits, tile
                 size, Chromium's sandbox, local files); None: its defaults.
         """
-        from dse.indexes.filters import check_metadata
+        from dse.storage.filters import check_metadata
         from dse.retrieve.indexing import index_sources
 
         if isinstance(sources, (str, Path)):
@@ -243,7 +243,7 @@ class Retriever:
             alpha: Weight of the first stage when reranking.
             depth: First-stage candidates the reranker sees (at least k).
             where: Metadata filter applied before scoring, e.g. {"kind": "pdf", "page": {"gte": 2}}
-                (syntax: `dse.indexes.filters`); k pages come back when k pages match.
+                (syntax: `dse.storage.filters`); k pages come back when k pages match.
         """
         if isinstance(queries, (str, Image.Image)):
             raise TypeError("search_many takes a list of queries; use search() for one")

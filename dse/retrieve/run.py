@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dse.encoders.base import Encoder
-from dse.indexes.catalogue import NewPage, NewSource
-from dse.indexes.store import PageIndex
-from dse.indexes.text_fields import bm25_text
+from dse.storage.catalogue import NewPage, NewSource
+from dse.storage.page_index import PageIndex
+from dse.text.fields import bm25_text
 from dse.retrieve.results import Failure
 
 logger = logging.getLogger(__name__)
