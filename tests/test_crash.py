@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dse.storage.catalogue import NewPage
+from dse.backends.records import NewPage
 from dse.storage.page_index import PageIndex
 
 DIM = 8

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dse.engines.bm25 import BM25Engine
-from dse.storage.catalogue import NewPage
+from dse.backends.records import NewPage
 from dse.storage.filters import FilterError, check_metadata, compile_where, parse_conditions
 from dse.engines.flat import FlatEngine
 from dse.engines.maxsim import MaxSimEngine

@@ -18,7 +18,8 @@ from test_ingest import make_pdf, write
 from test_interrupt import _counts, _dse, _interrupted_run
 
 from dse import Retriever, load_encoder
-from dse.storage.catalogue import Catalogue, NewPage, NewSource
+from dse.backends.records import NewPage, NewSource
+from dse.storage.catalogue import Catalogue
 from dse.storage.layout import TEXT_DIR, VECTORS_DIR
 from dse.engines.shards import committed_shards
 from dse.storage.page_index import PageIndex

@@ -24,7 +24,7 @@ from PIL import Image
 from dse import Retriever, load_encoder
 from dse.storage import images as image_files
 from dse.storage import layout
-from dse.storage.catalogue import NewPage, NewSource
+from dse.backends.records import NewPage, NewSource
 from dse.storage.layout import ReadOnlyIndexError, UnsafeIndexPathError, source_key
 from dse.storage.page_index import PageIndex
 from ingest.page import make_page_id

@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw
 
 from dse import Retriever, load_encoder
 from dse.cli.main import main
-from dse.storage.catalogue import Catalogue, NewPage
+from dse.backends.records import NewPage
+from dse.storage.catalogue import Catalogue
 from dse.storage.page_index import PageIndex
 
 ENC = {"name": "fake", "kind": "multi", "input": "image", "model": "m", "revision": None,

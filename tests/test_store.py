@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dse.storage.catalogue import Catalogue, NewPage
+from dse.backends.records import NewPage
+from dse.storage.catalogue import Catalogue
 from dse.storage.manifest import (
     EncoderMismatchError,
     IndexFormatError,

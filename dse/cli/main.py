@@ -50,7 +50,7 @@ def _is_user_error(exc: Exception) -> bool:
     from dse.config import ConfigError
     from dse.encoders.hub import ModelLoadError
     from dse.storage.manifest import EncoderMismatchError, IndexFormatError
-    from dse.storage.page_index import IndexLockedError
+    from dse.storage.lock import IndexLockedError
     from ingest.errors import IngestError
 
     return isinstance(

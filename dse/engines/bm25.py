@@ -19,9 +19,9 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from dse.types import VectorKind
 from dse.engines.base import topk
 from dse.engines.shards import SegmentedEngine, atomic_write, check_allowed, check_k, empty_result, shard_path
+from dse.types import VectorKind
 
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 _POSTINGS = ".postings.npz"  # derived from the .jsonl (the data and the shard's commit marker), written before it

@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dse.types import VectorKind
 from dse.engines.base import topk
 from dse.engines.shards import (
     SegmentedEngine,
@@ -24,6 +23,7 @@ from dse.engines.shards import (
     save_npy,
     shard_path,
 )
+from dse.types import VectorKind
 
 _TIE_MARGIN = 8  # extra rows fetched to see whether equal scores continue past the cut
 _OVERFETCH_MAX = 1024  # excluded rows up to which a filtered exact search asks FAISS for k + excluded

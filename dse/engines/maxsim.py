@@ -8,7 +8,6 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
-from dse.types import VectorKind
 from dse.engines.shards import (
     SegmentedEngine,
     check_allowed,
@@ -20,6 +19,7 @@ from dse.engines.shards import (
     save_npy,
     shard_path,
 )
+from dse.types import VectorKind
 
 _OFFSETS = ".offsets.npy"
 

@@ -26,9 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dse.types import VectorKind
-from dse.engines.ivf import lists as ivf
 from dse.engines.base import as_float32_rows, topk
+from dse.engines.ivf import lists as ivf
 from dse.engines.ivf.state import SegmentLists
 from dse.engines.quantize import int8_encode, pack_signs
 from dse.engines.shards import (
@@ -39,6 +38,7 @@ from dse.engines.shards import (
     save_npy,
     shard_path,
 )
+from dse.types import VectorKind
 
 _CODES = {"binary": (".bits.npy",), "int8": (".int8.npy", ".scales.npy")}
 

@@ -157,7 +157,7 @@ def _is_user_error(exc: Exception) -> bool:
     from dse.cli.common import CLIError
     from dse.encoders.hub import ModelLoadError
     from dse.storage.manifest import EncoderMismatchError, IndexFormatError
-    from dse.storage.page_index import IndexLockedError
+    from dse.storage.lock import IndexLockedError
 
     return isinstance(exc, (ValueError, KeyError, FileNotFoundError, FileExistsError, ModelLoadError,
                             EncoderMismatchError, IndexFormatError, IndexLockedError, CLIError))

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
-from dse.storage.layout import IMAGES_DIR, RUNS_NAME, check_images_folder
+from dse.backends.records import PageRecord
+from dse.storage.layout import IMAGES_DIR, RUNS_NAME, UnsafeIndexPathError, check_images_folder, image_file
 
 _TMP_PREFIX = ".img-"
 _MARKER_PREFIX = ".run-"
@@ -45,6 +47,36 @@ def write_image(directory: Path, name: str, image: Image.Image, size: int) -> No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def open_stored(directory: Path, rec: PageRecord) -> BinaryIO:
+    """The stored JPEG of a catalogued page, opened for reading in binary (the caller closes it).
+
+    Only `images/<page id>.jpg` inside the index is opened, never through a symbolic link.
+
+    Raises:
+        FileNotFoundError: images were not stored (image_size=0), or the file is missing.
+        UnsafeIndexPathError: the page's row names another file, or the image or the images
+            folder is a symbolic link (a hostile or damaged index).
+    """
+    page_id = rec.page_id
+    path = image_file(directory, rec.row, rec.page_id, rec.image)
+    if path is None:
+        raise FileNotFoundError(f"{directory}: no stored image for page {page_id!r} (image_size=0)")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{directory}: the stored image of page {page_id!r} ({rec.image}) "
+                                f"is missing") from None
+    except OSError as exc:  # ELOOP: a symbolic link
+        raise UnsafeIndexPathError(
+            f"{directory}: row {rec.row} (page {page_id!r}): {rec.image} is a symbolic link or not "
+            f"a file ({exc.strerror}); dse reads no file outside the index") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeIndexPathError(f"{directory}: row {rec.row} (page {page_id!r}): {rec.image} is not "
+                                   f"a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def sync(directory: Path, names: Sequence[str | None]) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 
 from dse.storage.manifest import IndexFormatError, Manifest
 
-DEFAULT_IMAGE_SIZE = 768
 IMAGES_DIR = "images"
 VECTORS_DIR = "vectors"
 TEXT_DIR = "text"

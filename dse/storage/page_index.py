@@ -22,76 +22,26 @@ the index, never through a symbolic link (`layout.image_file`). On read-only med
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from dse.storage.catalogue import Catalogue, Counts, PageRecord
-from dse.storage.layout import (
-    DEFAULT_IMAGE_SIZE,
-    IMAGES_DIR,
-    LOCK_NAME,
-    TEXT_DIR,
-    VECTORS_DIR,
-    ReadOnlyIndexError,
-    UnsafeIndexPathError,
-    image_file,
-    load_engines,
-    media_read_only,
-)
-from dse.storage.lock import IndexLockedError
+from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend
+from dse.backends.records import Counts, PageRecord, ScoredPage
+from dse.storage.catalogue import Catalogue
+from dse.storage.images import open_stored
+from dse.storage.layout import IMAGES_DIR, TEXT_DIR, VECTORS_DIR, load_engines, media_read_only
 from dse.storage.manifest import Manifest, read_manifest, write_manifest
-from dse.text.fields import SOURCE_NAME_WEIGHT, source_name_weight
+from dse.storage.views import IndexView, extended, prepare
 from dse.storage.visible import RowMasks
-from dse.storage.writer import DeleteReport, IndexWriter
+from dse.storage.writer import IndexWriter
+from dse.text.fields import SOURCE_NAME_WEIGHT, source_name_weight
 
-# Importers use these names from here (the layout, lock and writer modules are where they live).
-__all__ = [
-    "DEFAULT_IMAGE_SIZE", "IMAGES_DIR", "LOCK_NAME", "TEXT_DIR", "VECTORS_DIR",
-    "DeleteReport", "IndexLockedError", "PageIndex", "ReadOnlyIndexError", "ScoredPage", "UnsafeIndexPathError",
-]
-
-
-@dataclass(frozen=True)
-class IndexView:
-    """One committed state of the index, as searches see it: engines, rows and tombstones together.
-
-    A view is never changed: commits and refreshes publish a new one, so a search that holds a
-    view answers from one committed state whatever is written meanwhile, and never waits for it.
-
-    Attributes:
-        engine: The visual (or, for a `bm25` index, the text) engine, holding `rows` rows.
-        text_engine: The BM25 text side (the same engine for a `bm25` index; None for old indexes).
-        rows: Rows committed in this state.
-        deleted: int64 (n_deleted,) tombstoned rows of this state, ascending.
-    """
-
-    engine: Any
-    text_engine: Any
-    rows: int
-    deleted: np.ndarray
-
-
-@dataclass(frozen=True)
-class ScoredPage:
-    """A catalogued page with its score for one query."""
-
-    record: PageRecord
-    score: float
-
-
-def _prepare(engine: Any) -> None:
-    """Build an engine's lazy search structures before it is published (engines without `prepare` skip)."""
-    prepare = getattr(engine, "prepare", None)
-    if prepare is not None:
-        prepare()
+__all__ = ["IndexView", "PageIndex"]
 
 
 def _dse_version() -> str:
@@ -100,7 +50,7 @@ def _dse_version() -> str:
     return __version__
 
 
-class PageIndex(IndexWriter):
+class PageIndex(IndexWriter, IndexBackend):
     """An index directory opened for searching and adding pages.
 
     Use `PageIndex.create` for a new directory and `PageIndex.open` for an existing one. The
@@ -226,12 +176,6 @@ class PageIndex(IndexWriter):
         """Release the catalogue."""
         self.catalogue.close()
 
-    def __enter__(self) -> PageIndex:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __len__(self) -> int:
         """Live pages committed (deleted ones excluded), from the catalogue."""
         return self.catalogue.counts().pages
@@ -258,24 +202,7 @@ class PageIndex(IndexWriter):
 
     def _extended(self, view: IndexView, rows: int) -> tuple[Any, Any]:
         """Copies of the view's engines holding `rows` rows, ready to search (reloaded if they cannot extend)."""
-        if rows == view.rows:
-            return view.engine, view.text_engine
-        same = view.text_engine is view.engine
-        engines = [view.engine] + ([] if same or view.text_engine is None else [view.text_engine])
-        try:
-            if rows < view.rows or not all(hasattr(e, "snapshot") for e in engines):
-                raise ValueError("reload")
-            copies = [e.snapshot() for e in engines]
-            for e in copies:
-                e.extend(rows)
-        except ValueError:
-            copies = list(load_engines(self.directory, self.manifest, rows))
-            copies = copies[:1] if same or view.text_engine is None else copies
-        for e in copies:
-            _prepare(e)
-        engine = copies[0]
-        text_engine = engine if same else (copies[1] if len(copies) > 1 else None)
-        return engine, text_engine
+        return extended(view, rows, lambda n: load_engines(self.directory, self.manifest, n))
 
     def _reload_engine(self) -> None:
         """Reload the engines from disk at the catalogue's row count (drops uncommitted rows)."""
@@ -288,7 +215,7 @@ class PageIndex(IndexWriter):
         """Make engines that hold every committed row the current view (under the refresh lock)."""
         for e in {id(engine): engine, id(text_engine): text_engine}.values():
             if e is not None:
-                _prepare(e)
+                prepare(e)
         self._view = self._view_of(engine, text_engine)
 
     @property
@@ -355,6 +282,14 @@ class PageIndex(IndexWriter):
         """The catalogued page with this id."""
         return self.catalogue.page(page_id)
 
+    def sources(self) -> list[dict[str, Any]]:
+        """Every live source: path, digest, kind, pages, added."""
+        return self.catalogue.sources()
+
+    def metadata_keys(self) -> list[str]:
+        """Top-level metadata keys recorded on live pages, sorted."""
+        return self.catalogue.metadata_keys()
+
     def page_image(self, page_id: str) -> Image.Image:
         """The stored image of a page (errors: `open_page_image`)."""
         with self.open_page_image(page_id) as fh, Image.open(fh) as img:
@@ -371,21 +306,4 @@ class PageIndex(IndexWriter):
             UnsafeIndexPathError: the page's row names another file, or the image or the images
                 folder is a symbolic link (a hostile or damaged index).
         """
-        rec = self.catalogue.page(page_id)
-        path = image_file(self.directory, rec.row, rec.page_id, rec.image)
-        if path is None:
-            raise FileNotFoundError(f"{self.directory}: no stored image for page {page_id!r} (image_size=0)")
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{self.directory}: the stored image of page {page_id!r} ({rec.image}) "
-                                    f"is missing") from None
-        except OSError as exc:  # ELOOP: a symbolic link
-            raise UnsafeIndexPathError(
-                f"{self.directory}: row {rec.row} (page {page_id!r}): {rec.image} is a symbolic link or not "
-                f"a file ({exc.strerror}); dse reads no file outside the index") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise UnsafeIndexPathError(f"{self.directory}: row {rec.row} (page {page_id!r}): {rec.image} is not "
-                                       f"a regular file")
-        return os.fdopen(fd, "rb")
+        return open_stored(self.directory, self.catalogue.page(page_id))

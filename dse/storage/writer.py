@@ -20,20 +20,19 @@ removed on the catalogue's word (`layout.image_file`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from dse.backends.base import DEFAULT_IMAGE_SIZE
+from dse.backends.records import DeleteReport, NewSource, PageRecord
 from dse.storage import images
-from dse.storage.catalogue import Catalogue, NewSource, PageRecord
+from dse.storage.catalogue import Catalogue
 from dse.storage.layout import (
-    DEFAULT_IMAGE_SIZE,
     IMAGES_DIR,
     LOCK_NAME,
     TEXT_DIR,
@@ -41,30 +40,15 @@ from dse.storage.layout import (
     ReadOnlyIndexError,
     image_file,
     image_name,
-    source_spellings,
 )
 from dse.storage.lock import IndexLockedError, WriteLock
 from dse.storage.manifest import Manifest, write_manifest
-from dse.text.fields import bm25_text
+from dse.storage.sources import SourceLookups
 from dse.storage.visible import RowMasks
+from dse.text.fields import bm25_text
 
 
-@dataclass(frozen=True)
-class DeleteReport:
-    """What one delete did.
-
-    Attributes:
-        pages: Pages deleted (tombstoned).
-        sources: Sources of which every page is now deleted, among those touched.
-        missing: Page ids or source paths that matched no live page.
-    """
-
-    pages: int
-    sources: int
-    missing: tuple[str, ...] = ()
-
-
-class IndexWriter:
+class IndexWriter(SourceLookups):
     """Writing methods of `PageIndex`: adding, replacing, moving and deleting sources under the lock."""
 
     # State and read-path methods provided by PageIndex.
@@ -81,31 +65,6 @@ class IndexWriter:
     _publish: Callable[[Any, Any], None]
     tokenize: Callable[[Sequence[str]], list[list[str]]]
     _reload_engine: Callable[[], None]
-
-    # ---------------------------------------------------------------- lookups
-    def has_source(self, digest: str) -> bool:
-        """True if a live source with these bytes is indexed."""
-        return self.catalogue.has_digest(digest)
-
-    def source_digest(self, path: str) -> str | None:
-        """Digest of the live source recorded at exactly `path`, or None."""
-        return self.catalogue.source_digest(path)
-
-    def source_of_digest(self, digest: str) -> str | None:
-        """Path of the live source holding these bytes, or None."""
-        return self.catalogue.source_of_digest(digest)
-
-    def find_source(self, source: str | os.PathLike[str]) -> str | None:
-        """The path a live source given by any spelling is recorded under, or None.
-
-        Tried in order: its key (resolved absolute path, `~` expanded; a URL as given), then the
-        spellings an older index may hold: the path as given, its absolute form, the key
-        relative to the current directory (`dse.storage.layout.source_spellings`).
-        """
-        for path in source_spellings(source):
-            if self.catalogue.source_digest(path) is not None:
-                return path
-        return None
 
     # ---------------------------------------------------------------- images
     def store_image(self, page_id: str, image: Image.Image) -> str | None:
@@ -146,21 +105,6 @@ class IndexWriter:
             images.leave_marker(self.directory)
 
     # ---------------------------------------------------------------- commits
-    def add_source(self, path: str, digest: str, kind: str, pages: Sequence[Any], vectors: Any) -> list[int]:
-        """Commit one source: its pages and their vectors, all or nothing (a one-source `add_sources`).
-
-        Args:
-            path: Source path (its key: `dse.storage.layout.source_key`).
-            digest: SHA-256 of the source bytes.
-            kind: Source kind ("pdf", "image", ...).
-            pages: The source's `NewPage`s, in order (images already stored with `store_image`).
-            vectors: One vector entry per page, in the engine's input format.
-
-        Returns:
-            The rows given to the pages.
-        """
-        return self.add_sources([NewSource(path, digest, kind, tuple(pages))], [vectors])[0]
-
     def add_sources(self, sources: Sequence[NewSource], vectors: Sequence[Any]) -> list[list[int]]:
         """Commit several sources, all or nothing: one engine shard and one catalogue transaction.
 
@@ -277,32 +221,6 @@ class IndexWriter:
         images.remove(files)
         missing = [given.get(m, m) for m in missing] + unknown
         return DeleteReport(len(records), after.deleted_sources - before.deleted_sources, tuple(missing))
-
-    def missing_sources(self, folders: Sequence[str | Path]) -> list[str]:
-        """Live sources under `folders` whose file no longer exists, as recorded (for `delete(as_indexed=True)`).
-
-        Folders are resolved like sources (`~` expanded, symbolic links followed); a relative
-        path recorded by an older index is taken relative to the current directory. URLs are
-        never missing. A folder that does not exist is ignored (a typo or another working
-        directory must not empty the index).
-        """
-        from ingest.web_safety import is_url
-
-        roots: set[str] = set()
-        for folder in folders:
-            folder = os.path.expanduser(os.fspath(folder))
-            if os.path.isdir(folder):
-                roots.update((os.path.realpath(folder), os.path.abspath(folder)))
-        gone = []
-        for src in self.catalogue.sources():
-            if is_url(src["path"]):
-                continue
-            path = os.path.abspath(src["path"])
-            forms = {path, os.path.realpath(path)}
-            under = any(os.path.commonpath([p, root]) == root for p in forms for root in roots)
-            if under and not os.path.exists(path):
-                gone.append(src["path"])
-        return gone
 
     def checkpoint(self) -> bool:
         """Fold the catalogue's WAL into `catalogue.sqlite` (every write does it; see `Catalogue.checkpoint`)."""

@@ -43,7 +43,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dse.types import VectorKind
 from dse.engines.cascade import ivf as cascade_ivf
 from dse.engines.cascade import probe as cascade_probe
 from dse.engines.cascade import search as cascade_search
@@ -59,6 +58,7 @@ from dse.engines.shards import (
     save_npy,
     shard_path,
 )
+from dse.types import VectorKind
 
 
 class CascadeEngine(SegmentedEngine):

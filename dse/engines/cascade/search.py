@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from dse.engines.base import topk
 from dse.engines.cascade import ivf as cascade_ivf
 from dse.engines.cascade import probe as cascade_probe
 from dse.engines.cascade import tiers as cascade_tiers
-from dse.engines.base import topk
 from dse.engines.quantize import pack_signs
 
 

@@ -16,7 +16,6 @@ so a crash at any point never loses or corrupts a row.
 from __future__ import annotations
 
 import copy
-
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
