@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.engines.base import topk
+from dse.engines.results import topk
 from dse.engines.cascade.engine import CascadeEngine
 from dse.engines.registry import engine_for
 from dse.kernels import hamming_maxsim, kmeans_pages, maxsim_rows
@@ -220,9 +220,9 @@ def test_bad_options_and_inputs() -> None:
 
 
 def test_engine_selection_from_manifest_options() -> None:
-    from dse.engines.flat import FlatEngine
+    from dse.engines.flat.engine import FlatEngine
     from dse.engines.maxsim import MaxSimEngine
-    from dse.engines.quantized import QuantizedFlatEngine
+    from dse.engines.quantized.engine import QuantizedFlatEngine
 
     assert engine_for("multi", {"mode": "cascade"}) is CascadeEngine
     assert engine_for("multi", {"dim": 4}) is MaxSimEngine

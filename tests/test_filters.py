@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.engines.bm25 import BM25Engine
+from dse.engines.bm25.engine import BM25Engine
 from dse.backends.records import NewPage
 from dse.storage.filters import FilterError, check_metadata, compile_where, parse_conditions
-from dse.engines.flat import FlatEngine
+from dse.engines.flat.engine import FlatEngine
 from dse.engines.maxsim import MaxSimEngine
 from dse.storage.page_index import PageIndex
 

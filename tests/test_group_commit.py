@@ -21,7 +21,7 @@ from dse import Retriever, load_encoder
 from dse.backends.records import NewPage, NewSource
 from dse.storage.catalogue import Catalogue
 from dse.storage.layout import TEXT_DIR, VECTORS_DIR
-from dse.engines.shards import committed_shards
+from dse.engines.files import committed_shards
 from dse.storage.page_index import PageIndex
 
 N_DOCS = 18

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.engines.base import topk
+from dse.engines.results import topk
 from dse.kernels import hamming_scores, int8_scores, top_hamming
 from dse.engines.quantize import int8_encode, pack_signs
-from dse.engines.quantized import QuantizedFlatEngine
+from dse.engines.quantized.engine import QuantizedFlatEngine
 
 DIM = 96
 

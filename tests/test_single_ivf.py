@@ -14,11 +14,11 @@ import pytest
 
 from dse.engines.ivf import lists as ivf
 from dse.engines.ivf import state as ivf_state
-from dse.engines.base import topk
+from dse.engines.results import topk
 from dse.kernels import dot_rows, hamming_spans, int8_spans
 from dse.engines.quantize import int8_encode, pack_signs
-from dse.engines.shards import save_npy
-from dse.engines.quantized import QuantizedFlatEngine
+from dse.engines.files import save_npy
+from dse.engines.quantized.engine import QuantizedFlatEngine
 
 DIM = 64
 LISTS = 16  # trains once the engine holds 40 * 16 = 640 rows
@@ -226,7 +226,7 @@ _WRITER = """
 import os, random, sys
 from pathlib import Path
 import numpy as np
-from dse.engines.quantized import QuantizedFlatEngine
+from dse.engines.quantized.engine import QuantizedFlatEngine
 directory, committed, data = Path(sys.argv[1]), Path(sys.argv[2]), np.load(sys.argv[3])
 count = int(committed.read_text()) if committed.exists() else 0
 e = QuantizedFlatEngine.load(directory, rows=count, n_candidates=16, n_lists=4, n_probe=1)

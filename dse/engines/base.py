@@ -57,28 +57,6 @@ class SearchEngine(ABC):
         return {}
 
 
-def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of each row of a (n_queries, n_rows) score matrix, best first; ties by lower row.
-
-    Returns:
-        scores float32 (n_queries, k'), rows int64 (n_queries, k') with k' = min(k, n_rows).
-    """
-    n_rows = scores.shape[1]
-    k = min(k, n_rows)
-    if k == 0:
-        return np.zeros((scores.shape[0], 0), np.float32), np.zeros((scores.shape[0], 0), np.int64)
-    if n_rows <= 4 * k:
-        # stable sort on -score keeps the lower row first among equal scores
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (nq, k)
-    else:  # select, then sort only the rows scoring at least the k-th best (ties included)
-        order = np.empty((scores.shape[0], k), np.int64)  # (nq, k)
-        for qi, row in enumerate(scores):
-            kth = -np.partition(-row, k - 1)[k - 1]
-            cand = np.flatnonzero(row >= kth)  # (c,) ascending rows, c >= k
-            order[qi] = cand[np.argsort(-row[cand], kind="stable")[:k]]  # (k,)
-    return np.take_along_axis(scores, order, axis=1).astype(np.float32), order.astype(np.int64)
-
-
 def as_float32_rows(vectors: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Stack single vectors into a C-contiguous float32 (n, dim) array."""
     arr = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))

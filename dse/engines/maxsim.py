@@ -8,17 +8,9 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
-from dse.engines.shards import (
-    SegmentedEngine,
-    check_allowed,
-    check_k,
-    empty_result,
-    load_npy,
-    merge_topk,
-    merge_topk_rows,
-    save_npy,
-    shard_path,
-)
+from dse.engines.files import load_npy, save_npy, shard_path
+from dse.engines.results import check_allowed, check_k, empty_result, merge_topk, merge_topk_rows
+from dse.engines.shards import SegmentedEngine
 from dse.types import VectorKind
 
 _OFFSETS = ".offsets.npy"

@@ -8,15 +8,15 @@ from typing import Any, Mapping
 from dse.engines.base import SearchEngine
 
 _ENGINES = {
-    "single": ("dse.engines.flat", "FlatEngine"),
+    "single": ("dse.engines.flat.engine", "FlatEngine"),
     "multi": ("dse.engines.maxsim", "MaxSimEngine"),
-    "text": ("dse.engines.bm25", "BM25Engine"),
+    "text": ("dse.engines.bm25.engine", "BM25Engine"),
 }
 # engine options {"mode": ...} other than the default (exact) engine of a kind
 _MODES = {
     ("multi", "cascade"): ("dse.engines.cascade.engine", "CascadeEngine"),
-    ("single", "binary"): ("dse.engines.quantized", "QuantizedFlatEngine"),
-    ("single", "int8"): ("dse.engines.quantized", "QuantizedFlatEngine"),
+    ("single", "binary"): ("dse.engines.quantized.engine", "QuantizedFlatEngine"),
+    ("single", "int8"): ("dse.engines.quantized.engine", "QuantizedFlatEngine"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Append-only, crash-safe shard files shared by every search engine.
+"""Append-only, crash-safe shards shared by every search engine: `ShardedEngine` and `SegmentedEngine`.
 
 An engine directory holds numbered shards, ``shard-000001<suffix>``, ``shard-000002<suffix>``, ...
 Each `save` appends one shard holding the rows added since the previous save. Every file is
@@ -17,75 +17,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import re
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, ClassVar, TypeVar
-
-import numpy as np
+from typing import Any, ClassVar, TypeVar
 
 from dse.engines.base import SearchEngine
+from dse.engines.files import SHARD_RE, committed_shards
 
-_SHARD_RE = re.compile(r"^\.?shard-(\d{6})\.")
 E = TypeVar("E", bound="ShardedEngine")
-
-
-def shard_path(directory: Path, number: int, suffix: str) -> Path:
-    """Path of shard `number` with `suffix` (e.g. ".npy") inside `directory`."""
-    return Path(directory) / f"shard-{number:06d}{suffix}"
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write `path` through a temporary file and `os.replace`, so readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """Atomically save one array as .npy (no pickles)."""
-    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
-
-
-def load_npy(path: Path) -> np.ndarray:
-    """Memory-map a .npy file read-only."""
-    return np.load(path, mmap_mode="r", allow_pickle=False)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def committed_shards(directory: Path, marker: str) -> list[int]:
-    """Numbers of the committed shards in `directory` (marker file present), ascending."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    numbers = []
-    for entry in directory.iterdir():
-        m = _SHARD_RE.match(entry.name)
-        if m and not entry.name.startswith(".") and entry.name == f"shard-{m.group(1)}{marker}":
-            numbers.append(int(m.group(1)))
-    return sorted(numbers)
 
 
 def _same_directory(a: Path, b: Path) -> bool:
@@ -182,7 +122,7 @@ class ShardedEngine(SearchEngine):
     def _clean(self, disk: _DiskState) -> None:
         """Drop files past the kept rows (interrupted adds, temporary files) before appending."""
         for entry in sorted(disk.directory.iterdir(), reverse=True):
-            m = _SHARD_RE.match(entry.name)
+            m = SHARD_RE.match(entry.name)
             if m and (entry.name.startswith(".") or int(m.group(1)) > disk.last):
                 entry.unlink(missing_ok=True)
         if disk.last and disk.last_total > disk.last_kept:
@@ -288,67 +228,3 @@ class SegmentedEngine(ShardedEngine):
             self._starts.pop()
         self._n = start
         self._read_shard(directory, number, stop - start)
-
-
-def check_k(k: int) -> int:
-    """Validate a search depth."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
-    return int(k)
-
-
-def empty_result(n_queries: int) -> tuple[np.ndarray, np.ndarray]:
-    """Search result with no columns."""
-    return np.zeros((n_queries, 0), np.float32), np.zeros((n_queries, 0), np.int64)
-
-
-def merge_topk(
-    best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, first_row: int, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Merge a running top-k with the scores of rows `first_row...` (ties keep the lower row).
-
-    Args:
-        best: Running (scores (nq, k'), rows (nq, k')), all rows below `first_row`.
-        scores: (nq, n_block) scores of rows `first_row .. first_row + n_block - 1`.
-        first_row: Row number of the block's first column.
-        k: Depth.
-    """
-    rows = np.arange(first_row, first_row + scores.shape[1], dtype=np.int64)  # (n_block,)
-    return merge_topk_rows(best, scores, rows, k)
-
-
-def merge_topk_rows(
-    best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Merge a running top-k with the scores of ascending `rows`, all above the running rows.
-
-    Args:
-        best: Running (scores (nq, k'), rows (nq, k')).
-        scores: (nq, n_block) scores of `rows`.
-        rows: int64 (n_block,) row numbers, ascending, each above every row in `best`.
-        k: Depth.
-    """
-    from dse.engines.base import topk
-
-    best_scores, best_rows = best
-    block_rows = np.broadcast_to(rows.astype(np.int64), scores.shape)  # (nq, n_block)
-    all_scores = np.concatenate([best_scores, scores.astype(np.float32)], axis=1)  # (nq, k' + n_block)
-    all_rows = np.concatenate([best_rows, block_rows], axis=1)  # (nq, k' + n_block)
-    top_scores, cols = topk(all_scores, k)  # (nq, k''), columns are in ascending row order
-    return top_scores, np.take_along_axis(all_rows, cols, axis=1)
-
-
-def check_allowed(allowed: np.ndarray | None, n_rows: int) -> np.ndarray | None:
-    """Validate an `allowed` row mask: None (every row) or bool (n_rows,); None when all are True.
-
-    Raises:
-        ValueError: not a 1-D bool array with one entry per row.
-    """
-    if allowed is None:
-        return None
-    mask = np.asarray(allowed)
-    if mask.dtype != np.bool_ or mask.ndim != 1:
-        raise ValueError(f"allowed must be a 1-D bool array, got {mask.dtype} with shape {mask.shape}")
-    if mask.shape[0] != n_rows:
-        raise ValueError(f"allowed has {mask.shape[0]} entries, but the engine holds {n_rows} rows")
-    return None if mask.all() else mask

@@ -49,15 +49,10 @@ from dse.engines.cascade import search as cascade_search
 from dse.engines.cascade import tiers as cascade_tiers
 from dse.engines.cascade import tokens as cascade_tokens
 from dse.engines.cascade.tiers import EXACT_DTYPES, Tiers
+from dse.engines.files import load_npy, save_npy, shard_path
 from dse.engines.quantize import int8_encode, pack_signs, pool_tokens
-from dse.engines.shards import (
-    SegmentedEngine,
-    check_k,
-    empty_result,
-    load_npy,
-    save_npy,
-    shard_path,
-)
+from dse.engines.results import check_k, empty_result
+from dse.engines.shards import SegmentedEngine
 from dse.types import VectorKind
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from dse.engines.base import topk
 from dse.engines.cascade import ivf as cascade_ivf
 from dse.engines.cascade import probe as cascade_probe
 from dse.engines.cascade import tiers as cascade_tiers
 from dse.engines.quantize import pack_signs
+from dse.engines.results import topk
 
 
 def search_one(

@@ -25,8 +25,8 @@ import numpy as np
 from dse.engines.cascade import ivf as cascade_ivf
 from dse.engines.cascade import tokens as cascade_tokens
 from dse.engines.cascade.tokens import Codebook, TokenLists
+from dse.engines.files import load_npy, save_npy, shard_path
 from dse.engines.quantize import int8_decode
-from dse.engines.shards import load_npy, save_npy, shard_path
 
 EXACT_DTYPES = {"float16": np.float16, "int8": np.int8}
 MARKER = ".offsets.npy"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dse.engines.shards import load_npy, save_npy
+from dse.engines.files import load_npy, save_npy
 
 MIN_PAGES = 256  # segments with fewer pages never train a codebook (they reuse one, or go on unpruned)
 MAX_CENTROIDS = 4096  # most centroids a codebook trains (the query pays 4096 x query_tokens dot products)
@@ -142,7 +142,7 @@ def concat(parts: list[TokenLists]) -> TokenLists:
 
 def save(directory: Path, number: int, lists: TokenLists) -> None:
     """Write the codebook (once, by key) then the segment's lists as shard `number`'s token files."""
-    from dse.engines.shards import shard_path
+    from dse.engines.files import shard_path
 
     path = lists.codebook.path(directory)
     if not path.exists():
@@ -159,7 +159,7 @@ def read(directory: Path, number: int, pages: int, cache: dict[str, Codebook]) -
     Raises:
         ValueError: the files do not fit the shard.
     """
-    from dse.engines.shards import shard_path
+    from dse.engines.files import shard_path
 
     if not shard_path(directory, number, FILES[0]).exists():
         return None

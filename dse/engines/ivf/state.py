@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dse.engines.files import load_npy, save_npy, shard_path
 from dse.engines.ivf import lists as ivf
-from dse.engines.shards import load_npy, save_npy, shard_path
 
 CENTROIDS_FILE = "ivf-centroids.npy"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,103 +9,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dse.engines.base import topk
-from dse.engines.shards import (
-    SegmentedEngine,
-    atomic_write,
-    check_allowed,
-    check_k,
-    empty_result,
-    load_npy,
-    merge_topk_rows,
-    save_npy,
-    shard_path,
-)
+from dse.engines.files import load_npy, save_npy, shard_path
+from dse.engines.flat.hnsw_file import GRAPH_BLOCK, GRAPH_FILE, lags, read_graph, write_graph
+from dse.engines.results import check_allowed, check_k, empty_result, merge_topk_rows, sort_ties, topk
+from dse.engines.shards import SegmentedEngine
 from dse.types import VectorKind
 
 _TIE_MARGIN = 8  # extra rows fetched to see whether equal scores continue past the cut
 _OVERFETCH_MAX = 1024  # excluded rows up to which a filtered exact search asks FAISS for k + excluded
 _HNSW_EXACT_ROWS = 4096  # allowed rows up to which a filtered HNSW search is exact on the subset
 _BLOCK_SCORES = 1 << 22  # scores per block when scoring a gathered subset
-
-
-def _sort_ties(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order each result row by score, then by lower row: float32 (nq, k), int64 (nq, k)."""
-    order = np.lexsort((rows, -scores), axis=-1)  # (nq, k)
-    return (
-        np.take_along_axis(scores, order, axis=1).astype(np.float32),
-        np.take_along_axis(rows, order, axis=1).astype(np.int64),
-    )
-
-
-GRAPH_FILE = "hnsw-graph.faiss"
-_GRAPH_BLOCK = 65_536  # rows added to the graph at a time when it catches up
-_GRAPH_MIN_LAG = 4096  # rows a graph file may lag behind before a save rewrites it
-_GRAPH_ROWS: dict[str, tuple[int, int]] = {}  # path -> (mtime_ns, rows) of graph files read or written
-
-
-def _trusted_graphs() -> Path:
-    """The digests of the graph files this machine wrote (`$DSE_CACHE_DIR`, else ~/.cache/dse)."""
-    root = os.environ.get("DSE_CACHE_DIR") or Path.home() / ".cache" / "dse"
-    return Path(root) / "hnsw-graphs.sha256"
-
-
-def _trust(data: bytes) -> None:
-    """Record a graph file's digest as written here (FAISS's reader is not hardened against hostile files)."""
-    path = _trusted_graphs()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="ascii") as fh:
-            fh.write(hashlib.sha256(data).hexdigest() + "\n")
-    except OSError:
-        pass  # not recorded: the graph is rebuilt at the next open instead of read
-
-
-def _trusted(data: bytes) -> bool:
-    try:
-        known = set(_trusted_graphs().read_text(encoding="ascii").split())
-    except OSError:
-        return False
-    return hashlib.sha256(data).hexdigest() in known
-
-
-def _graph_rows(path: Path) -> int | None:
-    """Rows held by the graph file at `path` (None: no file), remembered by modification time."""
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    known = _GRAPH_ROWS.get(str(path))
-    if known is not None and known[0] == mtime:
-        return known[1]
-    return -1  # a file this process has not read: counts as lagging, so the next save rewrites it
-
-
-def _read_graph(path: Path, engine: "FlatEngine") -> Any:
-    """The graph cached at `path` if this machine wrote it for `engine`'s rows and parameters, else None.
-
-    An index may come from elsewhere, and FAISS's reader trusts its input: only a file whose
-    digest this machine recorded when writing it is read (a copied index rebuilds its graph once).
-    """
-    import faiss
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-        if not _trusted(data.tobytes()):
-            return None
-        hnsw = index = faiss.deserialize_index(data)  # already of its own class (and owning its memory)
-    except (OSError, RuntimeError, ValueError):
-        return None
-    n = int(index.ntotal)
-    if (not isinstance(hnsw, faiss.IndexHNSWFlat) or index.d != engine.dim or n > len(engine) or n == 0
-            or index.metric_type != faiss.METRIC_INNER_PRODUCT or hnsw.hnsw.nb_neighbors(1) != engine.M):
-        return None
-    for row in sorted({0, n // 2, n - 1}):  # the same rows as the shards (not a graph of other vectors)
-        if not np.array_equal(hnsw.reconstruct(row), engine.vectors(row, row + 1)[0]):
-            return None
-    hnsw.hnsw.efSearch = engine.ef_search
-    _GRAPH_ROWS[str(path)] = (path.stat().st_mtime_ns, n)
-    return hnsw
 
 
 @dataclass(frozen=True)
@@ -133,7 +44,7 @@ class FlatEngine(SegmentedEngine):
     size, parameters and sampled vectors), and adds only the rows after it, so `dse search` does
     not rebuild the graph at every start. A missing, stale or foreign graph is rebuilt from the
     shards, and so is one this machine did not write (FAISS's reader is not made for hostile
-    files: see `_read_graph`). A snapshot copies the graph.
+    files: see `dse.engines.hnsw_file.read_graph`). A snapshot copies the graph.
 
     On disk: `shard-NNNNNN.npy`, float32 (rows, dim) each.
 
@@ -265,7 +176,7 @@ class FlatEngine(SegmentedEngine):
                 scores[missing], rows[missing] = self._exact(q[missing], kk)
             else:
                 scores[missing], rows[missing] = self._subset(q[missing], np.flatnonzero(mask), kk)
-        return _sort_ties(scores, rows)
+        return sort_ties(scores, rows)
 
     def _search_allowed(self, q: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-k over the rows where `mask` is True (bool (n,), not all True)."""
@@ -313,12 +224,12 @@ class FlatEngine(SegmentedEngine):
             n = xb.shape[0]
             kseg = min(n, kk)
             k2 = min(n, kk + _TIE_MARGIN)
-            scores, rows = _sort_ties(*faiss.knn(q, xb, k2, metric=faiss.METRIC_INNER_PRODUCT))  # (nq, k2) each
+            scores, rows = sort_ties(*faiss.knn(q, xb, k2, metric=faiss.METRIC_INNER_PRODUCT))  # (nq, k2) each
             redo = (scores[:, k2 - 1] == scores[:, kseg - 1]) & (k2 < n)  # (nq,)
             scores, rows = scores[:, :kseg].copy(), rows[:, :kseg].copy()  # (nq, kseg), (nq, kseg)
             if redo.any():
                 scores[redo], rows[redo] = topk(q[redo] @ np.asarray(xb).T, kseg)  # (n_redo, rows) -> kseg
-            merged = _sort_ties(np.concatenate([best[0], scores], axis=1),
+            merged = sort_ties(np.concatenate([best[0], scores], axis=1),
                                 np.concatenate([best[1], rows + first], axis=1))  # (nq, k' + kseg) each
             best = merged[0][:, :kk], merged[1][:, :kk]
         return best
@@ -371,11 +282,11 @@ class FlatEngine(SegmentedEngine):
         with self._graph_lock:  # searches of one state may arrive together: one catches up
             index = self._index
             if index.ntotal == 0 and self._n and self._disk is not None:
-                cached = _read_graph(self._disk.directory / GRAPH_FILE, self)
+                cached = read_graph(self._disk.directory / GRAPH_FILE, self)
                 if cached is not None:
                     index = self._index = cached
-            for start in range(int(index.ntotal), self._n, _GRAPH_BLOCK):
-                index.add(np.ascontiguousarray(self.vectors(start, min(self._n, start + _GRAPH_BLOCK))))
+            for start in range(int(index.ntotal), self._n, GRAPH_BLOCK):
+                index.add(np.ascontiguousarray(self.vectors(start, min(self._n, start + GRAPH_BLOCK))))
         return index
 
     def save(self, directory: Path) -> None:
@@ -385,14 +296,8 @@ class FlatEngine(SegmentedEngine):
             return
         path = self._disk.directory / GRAPH_FILE
         graph = self._graph()  # reads the file first when this process has not yet
-        written = _graph_rows(path)
-        if written is None or self._n - written >= max(_GRAPH_MIN_LAG, self._n // 10):
-            import faiss
-
-            data = faiss.serialize_index(graph).tobytes()
-            _trust(data)
-            atomic_write(path, lambda fh: fh.write(data))
-            _GRAPH_ROWS[str(path)] = (path.stat().st_mtime_ns, int(graph.ntotal))
+        if lags(path, self._n):
+            write_graph(path, graph)
 
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         path = shard_path(directory, number, self.marker)

@@ -11,106 +11,19 @@ replaced, kept as its test oracle) for every `method`, in the same float32 arith
 from __future__ import annotations
 
 import json
-import math
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from dse.engines.base import topk
-from dse.engines.shards import SegmentedEngine, atomic_write, check_allowed, check_k, empty_result, shard_path
+from dse.engines.bm25.postings import Postings, idf_of, load_postings, save_postings, tf_component
+from dse.engines.files import atomic_write, shard_path
+from dse.engines.results import check_allowed, check_k, empty_result, topk
+from dse.engines.shards import SegmentedEngine
 from dse.types import VectorKind
 
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 _POSTINGS = ".postings.npz"  # derived from the .jsonl (the data and the shard's commit marker), written before it
-
-
-def _idf(method: str) -> Callable[[int, int], float]:
-    """Inverse document frequency of a term in `df` of `n` pages (bm25s's formulas)."""
-    def robertson(df: int, n: int) -> float:
-        return math.log(max((n - df + 0.5) / (df + 0.5), 1.0))
-
-    return {
-        "robertson": robertson,
-        "lucene": lambda df, n: math.log(1 + (n - df + 0.5) / (df + 0.5)),
-        "atire": lambda df, n: math.log(n / df),
-        "bm25l": lambda df, n: math.log((n + 1) / (df + 0.5)),
-        "bm25+": lambda df, n: math.log((n + 1) / df),
-    }[method]
-
-
-def _tfc(method: str, tf: Any, norm: Any, k1: float, delta: float) -> Any:
-    """Term-frequency component; `norm` is `(1 - b) + b * |d| / avgdl` (float64)."""
-    if method in ("robertson", "lucene"):
-        return tf / (k1 * norm + tf)
-    if method == "atire":
-        return (tf * (k1 + 1)) / (tf + k1 * norm)
-    if method == "bm25l":
-        c = tf / norm
-        return ((k1 + 1) * (c + delta)) / (k1 + c + delta)
-    return ((k1 + 1) * tf) / (k1 * norm + tf) + delta  # bm25+
-
-
-@dataclass
-class _Segment:
-    """The postings of consecutive pages (term-major).
-
-    Attributes:
-        terms: Term -> column.
-        indptr: int64 (n_terms + 1,): postings of column c are `[indptr[c], indptr[c + 1])`.
-        docs: int32 (nnz,) page of each posting, relative to the segment's first page.
-        tfs: float32 (nnz,) how often the term occurs on that page.
-        lengths: int64 (pages,) tokens per page.
-        pending: The token lists, until the segment is saved.
-        shard: The segment's .jsonl once saved (its token lists, for `tokens`).
-    """
-
-    terms: dict[str, int]
-    indptr: np.ndarray
-    docs: np.ndarray
-    tfs: np.ndarray
-    lengths: np.ndarray
-    pending: list[list[str]] | None = field(default=None, repr=False)
-    shard: Path | None = None
-
-    @property
-    def pages(self) -> int:
-        return int(len(self.lengths))
-
-    def df(self, term: str) -> int:
-        col = self.terms.get(term)
-        return 0 if col is None else int(self.indptr[col + 1] - self.indptr[col])
-
-    @classmethod
-    def build(cls, docs: Sequence[Sequence[str]], keep_docs: bool) -> "_Segment":
-        """Postings of token lists (duplicates counted as term frequency)."""
-        terms: dict[str, int] = {}
-        cols, rows, tfs = [], [], []
-        for row, tokens in enumerate(docs):
-            for term, tf in Counter(tokens).items():
-                cols.append(terms.setdefault(term, len(terms)))
-                rows.append(row)
-                tfs.append(tf)
-        col = np.asarray(cols, np.int64)
-        order = np.argsort(col, kind="stable")  # term-major, pages ascending within a term
-        indptr = np.zeros(len(terms) + 1, np.int64)
-        np.cumsum(np.bincount(col, minlength=len(terms)), out=indptr[1:])
-        lengths = np.asarray([len(d) for d in docs], np.int64)
-        return cls(terms, indptr, np.asarray(rows, np.int32)[order], np.asarray(tfs, np.float32)[order], lengths,
-                   [list(d) for d in docs] if keep_docs else None)
-
-    def head(self, keep: int) -> "_Segment":
-        """The postings of the first `keep` pages."""
-        if keep >= self.pages:
-            return self
-        alive = self.docs < keep  # (nnz,)
-        column = np.repeat(np.arange(len(self.terms)), np.diff(self.indptr))  # (nnz,) term of each posting
-        indptr = np.zeros(len(self.terms) + 1, np.int64)
-        np.cumsum(np.bincount(column[alive], minlength=len(self.terms)), out=indptr[1:])
-        pending = None if self.pending is None else self.pending[:keep]
-        return _Segment(self.terms, indptr, self.docs[alive], self.tfs[alive], self.lengths[:keep], pending, self.shard)
 
 
 class BM25Engine(SegmentedEngine):
@@ -170,7 +83,7 @@ class BM25Engine(SegmentedEngine):
         """Append pages, each a list of tokens (as `BM25Encoder.encode_pages` returns)."""
         docs = self._check(vectors, "pages")
         if docs:
-            self._append(_Segment.build(docs, keep_docs=True))
+            self._append(Postings.build(docs, keep_docs=True))
 
     def scores(self, queries: Sequence[Sequence[str]]) -> np.ndarray:
         """BM25 score of every page for every query, float32 (n_queries, n_pages)."""
@@ -181,7 +94,7 @@ class BM25Engine(SegmentedEngine):
             return out
         segments, starts = list(self._segments), list(self._starts)  # this state, whatever is appended later
         avgdl = np.float64(self._total_length) / n  # as bm25s: numpy float64 mean
-        idf_of = _idf(self.method)
+        formula = idf_of(self.method)
         ratio = avgdl / avgdl if avgdl else np.float64(1.0)  # as bm25s (pages with no text at all: 1)
         nonocc_norm = (1 - self.b) + self.b * ratio
         for qi, q in enumerate(qs):
@@ -190,11 +103,11 @@ class BM25Engine(SegmentedEngine):
                 df = sum(seg.df(term) for seg in segments)
                 if df == 0:
                     continue
-                raw_idf = idf_of(df, n)
+                raw_idf = formula(df, n)
                 idf = np.float32(raw_idf)
                 nonocc = None
                 if self.method in ("bm25l", "bm25+"):
-                    nonocc = np.float32(raw_idf * _tfc(self.method, 0, nonocc_norm, self.k1, self.delta))
+                    nonocc = np.float32(raw_idf * tf_component(self.method, 0, nonocc_norm, self.k1, self.delta))
                     absent.append(nonocc)
                 for seg, first in zip(segments, starts):
                     col = seg.terms.get(term)
@@ -203,7 +116,7 @@ class BM25Engine(SegmentedEngine):
                     a, z = int(seg.indptr[col]), int(seg.indptr[col + 1])
                     docs = seg.docs[a:z]  # (m,) pages of this segment holding the term
                     norm = (1 - self.b) + self.b * seg.lengths[docs] / avgdl  # (m,) float64
-                    contrib = idf * _tfc(self.method, seg.tfs[a:z].astype(np.float64), norm, self.k1, self.delta)
+                    contrib = idf * tf_component(self.method, seg.tfs[a:z].astype(np.float64), norm, self.k1, self.delta)
                     if nonocc is not None:
                         contrib = contrib - nonocc
                     out[qi, first + docs] += contrib.astype(np.float32)  # (m,), each page once per term
@@ -263,12 +176,12 @@ class BM25Engine(SegmentedEngine):
 
     def _read_shard(self, directory: Path, number: int, keep: int) -> int:
         path = shard_path(directory, number, self.marker)
-        segment, total = _load_postings(shard_path(directory, number, _POSTINGS)), None
+        segment, total = load_postings(shard_path(directory, number, _POSTINGS)), None
         if segment is not None:
             total = segment.pages
         else:  # an index written before postings files: tokenised text only
             docs = self._read_lines(path)
-            segment, total = _Segment.build(docs[:keep], keep_docs=False), len(docs)
+            segment, total = Postings.build(docs[:keep], keep_docs=False), len(docs)
         segment.shard = path
         self._append(segment.head(keep))
         return total
@@ -294,7 +207,7 @@ class BM25Engine(SegmentedEngine):
 
     def _write_shard(self, directory: Path, number: int, start: int, stop: int) -> None:
         docs = self._pending_docs(start, stop)
-        _save_postings(shard_path(directory, number, _POSTINGS), _Segment.build(docs, keep_docs=False))
+        save_postings(shard_path(directory, number, _POSTINGS), Postings.build(docs, keep_docs=False))
         self._write_lines(shard_path(directory, number, self.marker), docs)  # commits the shard
 
     def _write_lines(self, path: Path, docs: Sequence[Sequence[str]]) -> None:
@@ -304,37 +217,8 @@ class BM25Engine(SegmentedEngine):
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         path = shard_path(directory, number, self.marker)
         docs = self._read_lines(path)[:keep]
-        _save_postings(shard_path(directory, number, _POSTINGS), _Segment.build(docs, keep_docs=False))
+        save_postings(shard_path(directory, number, _POSTINGS), Postings.build(docs, keep_docs=False))
         self._write_lines(path, docs)
-
-
-def _save_postings(path: Path, seg: _Segment) -> None:
-    """Atomically write a segment's postings (no pickles: terms as one newline-joined UTF-8 blob)."""
-    blob = np.frombuffer("\n".join(seg.terms).encode("utf-8"), dtype=np.uint8)
-
-    def write(f: Any) -> None:
-        np.savez(f, terms=blob, n_terms=np.int64(len(seg.terms)), indptr=seg.indptr, docs=seg.docs, tfs=seg.tfs,
-                 lengths=seg.lengths)
-
-    atomic_write(path, write)
-
-
-def _load_postings(path: Path) -> _Segment | None:
-    """A segment's postings, or None when the file is absent or does not fit (then the JSONL is read)."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            n_terms = int(z["n_terms"])
-            terms = z["terms"].tobytes().decode("utf-8").split("\n") if n_terms else []
-            seg = _Segment({t: i for i, t in enumerate(terms)}, z["indptr"].astype(np.int64), z["docs"].astype(np.int32),
-                           z["tfs"].astype(np.float32), z["lengths"].astype(np.int64))
-    except (OSError, ValueError, KeyError, UnicodeDecodeError):
-        return None
-    if len(seg.terms) != n_terms or len(seg.indptr) != n_terms + 1 or len(seg.docs) != len(seg.tfs) or (
-            len(seg.docs) and (int(seg.indptr[-1]) != len(seg.docs) or int(seg.docs.max()) >= seg.pages)):
-        return None
-    return seg
 
 
 __all__ = ["BM25Engine", "METHODS"]

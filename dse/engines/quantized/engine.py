@@ -20,36 +20,22 @@ centroids. Centroids and list files are derived data: missing or unreadable ones
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from dse.engines.base import as_float32_rows, topk
+from dse.engines.base import as_float32_rows
+from dse.engines.files import load_npy, save_npy, shard_path
 from dse.engines.ivf import lists as ivf
 from dse.engines.ivf.state import SegmentLists
 from dse.engines.quantize import int8_encode, pack_signs
-from dse.engines.shards import (
-    ShardedEngine,
-    check_k,
-    empty_result,
-    load_npy,
-    save_npy,
-    shard_path,
-)
+from dse.engines.quantized.scan import Resident, resident_codes, scan_all, scan_lists
+from dse.engines.results import check_k, empty_result, topk
+from dse.engines.shards import ShardedEngine
 from dse.types import VectorKind
 
 _CODES = {"binary": (".bits.npy",), "int8": (".int8.npy", ".scales.npy")}
-
-
-@dataclass(frozen=True)
-class _Resident:
-    """Codes of every row in memory: in row order, or grouped by list (`layout`) once centroids exist."""
-
-    codes: tuple[np.ndarray, ...]
-    layout: ivf.ListLayout | None = None
-    labels: np.ndarray | None = None  # int32 (n,), list of each row (row order)
 
 
 class QuantizedFlatEngine(ShardedEngine):
@@ -86,7 +72,7 @@ class QuantizedFlatEngine(ShardedEngine):
         self._lists = SegmentLists(max(self.n_lists, 1))  # centroids and list labels per segment
         self._starts: list[int] = []
         self._n = 0
-        self._resident: _Resident | None = None  # built lazily, dropped by adds
+        self._resident: Resident | None = None  # built lazily, dropped by adds
 
     @property
     def dim(self) -> int | None:
@@ -187,77 +173,23 @@ class QuantizedFlatEngine(ShardedEngine):
             out_r.append(rows[cols[0]])
         return np.stack(out_s).astype(np.float32), np.stack(out_r).astype(np.int64)
 
-    def _scan_all(self, q: np.ndarray, mask: np.ndarray | None, n_cand: int, res: _Resident) -> list[np.ndarray]:
-        """Candidate rows (ascending) of each query from the codes of every row."""
-        from dse.kernels import hamming_scores, int8_scores, top_hamming
-
-        mask = np.ones(self._n, np.bool_) if mask is None else mask  # (n,)
-        if n_cand >= self._n:
-            return [np.flatnonzero(mask)] * len(q)
-        if self.mode == "binary":
-            scores = hamming_scores(pack_signs(q), res.codes[0], self._dim)  # (nq, n)
-        else:
-            scores = int8_scores(q, res.codes[0], res.codes[1])  # (nq, n)
-        if res.layout is not None:  # back to row order, so ties resolve as without lists
-            in_rows = np.empty_like(scores)  # (nq, n)
-            in_rows[:, res.layout.items] = scores
-            scores = in_rows
-        if self.mode == "binary":
-            return [np.sort(top_hamming(s, mask, self._dim, n_cand)) for s in scores]
-        scores = np.where(mask, scores, -np.inf)  # (nq, n)
-        picked = [np.argpartition(-s, n_cand - 1)[:n_cand] for s in scores]
-        return [np.sort(p[mask[p]]) for p in picked]
+    def _scan_all(self, q: np.ndarray, mask: np.ndarray | None, n_cand: int, res: Resident) -> list[np.ndarray]:
+        """Candidate rows (ascending) of each query from the codes of every row (`scan.scan_all`)."""
+        return scan_all(self.mode, self._dim or 0, self._n, q, mask, n_cand, res)
 
     def _scan_lists(
-        self, q: np.ndarray, mask: np.ndarray | None, n_cand: int, probe: int, kk: int, res: _Resident
+        self, q: np.ndarray, mask: np.ndarray | None, n_cand: int, probe: int, kk: int, res: Resident
     ) -> list[np.ndarray]:
-        """Candidate rows (ascending) of each query from the codes of its best lists (widened for `mask`)."""
-        from dse.kernels import hamming_spans, int8_spans, top_hamming
+        """Candidate rows (ascending) of each query from the codes of its best lists (`scan.scan_lists`)."""
+        assert self.centroids is not None  # lists are scanned only once centroids exist
+        return scan_lists(self.mode, self._dim or 0, self._n, self.n_lists, self.centroids, q, mask, n_cand, probe, kk,
+                          res)
 
-        layout = res.layout
-        ranked = ivf.probe_order(q, self.centroids, self.n_lists if mask is not None else probe)  # (nq, *)
-        counts = None  # allowed rows per list, counted when a query's probed lists hold too few
-        out = []
-        for qi in range(len(q)):
-            lists = ranked[qi, :probe]
-            pos = layout.take(lists)  # (m,) layout positions of the probed rows
-            keep = np.ones(len(pos), np.bool_) if mask is None else mask[layout.items[pos]]  # (m,)
-            if mask is not None and int(keep.sum()) < kk:
-                if counts is None:
-                    counts = np.bincount(res.labels[mask], minlength=self.n_lists)  # (n_lists,)
-                lists = ranked[qi, : ivf.lists_to_scan(ranked[qi], counts, kk, probe)]
-                if len(lists) >= self.n_lists:
-                    out.append(self._scan_all(q[qi : qi + 1], mask, n_cand, res)[0])
-                    continue
-                pos = layout.take(lists)
-                keep = mask[layout.items[pos]]
-            if n_cand >= len(pos):
-                picked = np.flatnonzero(keep)
-            elif self.mode == "binary":
-                scores = hamming_spans(pack_signs(q[qi : qi + 1])[0], res.codes[0], *layout.spans(lists), self._dim)
-                picked = top_hamming(scores, keep, self._dim, n_cand)
-            else:
-                scores = np.where(keep, int8_spans(q[qi], res.codes[0], res.codes[1], *layout.spans(lists)), -np.inf)
-                picked = np.argpartition(-scores, n_cand - 1)[:n_cand]
-                picked = picked[keep[picked]]
-            out.append(np.sort(layout.items[pos[picked]]))
-        return out
-
-    def _codes_resident(self) -> _Resident:
+    def _codes_resident(self) -> Resident:
         """Codes of every row in memory, grouped by list once centroids exist (rebuilt after adds)."""
         if self._resident is None:
-            width = -(-(self._dim or 0) // 64) if self.mode == "binary" else self._dim or 0
-            empty = (np.zeros((0, width), np.uint64),) if self.mode == "binary" else int8_encode(
-                np.zeros((0, width), np.float32))
-            codes = tuple(
-                np.concatenate([c[i] for c in self._codes]) if self._codes else empty[i] for i in range(len(empty))
-            )
-            if self.centroids is None:
-                self._resident = _Resident(codes)
-            else:
-                labels = self._lists.all_labels()  # (n,)
-                layout = ivf.ListLayout.build(labels, self.n_lists)
-                self._resident = _Resident(tuple(c[layout.items] for c in codes), layout, labels)
+            labels = None if self.centroids is None else self._lists.all_labels()  # (n,)
+            self._resident = resident_codes(self.mode, self._dim or 0, self._codes, labels, self.n_lists)
         return self._resident
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
