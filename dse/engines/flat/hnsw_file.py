@@ -10,14 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from dse.engines.files import atomic_write
-
-if TYPE_CHECKING:
-    from dse.engines.flat.engine import FlatEngine
 
 GRAPH_FILE = "hnsw-graph.faiss"
 GRAPH_BLOCK = 65_536  # rows added to the graph at a time when it catches up
@@ -62,8 +59,10 @@ def _graph_rows(path: Path) -> int | None:
     return -1  # a file this process has not read: counts as lagging, so the next save rewrites it
 
 
-def read_graph(path: Path, engine: FlatEngine) -> Any:
+def read_graph(path: Path, engine: Any) -> Any:
     """The graph cached at `path` if this machine wrote it for `engine`'s rows and parameters, else None.
+
+    `engine` is the `FlatEngine` the graph is for (its `dim`, `M`, `ef_search`, rows and `vectors`).
 
     An index may come from elsewhere, and FAISS's reader trusts its input: only a file whose
     digest this machine recorded when writing it is read (a copied index rebuilds its graph once).
