@@ -121,6 +121,8 @@ class MaxSimEngine(SegmentedEngine):
         Returns:
             scores float32 (n_queries, k'), rows int64 (n_queries, k').
         """
+        from dse.kernels.maxsim import maxsim_dense
+
         k = check_k(k)
         qs = self._check(queries, "queries", adopt=False)
         mask = check_allowed(allowed, self._n)
@@ -135,11 +137,11 @@ class MaxSimEngine(SegmentedEngine):
             local = None if mask is None else mask[first_row : first_row + seg.pages]  # (pages,)
             if local is not None and 2 * int(local.sum()) < seg.pages:
                 for pages, sub in self._gathered(seg, np.flatnonzero(local), q_tokens):
-                    block = self._score_block(q_all, q_lengths, sub, 0, sub.pages)  # (nq, len(pages))
+                    block = maxsim_dense(q_all, q_lengths, sub.tokens, sub.offsets, 0, sub.pages)  # (nq, len(pages))
                     best = merge_topk_rows(best, block, first_row + pages, kk)
                 continue
             for a, b in self._blocks(seg, q_tokens):
-                block = self._score_block(q_all, q_lengths, seg, a, b)  # (nq, b - a)
+                block = maxsim_dense(q_all, q_lengths, seg.tokens, seg.offsets, a, b)  # (nq, b - a)
                 if local is not None:
                     block[:, ~local[a:b]] = -np.inf
                 best = merge_topk(best, block, first_row + a, kk)
@@ -168,13 +170,15 @@ class MaxSimEngine(SegmentedEngine):
 
     def score(self, queries: Sequence[Any]) -> np.ndarray:
         """Full MaxSim score matrix, float32 (n_queries, n_pages) (for small indexes and tests)."""
+        from dse.kernels.maxsim import maxsim_dense
+
         qs = self._check(queries, "queries", adopt=False)
         q_lengths = np.array([q.shape[0] for q in qs], dtype=np.int64)  # (nq,)
         q_all = np.concatenate(qs, axis=0) if q_lengths.sum() else None  # (q_tokens, dim)
         out = np.zeros((len(qs), self._n), np.float32)  # (nq, n)
         for seg, first_row in zip(self._segments, self._starts):
             for a, b in self._blocks(seg, int(q_lengths.sum())):
-                out[:, first_row + a : first_row + b] = self._score_block(q_all, q_lengths, seg, a, b)
+                out[:, first_row + a : first_row + b] = maxsim_dense(q_all, q_lengths, seg.tokens, seg.offsets, a, b)
         return out
 
     def _blocks(self, seg: _Segment, q_tokens: int) -> list[tuple[int, int]]:
@@ -191,27 +195,6 @@ class MaxSimEngine(SegmentedEngine):
     def _budget(self, q_tokens: int) -> int:
         """Page tokens per block so that one block of scores fits in `block_mb`."""
         return max(1, int(self.block_mb * 2**20 / 4 / max(1, q_tokens)))
-
-    @staticmethod
-    def _score_block(
-        q_all: np.ndarray | None, q_lengths: np.ndarray, seg: _Segment, a: int, b: int
-    ) -> np.ndarray:
-        """MaxSim of every query against pages [a, b) of `seg`: float32 (nq, b - a)."""
-        nq, nb = len(q_lengths), b - a
-        out = np.zeros((nq, nb), np.float32)  # (nq, nb)
-        t0, t1 = int(seg.offsets[a]), int(seg.offsets[b])
-        if q_all is None or t1 == t0:
-            return out
-        page_tokens = np.asarray(seg.tokens[t0:t1])  # (T, dim)
-        sim = q_all @ page_tokens.T  # (q_tokens, T)
-        lengths = np.diff(seg.offsets[a : b + 1])  # (nb,)
-        full = lengths > 0
-        per_token = np.zeros((q_all.shape[0], nb), np.float32)  # (q_tokens, nb)
-        per_token[:, full] = np.maximum.reduceat(sim, seg.offsets[a:b][full] - t0, axis=1)
-        q_full = q_lengths > 0
-        q_starts = np.concatenate([[0], np.cumsum(q_lengths)[:-1]])[q_full]  # (nq_nonempty,)
-        out[q_full] = np.add.reduceat(per_token, q_starts, axis=0)  # (nq_nonempty, nb)
-        return out
 
     def _read_shard(self, directory: Path, number: int, keep: int) -> int:
         path = shard_path(directory, number, ".npy")

@@ -1,4 +1,4 @@
-"""Numba kernels, parallel over pages (or rows) on every core.
+"""Numba kernels on sign bits and int8 rows, parallel over rows on every core: Hamming and int8 scans, k-means of pages.
 
 Bits are sign bits packed little-endian into uint64 words (`dse.engines.quantize.pack_signs`);
 for unit vectors the Hamming distance h between two D-bit codes gives the +-1 dot product
@@ -27,83 +27,6 @@ def _popcount(typingctx, x):  # noqa: ANN001, ANN202 - numba intrinsic signature
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _hamming_maxsim(q_t, q_offsets, bits, offsets, pages, dim):  # noqa: ANN001, ANN202
-    # q_t: (words, query_tokens), transposed so the inner loop runs over query tokens (SIMD popcount)
-    words, n_tokens = q_t.shape
-    n_queries = len(q_offsets) - 1
-    out = np.zeros((n_queries, len(pages)), np.int32)  # (nq, m)
-    for pi in prange(len(pages)):
-        p = pages[pi]
-        t0, t1 = offsets[p], offsets[p + 1]
-        if t1 == t0:
-            continue
-        best = np.full(n_tokens, words * 64, np.int64)  # (query_tokens,) least distance so far
-        if words == 2:
-            for j in range(t0, t1):
-                b0, b1 = bits[j, 0], bits[j, 1]
-                for i in range(n_tokens):
-                    best[i] = min(best[i], _popcount(q_t[0, i] ^ b0) + _popcount(q_t[1, i] ^ b1))
-        else:
-            h = np.empty(n_tokens, np.int64)  # (query_tokens,)
-            for j in range(t0, t1):
-                h[:] = 0
-                for w in range(words):
-                    b = bits[j, w]
-                    for i in range(n_tokens):
-                        h[i] += _popcount(q_t[w, i] ^ b)
-                for i in range(n_tokens):
-                    best[i] = min(best[i], h[i])
-        for qi in range(n_queries):
-            total = 0
-            for i in range(q_offsets[qi], q_offsets[qi + 1]):
-                total += dim - 2 * best[i]
-            out[qi, pi] = total
-    return out
-
-
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def _maxsim_rows(q, q_offsets, tokens, scales, offsets, pages):  # noqa: ANN001, ANN202
-    # each page token is converted to float32 once, then dotted with 4 query tokens at a time
-    n_queries = len(q_offsets) - 1
-    n_tokens, dim = q.shape
-    out = np.zeros((n_queries, len(pages)), np.float32)  # (nq, m)
-    for pi in prange(len(pages)):
-        p = pages[pi]
-        t0, t1 = offsets[p], offsets[p + 1]
-        if t1 == t0:
-            continue
-        best = np.full(n_tokens, -np.inf, np.float32)  # (query_tokens,)
-        row = np.empty(dim, np.float32)  # (dim,)
-        for j in range(t0, t1):
-            for d in range(dim):
-                row[d] = np.float32(tokens[j, d])
-            s = scales[j]
-            for i in range(0, n_tokens - 3, 4):
-                a0 = a1 = a2 = a3 = np.float32(0.0)
-                for d in range(dim):
-                    x = row[d]
-                    a0 += q[i, d] * x
-                    a1 += q[i + 1, d] * x
-                    a2 += q[i + 2, d] * x
-                    a3 += q[i + 3, d] * x
-                best[i] = max(best[i], a0 * s)
-                best[i + 1] = max(best[i + 1], a1 * s)
-                best[i + 2] = max(best[i + 2], a2 * s)
-                best[i + 3] = max(best[i + 3], a3 * s)
-            for i in range(n_tokens - n_tokens % 4, n_tokens):
-                acc = np.float32(0.0)
-                for d in range(dim):
-                    acc += q[i, d] * row[d]
-                best[i] = max(best[i], acc * s)
-        for qi in range(n_queries):
-            total = np.float32(0.0)
-            for i in range(q_offsets[qi], q_offsets[qi + 1]):
-                total += best[i]
-            out[qi, pi] = total
-    return out
-
-
-@njit(parallel=True, cache=True, nogil=True)
 def _hamming_scores(q_bits, bits, dim):  # noqa: ANN001, ANN202
     n, words = bits.shape
     out = np.empty((q_bits.shape[0], n), np.int32)  # (nq, n)
@@ -127,61 +50,6 @@ def _int8_scores(q, codes, scales):  # noqa: ANN001, ANN202
                 acc += q[qi, d] * np.float32(codes[r, d])
             out[qi, r] = acc * scales[r]
     return out
-
-
-def _pages(pages: np.ndarray | None, n_pages: int) -> np.ndarray:
-    if pages is None:
-        return np.arange(n_pages, dtype=np.int64)
-    return np.ascontiguousarray(pages, dtype=np.int64)
-
-
-def hamming_maxsim(
-    q_bits: np.ndarray, q_offsets: np.ndarray, bits: np.ndarray, offsets: np.ndarray, dim: int,
-    pages: np.ndarray | None = None,
-) -> np.ndarray:
-    """Binary MaxSim: for each query and page, ``sum_i max_j (dim - 2 * hamming(q_i, p_j))``.
-
-    Args:
-        q_bits: uint64 (query_tokens, words), the queries' tokens stacked.
-        q_offsets: int64 (n_queries + 1,), token ranges of the queries.
-        bits: uint64 (tokens, words), the pages' tokens stacked.
-        offsets: int64 (n_pages + 1,), token ranges of the pages.
-        dim: Number of real bits per token (the vector width).
-        pages: int64 (m,) pages to score (default: all).
-
-    Returns:
-        int32 (n_queries, m); a page without tokens scores 0.
-    """
-    if q_bits.shape[1] != bits.shape[1]:
-        raise ValueError(f"query codes have {q_bits.shape[1]} words, page codes {bits.shape[1]}")
-    return _hamming_maxsim(
-        np.ascontiguousarray(np.asarray(q_bits).T), np.ascontiguousarray(q_offsets, dtype=np.int64), np.asarray(bits),
-        np.asarray(offsets, dtype=np.int64), _pages(pages, len(offsets) - 1), int(dim),
-    )
-
-
-def maxsim_rows(
-    q: np.ndarray, q_offsets: np.ndarray, tokens: np.ndarray, scales: np.ndarray, offsets: np.ndarray,
-    pages: np.ndarray | None = None,
-) -> np.ndarray:
-    """MaxSim over quantized tokens: ``sum_i max_j scale_j * <q_i, tokens_j>`` (float32 accumulate).
-
-    Args:
-        q: float32 (query_tokens, dim), the queries' tokens stacked.
-        q_offsets: int64 (n_queries + 1,).
-        tokens: int8 or float32 (tokens, dim), the pages' stored tokens.
-        scales: float32 (tokens,), per-token scale (ones for float tokens).
-        offsets: int64 (n_pages + 1,).
-        pages: int64 (m,) pages to score (default: all).
-
-    Returns:
-        float32 (n_queries, m).
-    """
-    return _maxsim_rows(
-        np.ascontiguousarray(q, dtype=np.float32), np.ascontiguousarray(q_offsets, dtype=np.int64),
-        np.asarray(tokens), np.asarray(scales, dtype=np.float32), np.asarray(offsets, dtype=np.int64),
-        _pages(pages, len(offsets) - 1),
-    )
 
 
 def hamming_scores(q_bits: np.ndarray, bits: np.ndarray, dim: int) -> np.ndarray:

@@ -48,9 +48,9 @@ from dse.engines.cascade import probe as cascade_probe
 from dse.engines.cascade import search as cascade_search
 from dse.engines.cascade import tiers as cascade_tiers
 from dse.engines.cascade import tokens as cascade_tokens
+from dse.engines.cascade.encode import encode_pages
 from dse.engines.cascade.tiers import EXACT_DTYPES, Tiers
 from dse.engines.files import load_npy, save_npy, shard_path
-from dse.engines.quantize import int8_encode, pack_signs, pool_tokens
 from dse.engines.results import check_k, empty_result
 from dse.engines.shards import SegmentedEngine
 from dse.types import VectorKind
@@ -210,47 +210,18 @@ class CascadeEngine(SegmentedEngine):
             self._codebook = segment.tok.codebook
         super()._append(segment)
 
-    def _encode_tokens(self, tokens: np.ndarray, offsets: np.ndarray) -> cascade_tokens.TokenLists | None:
-        """Token lists of new pages: the engine's codebook, or a new one when these pages alone would
-        train one at least 4x larger (or there is none yet and they are at least `MIN_PAGES`)."""
-        if not self.token_lists or not len(tokens):
-            return None
-        book = self._codebook
-        wanted = cascade_tokens.centroids_for(len(tokens))
-        if len(offsets) - 1 >= cascade_tokens.MIN_PAGES and (book is None or 4 * len(book.centroids) <= wanted):
-            book = cascade_tokens.train(tokens)
-        return None if book is None else cascade_tokens.encode(book, tokens, offsets)
-
     def add(self, vectors: Sequence[Any]) -> None:
-        """Append pages, each a float32 (tokens_i, dim) array (pooled and encoded here).
+        """Append pages, each a float32 (tokens_i, dim) array (pooled and encoded: `cascade.encode.encode_pages`).
 
         Raises:
             ValueError: an item is not 2-D, has the wrong width, or non-finite values.
         """
-        from dse.kernels import kmeans_pages
-
         pages = self._check(vectors, "pages", adopt=True)
         if not pages:
             return
-        if self.pool_factor > 1:
-            pages = [pool_tokens(p, self.pool_factor) if len(p) else p for p in pages]
-        dim = self._dim or 0
-        tokens = np.concatenate(pages) if pages else np.zeros((0, dim), np.float32)  # (T, dim)
-        offsets = np.concatenate([[0], np.cumsum([len(p) for p in pages])]).astype(np.int64)  # (pages + 1,)
-        if self.coarse_tokens:
-            coarse, coarse_offsets = kmeans_pages(tokens, offsets, self.coarse_tokens)  # (C, dim), (pages + 1,)
-            tokens, spans = cascade_search.group_by_cluster(tokens, offsets, coarse, coarse_offsets)  # (T, dim), (C + 1,)
-        else:
-            coarse, coarse_offsets = tokens[:0], np.zeros(len(pages) + 1, np.int64)
-            spans = np.zeros(1, np.int64)
-        if self.exact_dtype == "int8":
-            exact, scales = int8_encode(tokens)  # (T, dim) int8, (T,)
-        else:
-            exact, scales = tokens.astype(np.float16), np.ones(len(tokens), np.float32)  # (T, dim), (T,)
-        tok = self._encode_tokens(tokens, offsets)
-        self._append(cascade_tiers.with_codebook(
-            pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets, *int8_encode(coarse), spans,
-            tok))
+        book = self._codebook if self.token_lists else None
+        self._append(encode_pages(pages, self._dim or 0, self.pool_factor, self.coarse_tokens, self.exact_dtype,
+                                  self.token_lists, book))
 
     def search(
         self, queries: Sequence[Any], k: int, allowed: np.ndarray | None = None, n_coarse: int | None = None,

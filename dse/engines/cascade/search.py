@@ -89,24 +89,6 @@ def per_segment(
     return out
 
 
-def group_by_cluster(
-    tokens: np.ndarray, offsets: np.ndarray, coarse: np.ndarray, coarse_offsets: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens reordered so each page's tokens are grouped by their coarse cluster, and the groups' ranges.
-
-    Returns:
-        tokens float32 (T, dim) and spans int64 (C + 1,): cluster c holds tokens spans[c]..spans[c + 1].
-    """
-    from dse.kernels.pruned import kmeans_labels
-
-    labels = kmeans_labels(tokens, offsets, coarse, coarse_offsets)  # (T,) within each page
-    page = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # (T,)
-    cluster = coarse_offsets[page] + labels  # (T,) global cluster ids, ascending by page
-    order = np.argsort(cluster, kind="stable")  # (T,)
-    spans = np.concatenate([[0], np.cumsum(np.bincount(cluster, minlength=len(coarse)))]).astype(np.int64)
-    return tokens[order], spans
-
-
 def best(scores: np.ndarray, n: int) -> np.ndarray:
     """Indices of the `n` highest scores (unordered; all when fewer)."""
     if n >= len(scores):

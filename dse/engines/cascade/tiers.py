@@ -173,10 +173,10 @@ def exact_scores(q: np.ndarray, tiers: Tiers, local: np.ndarray, probe: int = 0)
     """MaxSim of one query (tokens, dim) against pages `local` on the exact tier: float32 (m,).
 
     With `probe` > 0 (int8 tier with coarse clusters only), each query token is matched against
-    the tokens of its `probe` best coarse clusters of the page (`kernels.pruned`).
+    the tokens of its `probe` best coarse clusters of the page (`dse.kernels.maxsim.maxsim_pruned`).
     """
     from dse.kernels import maxsim_rows
-    from dse.kernels.pruned import maxsim_pruned
+    from dse.kernels.maxsim import maxsim_pruned
 
     q_offsets = np.array([0, len(q)], dtype=np.int64)
     if probe and tiers.exact.dtype == np.int8 and len(tiers.coarse_int8):
