@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.engines.cascade import ivf as cascade_ivf
+from dse.engines.ivf import coarse as cascade_ivf
 from dse.engines.cascade.engine import CascadeEngine
 from dse.kernels.postings import probe_lists, select_lists, similarities
 from tests.test_cascade import oracle, unit

@@ -1,6 +1,6 @@
 """Numba kernel for inverted-list probing: approximate late-interaction scores from posting lists.
 
-Used by the cascade's first stage (`dse.engines.cascade.ivf`): for each query token, the
+Used by the cascade's first stage (`dse.engines.ivf.coarse`): for each query token, the
 probed lists are walked best list first; a page collects, per query token, the gain of the
 best probed list it appears in (later, worse lists of the same token are skipped).
 """

@@ -9,7 +9,7 @@ Tiers, each cheaper and coarser than the next:
    none (WARP's imputation); the best `n_shortlist` pages go on. Then the centroid interaction
    (every distinct centroid of the page's tokens, memory-mapped forward lists) keeps `n_coarse`.
    Shards written before token lists (no ``.tok-*`` files) keep the old stage 0, *coarse lists*
-   (`dse.engines.cascade.ivf`: lists over each segment's coarse tokens, then the binary
+   (`dse.engines.ivf.coarse`: lists over each segment's coarse tokens, then the binary
    coarse stage keeps `n_coarse`); `token_lists=False` builds that old layout.
 1. *coarse* (resident in memory): the page summarised in `coarse_tokens` tokens (spherical
    k-means, `kernels.kmeans_pages`), sign-binarised (16 bytes a token at dim 128), and stored as
@@ -43,7 +43,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dse.engines.cascade import ivf as cascade_ivf
 from dse.engines.cascade import probe as cascade_probe
 from dse.engines.cascade import search as cascade_search
 from dse.engines.cascade import tiers as cascade_tiers
@@ -51,6 +50,7 @@ from dse.engines.cascade import tokens as cascade_tokens
 from dse.engines.cascade.encode import encode_pages
 from dse.engines.cascade.tiers import EXACT_DTYPES, Tiers
 from dse.engines.files import load_npy, save_npy, shard_path
+from dse.engines.ivf import coarse as coarse_lists
 from dse.engines.results import check_k, empty_result
 from dse.engines.shards import SegmentedEngine
 from dse.types import VectorKind
@@ -109,7 +109,7 @@ class CascadeEngine(SegmentedEngine):
         self.n_coarse, self.n_refine, self.n_candidates = (None if v is None else int(v)
                                                            for v in (n_coarse, n_refine, n_candidates))
         self.cluster_probe = int(cluster_probe)
-        self._lists: cascade_ivf.Stacked | None = None  # every segment's lists, stacked (built lazily)
+        self._lists: coarse_lists.Stacked | None = None  # every segment's lists, stacked (built lazily)
         self._tokens: cascade_probe.TokenStack | None = None  # every segment's token lists, stacked (lazily)
         self._codebook: cascade_tokens.Codebook | None = None  # the token codebook new pages are encoded with
         self._codebooks: dict[str, cascade_tokens.Codebook] = {}  # codebooks read, by key
@@ -181,11 +181,11 @@ class CascadeEngine(SegmentedEngine):
             self._dim = dim
         return [a.reshape(a.shape[0], dim or 0) for a in out]
 
-    def _stacked(self) -> cascade_ivf.Stacked:
+    def _stacked(self) -> coarse_lists.Stacked:
         """Every segment's inverted lists stacked (rebuilt after the segments change)."""
         if self._lists is None:
             segments = [(seg.lists, first, seg.pages) for seg, first in zip(self._segments, self._starts)]
-            self._lists = cascade_ivf.stack(segments, self._dim or 0)
+            self._lists = coarse_lists.stack(segments, self._dim or 0)
         return self._lists
 
     def _token_stack(self) -> cascade_probe.TokenStack:

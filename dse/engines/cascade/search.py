@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from dse.engines.cascade import ivf as cascade_ivf
 from dse.engines.cascade import probe as cascade_probe
 from dse.engines.cascade import tiers as cascade_tiers
+from dse.engines.ivf import coarse as coarse_lists
 from dse.engines.quantize import pack_signs
 from dse.engines.results import topk
 
@@ -42,7 +42,7 @@ def search_one(
         rows_q = rows_q[best(central, n1)]
     elif not tokens and engine.coarse_tokens and n1 and n1 < len(rows_q):
         if probe and max(n0, n1) < len(rows_q):
-            short = cascade_ivf.shortlist(stacked, q, probe, max(n0, n1), max(n2, kk), mask)
+            short = coarse_lists.shortlist(stacked, q, probe, max(n0, n1), max(n2, kk), mask)
             rows_q = rows_q if short is None else np.sort(short)
         coarse = per_segment(engine, rows_q, "coarse", q, q_bits)  # (m,)
         rows_q = rows_q[best(coarse, n1)]

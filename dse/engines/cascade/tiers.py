@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from dse.engines.cascade import ivf as cascade_ivf
 from dse.engines.cascade import tokens as cascade_tokens
 from dse.engines.cascade.tokens import Codebook, TokenLists
 from dse.engines.files import load_npy, save_npy, shard_path
+from dse.engines.ivf import coarse as coarse_lists
 from dse.engines.quantize import int8_decode
 
 EXACT_DTYPES = {"float16": np.float16, "int8": np.int8}
@@ -49,7 +49,7 @@ class Tiers:
     spans: np.ndarray  # (coarse_total + 1,) int64 token range of each coarse cluster
     codebook: np.ndarray  # (n_lists, dim) float32; 0 rows: no inverted lists
     codes: np.ndarray  # (coarse_total,) uint16 list ids (empty without a codebook)
-    lists: cascade_ivf.Lists | None  # built from codebook + codes
+    lists: coarse_lists.Lists | None  # built from codebook + codes
     tok: TokenLists | None = None  # token-level lists (None: a shard written before them, or too small)
 
     @property
@@ -73,7 +73,7 @@ def make(
     codebook: np.ndarray, codes: np.ndarray, tok: TokenLists | None = None,
 ) -> Tiers:
     """A `Tiers` with its inverted lists built (no lists when the codebook is empty)."""
-    lists = cascade_ivf.build(codebook, codes, coarse_offsets) if len(codebook) else None
+    lists = coarse_lists.build(codebook, codes, coarse_offsets) if len(codebook) else None
     return Tiers(coarse, coarse_offsets, bits, exact, scales, offsets, coarse_int8, coarse_scales,
                  np.asarray(spans, np.int64), codebook, codes, lists, tok)
 
@@ -85,8 +85,8 @@ def with_codebook(
 ) -> Tiers:
     """A `Tiers` whose codebook is trained on its own coarse tokens (none below `MIN_PAGES` pages)."""
     dim = coarse_int8.shape[1]
-    if len(offsets) - 1 >= cascade_ivf.MIN_PAGES and len(coarse_int8):
-        codebook, codes = cascade_ivf.train(int8_decode(coarse_int8, coarse_scales))  # (n_lists, dim), (C,)
+    if len(offsets) - 1 >= coarse_lists.MIN_PAGES and len(coarse_int8):
+        codebook, codes = coarse_lists.train(int8_decode(coarse_int8, coarse_scales))  # (n_lists, dim), (C,)
     else:
         codebook, codes = np.zeros((0, dim), np.float32), np.zeros(0, np.uint16)
     return make(coarse, coarse_offsets, bits, exact, scales, offsets, coarse_int8, coarse_scales, spans, codebook,

@@ -1,6 +1,8 @@
 """Inverted-file (IVF) partition of vectors: spherical k-means centroids, list layout, probing.
 
-Generic pieces, usable by any engine that wants to scan only part of its rows:
+Generic pieces, usable by any engine that wants to scan only part of its rows (the
+single-vector quantized engine; the cascade's coarse lists, `dse.engines.ivf.coarse`, train
+with `train_centroids` too):
 
 - `training_sample`, `train_centroids`: spherical k-means (FAISS) on a seeded sample of rows.
 - `assign`: the list (best centroid by inner product) of each row, in bounded blocks.
@@ -43,8 +45,24 @@ def training_sample(n_rows: int, n_lists: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_rows, size, replace=False)).astype(np.int64)
 
 
-def train_centroids(sample: np.ndarray, n_lists: int, seed: int = 0) -> np.ndarray:
-    """Spherical k-means centroids of `sample` rows (m, dim): float32 (n_lists, dim), unit norm.
+def train_centroids(
+    sample: np.ndarray, n_lists: int, seed: int = 0, iterations: int = _ITERATIONS,
+    max_points_per_centroid: int = _SAMPLE_ROWS_PER_LIST, min_points_per_centroid: int | None = None,
+    renormalise: bool = True,
+) -> np.ndarray:
+    """Spherical k-means (FAISS) centroids of `sample` rows (m, dim): float32 (n_lists, dim).
+
+    The single-vector lists use the defaults; the cascade's coarse lists (`coarse.train`) train
+    with their own iterations and points per centroid, without the final renormalisation.
+
+    Args:
+        sample: The rows to train on.
+        n_lists: Centroids.
+        seed: k-means seed (training is deterministic for a given seed and input).
+        iterations: k-means iterations.
+        max_points_per_centroid: FAISS subsamples to at most this many rows per centroid.
+        min_points_per_centroid: FAISS warns below this many rows per centroid (None: its default).
+        renormalise: Scale the centroids to unit norm after training.
 
     Raises:
         ValueError: fewer rows than lists.
@@ -54,10 +72,13 @@ def train_centroids(sample: np.ndarray, n_lists: int, seed: int = 0) -> np.ndarr
     m, dim = sample.shape
     if m < n_lists:
         raise ValueError(f"cannot train {n_lists} lists on {m} rows")
-    kmeans = faiss.Kmeans(dim, n_lists, niter=_ITERATIONS, spherical=True, seed=int(seed),
-                          max_points_per_centroid=_SAMPLE_ROWS_PER_LIST, verbose=False)
+    options = {} if min_points_per_centroid is None else {"min_points_per_centroid": int(min_points_per_centroid)}
+    kmeans = faiss.Kmeans(dim, n_lists, niter=int(iterations), spherical=True, seed=int(seed),
+                          max_points_per_centroid=int(max_points_per_centroid), verbose=False, **options)
     kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
     centroids = np.asarray(kmeans.centroids, np.float32)  # (n_lists, dim)
+    if not renormalise:
+        return np.ascontiguousarray(centroids)
     norms = np.linalg.norm(centroids, axis=1, keepdims=True)  # (n_lists, 1)
     return np.ascontiguousarray(centroids / np.maximum(norms, 1e-12))
 

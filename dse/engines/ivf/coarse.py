@@ -1,4 +1,4 @@
-"""Inverted lists over the cascade's coarse tokens: its first, sublinear stage.
+"""Inverted lists of pages over the cascade's coarse tokens (`dse.engines.cascade`): its first stage in indexes without token lists.
 
 Every segment of the cascade (the pages of one shard, or of one `add` call) holding at least
 `MIN_PAGES` pages gets its own codebook: spherical k-means (faiss) of its pages' coarse tokens
@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from dse.engines.ivf.lists import train_centroids
 
 MIN_PAGES = 256  # segments with fewer pages have no codebook (every page goes to the Hamming stage)
 _POINTS_PER_LIST = 128  # coarse tokens per list when sizing a codebook
@@ -51,19 +53,18 @@ def train(coarse: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         codebook float32 (n_lists, dim) and codes uint16 (C,), the list of each coarse token.
     """
-    import faiss
-
     x = np.ascontiguousarray(coarse, dtype=np.float32)  # (C, dim)
-    n_lists = lists_for(len(x))
-    kmeans = faiss.Kmeans(x.shape[1], n_lists, niter=8, spherical=True, seed=seed, verbose=False,
-                          max_points_per_centroid=32, min_points_per_centroid=1)
-    kmeans.train(x)
-    codebook = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)  # (n_lists, dim)
+    codebook = train_centroids(x, lists_for(len(x)), seed, iterations=8, max_points_per_centroid=32,
+                               min_points_per_centroid=1, renormalise=False)  # (n_lists, dim)
     return codebook, assign(codebook, x)
 
 
 def assign(codebook: np.ndarray, coarse: np.ndarray) -> np.ndarray:
-    """The most similar codebook row of each coarse token: uint16 (C,)."""
+    """The most similar codebook row of each coarse token: uint16 (C,).
+
+    FAISS's flat inner-product search over the codebook, as the codes stored in every cascade
+    shard were assigned (`lists.assign`, numpy's product, can pick another list on near-ties).
+    """
     import faiss
 
     index = faiss.IndexFlatIP(codebook.shape[1])
