@@ -178,7 +178,7 @@ def test_small_adds_are_merged_into_one_shard_with_a_codebook(corpus, tmp_path: 
 def test_token_labels_and_pruned_maxsim_equal_numpy() -> None:
     from dse.kernels import kmeans_pages
     from dse.kernels.maxsim import maxsim_pruned
-    from dse.kernels.pruned import kmeans_labels
+    from dse.kernels.clusters import kmeans_labels
     from dse.engines.quantize import int8_encode
 
     rng = np.random.default_rng(7)

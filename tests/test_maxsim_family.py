@@ -8,7 +8,7 @@ import pytest
 from dse.engines.maxsim import MaxSimEngine
 from dse.engines.quantize import int8_decode, int8_encode, pack_signs
 from dse.kernels.maxsim import hamming_maxsim, maxsim_dense, maxsim_pruned, maxsim_rows
-from dse.kernels.pruned import kmeans_labels
+from dse.kernels.clusters import kmeans_labels
 
 DIM = 16
 

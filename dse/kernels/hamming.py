@@ -1,4 +1,4 @@
-"""Numba kernels on sign bits and int8 rows, parallel over rows on every core: Hamming and int8 scans, k-means of pages.
+"""Numba kernels on sign bits and int8 rows, parallel over rows on every core: Hamming and int8 scans, top rows by count.
 
 Bits are sign bits packed little-endian into uint64 words (`dse.engines.quantize.pack_signs`);
 for unit vectors the Hamming distance h between two D-bit codes gives the +-1 dot product
@@ -97,54 +97,3 @@ def _top_integer(scores, allowed, lo, n):  # noqa: ANN001, ANN202
 def top_hamming(scores: np.ndarray, allowed: np.ndarray, dim: int, n: int) -> np.ndarray:
     """The `n` best allowed rows of one query's `hamming_scores` row (int32 in [-dim, dim]): int64 (<= n,)."""
     return _top_integer(np.asarray(scores, np.int32), np.asarray(allowed, np.bool_), -int(dim) - 1, int(n))
-
-
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def _kmeans_pages(tokens, offsets, n, iterations, out_offsets):  # noqa: ANN001, ANN202
-    dim = tokens.shape[1]
-    out = np.zeros((out_offsets[-1], dim), np.float32)
-    for p in prange(len(offsets) - 1):
-        t0, t1, c0 = offsets[p], offsets[p + 1], out_offsets[p]
-        t, k = t1 - t0, out_offsets[p + 1] - out_offsets[p]
-        cent = np.empty((k, dim), np.float32)
-        for c in range(k):  # evenly spaced tokens (all of them when t <= n)
-            src = t0 + (c * (t - 1)) // max(k - 1, 1) if k > 1 else t0
-            cent[c] = tokens[src]
-        if t > n:
-            labels = np.empty(t, np.int64)
-            for _ in range(iterations):
-                for j in range(t):
-                    best, arg = np.float32(-np.inf), 0
-                    for c in range(k):
-                        acc = np.float32(0.0)
-                        for d in range(dim):
-                            acc += tokens[t0 + j, d] * cent[c, d]
-                        if acc > best:
-                            best, arg = acc, c
-                    labels[j] = arg
-                sums = np.zeros((k, dim), np.float32)
-                for j in range(t):
-                    sums[labels[j]] += tokens[t0 + j]
-                for c in range(k):
-                    norm = np.sqrt(np.sum(sums[c] * sums[c]))
-                    if norm > 0:
-                        cent[c] = sums[c] / norm
-        out[c0 : c0 + k] = cent
-    return out
-
-
-def kmeans_pages(tokens: np.ndarray, offsets: np.ndarray, n: int, iterations: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Spherical k-means summary of every page in at most `n` tokens (parallel over pages).
-
-    Centroids start at evenly spaced tokens of the page; `iterations` rounds of assign-by-dot
-    and re-normalised means follow (an emptied cluster keeps its centroid). Pages with at most
-    `n` tokens are kept as they are.
-
-    Returns:
-        float32 (sum of min(n, t_p), dim) centroids and int64 (n_pages + 1,) offsets.
-    """
-    offsets = np.asarray(offsets, dtype=np.int64)
-    counts = np.minimum(np.diff(offsets), int(n))  # (n_pages,)
-    out_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (n_pages + 1,)
-    tokens = np.ascontiguousarray(tokens, dtype=np.float32)  # (T, dim)
-    return _kmeans_pages(tokens, offsets, int(n), int(iterations), out_offsets), out_offsets

@@ -13,7 +13,7 @@ from dse.storage.filters import FIELDS, FilterError, compile_where, json_path
 class RowMasks:
     """Builds the `allowed` bool masks that engines search under, from the catalogue.
 
-    The tombstones come from the committed state being searched (`dse.storage.page_index.IndexView`),
+    The tombstones come from the committed state being searched (`dse.storage.views.IndexView`),
     not from the catalogue as it is now, so an answer never mixes two states: a source updated
     meanwhile is either its old pages or its new ones, never neither. A filter is matched against
     every row (a page's fields never change), then the state's tombstones are removed. Safe to

@@ -80,7 +80,7 @@ class BM25Engine(SegmentedEngine):
         self._total_length += int(segment.lengths.sum()) if segment.pages else 0
 
     def add(self, vectors: Sequence[Sequence[str]]) -> None:
-        """Append pages, each a list of tokens (as `BM25Encoder.encode_pages` returns)."""
+        """Append pages, each a list of tokens (as `dse.text.tokenizer.Tokenizer.tokenize_all` returns)."""
         docs = self._check(vectors, "pages")
         if docs:
             self._append(Postings.build(docs, keep_docs=True))

@@ -71,7 +71,7 @@ def group_by_cluster(
     Returns:
         tokens float32 (T, dim) and spans int64 (C + 1,): cluster c holds tokens spans[c]..spans[c + 1].
     """
-    from dse.kernels.pruned import kmeans_labels
+    from dse.kernels.clusters import kmeans_labels
 
     labels = kmeans_labels(tokens, offsets, coarse, coarse_offsets)  # (T,) within each page
     page = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # (T,)
