@@ -110,6 +110,7 @@ def build(kind: str, corpus: Corpus, workdir: Path) -> tuple[Path, dict[str, Any
 
 def _matches(path: Path, encoder: Any) -> bool:
     """Whether the cached index can be searched with this encoder (e.g. no prompt version change since)."""
+    from dse.retrieve.encoder_check import check_encoder
     from dse.storage.manifest import EncoderMismatchError
     from dse.storage.page_index import PageIndex
 
@@ -118,7 +119,7 @@ def _matches(path: Path, encoder: Any) -> bool:
     except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt
         return False
     try:
-        index.manifest.check_encoder(encoder.describe())
+        check_encoder(index.manifest, encoder.describe())
         return len(index) > 0
     except EncoderMismatchError:
         return False

@@ -11,6 +11,7 @@ from PIL import Image
 from dse.backends import DEFAULT_IMAGE_SIZE, DeleteReport, IndexBackend, backend_class
 from dse.encoders.base import Encoder
 from dse.encoders.queries import check_image_queries
+from dse.retrieve.encoder_check import check_encoder
 from dse.retrieve.first_stage import as_hits, check_query_modes, first_stage, search_mode
 from dse.retrieve.hybrid import RRF_K, check_fusion
 from dse.retrieve.lazy_encoder import EncoderLoader, encoder_from_manifest
@@ -53,7 +54,7 @@ class Retriever:
         if encoder is None:
             self._loader = EncoderLoader(index.manifest, **encoder_options)
         else:
-            index.manifest.check_encoder(encoder.describe())
+            check_encoder(index.manifest, encoder.describe())
         self._encoder = encoder
         self.index = index
         # Optional replacement of `encoder.encode_queries` (same input and output), e.g. the

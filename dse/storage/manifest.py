@@ -15,7 +15,7 @@ MANIFEST_NAME = "manifest.json"
 
 # Fields of the encoder description that change the vectors: two encoders that differ in any of
 # them produce vectors that must not be mixed in one index. "model" is compared through the
-# weights' identity when both descriptions carry one (`identity`, see dse.encoders.identity):
+# weights' identity when both descriptions carry one (`identity`; `dse.retrieve.encoder_check` compares):
 # the same weights at another path are the same model, other weights under one name are not.
 VECTOR_FIELDS = ("name", "kind", "model", "dim", "prompt_version", "options")
 
@@ -73,36 +73,6 @@ class Manifest:
     def to_json(self) -> dict[str, Any]:
         """The manifest as plain JSON data."""
         return json.loads(json.dumps(asdict(self)))
-
-    def check_encoder(self, description: Mapping[str, Any]) -> None:
-        """Raise EncoderMismatchError if `description` would produce different vectors.
-
-        Args:
-            description: `Encoder.describe()` of the encoder about to be used.
-        """
-        from dse.encoders.identity import describe_weights, same_weights
-
-        built = self.encoder
-        same = same_weights(built.get("identity"), description.get("identity"))
-        diffs = [
-            f"{key}: index has {built.get(key)!r}, encoder has {description.get(key)!r}"
-            for key in VECTOR_FIELDS
-            if (key != "model" or same is None) and _normal(built.get(key)) != _normal(description.get(key))
-        ]
-        if same is False:
-            diffs.insert(0, "weights: the index was built with "
-                         f"{describe_weights(built.get('model'), built.get('identity'))}, this encoder loads "
-                         f"{describe_weights(description.get('model'), description.get('identity'))}")
-        if diffs:
-            raise EncoderMismatchError(
-                "this index was built with another encoder; its vectors cannot be mixed or searched "
-                "with this one (" + "; ".join(diffs) + "). Open it without an encoder to use the one "
-                "it was built with, or build a new index."
-            )
-
-
-def _normal(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True))
 
 
 def read_manifest(directory: Path) -> Manifest:
