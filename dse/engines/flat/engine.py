@@ -254,16 +254,9 @@ class FlatEngine(SegmentedEngine):
         if rows.shape[0]:
             if self._dim is None:
                 self._check(np.asarray(rows[:1]), "vectors")  # adopts the width (and makes the graph)
-            self._append(_Rows(rows))  # the graph catches up with these rows when next used (`_graph`)
+            self._append(_Rows(rows))  # the graph catches up with these rows when next used (`_graph`);
+            # after a save (`SegmentedEngine._saved`) it already holds them
         return int(arr.shape[0])
-
-    def _saved(self, directory: Path, number: int, start: int, stop: int) -> None:
-        """Swap the rows just saved for a memory map of their shard (the graph already holds them)."""
-        while self._segments and self._starts[-1] >= start:
-            self._segments.pop()
-            self._starts.pop()
-        self._n = start
-        self._read_shard(directory, number, stop - start)
 
     def _write_shard(self, directory: Path, number: int, start: int, stop: int) -> None:
         save_npy(shard_path(directory, number, self.marker), self.vectors(start, stop))
