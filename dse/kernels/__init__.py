@@ -1,4 +1,4 @@
-"""Compute kernels (numba, compiled on first call): MaxSim in every form (`maxsim`), Hamming and int8 scans, list scans, per-page k-means."""
+"""Compute kernels (numba, compiled on first call): MaxSim in every form (`maxsim`), scans, per-page k-means."""
 
 from dse.kernels.clusters import kmeans_labels, kmeans_pages
 from dse.kernels.hamming import hamming_scores, int8_scores, top_hamming

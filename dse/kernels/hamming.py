@@ -1,4 +1,4 @@
-"""Numba kernels on sign bits and int8 rows, parallel over rows on every core: Hamming and int8 scans, top rows by count.
+"""Numba kernels on sign bits and int8 rows, parallel over rows: Hamming and int8 scans, top rows by count.
 
 Bits are sign bits packed little-endian into uint64 words (`dse.engines.quantize.pack_signs`);
 for unit vectors the Hamming distance h between two D-bit codes gives the +-1 dot product

@@ -116,7 +116,8 @@ class BM25Engine(SegmentedEngine):
                     a, z = int(seg.indptr[col]), int(seg.indptr[col + 1])
                     docs = seg.docs[a:z]  # (m,) pages of this segment holding the term
                     norm = (1 - self.b) + self.b * seg.lengths[docs] / avgdl  # (m,) float64
-                    contrib = idf * tf_component(self.method, seg.tfs[a:z].astype(np.float64), norm, self.k1, self.delta)
+                    tfs = seg.tfs[a:z].astype(np.float64)  # (m,)
+                    contrib = idf * tf_component(self.method, tfs, norm, self.k1, self.delta)
                     if nonocc is not None:
                         contrib = contrib - nonocc
                     out[qi, first + docs] += contrib.astype(np.float32)  # (m,), each page once per term

@@ -1,1 +1,1 @@
-"""The cascade engine (multi-vector, `mode: cascade`; `engine.CascadeEngine`): binary candidates, then exact MaxSim rescoring."""
+"""The cascade engine (multi-vector, `mode: cascade`; `engine.CascadeEngine`): candidates, then MaxSim rescoring."""

@@ -1,4 +1,4 @@
-"""Inverted lists of pages over the cascade's coarse tokens (`dse.engines.cascade`): its first stage in indexes without token lists.
+"""Inverted lists of pages over the cascade's coarse tokens: its first stage in indexes without token lists.
 
 Every segment of the cascade (the pages of one shard, or of one `add` call) holding at least
 `MIN_PAGES` pages gets its own codebook: spherical k-means (faiss) of its pages' coarse tokens

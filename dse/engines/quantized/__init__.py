@@ -1,4 +1,4 @@
-"""Single-vector search on binary or int8 codes, optionally in IVF lists, with exact rescoring (`engine.QuantizedFlatEngine`)."""
+"""Single-vector search on binary or int8 codes (optionally in IVF lists), rescored exactly (`engine`)."""
 
 from dse.engines.quantized.engine import QuantizedFlatEngine
 

@@ -1,4 +1,4 @@
-"""The code scan of the quantized single-vector engine: resident codes, and candidates from every row or from IVF lists."""
+"""The quantized single-vector engine's code scan: resident codes, candidates from every row or from IVF lists."""
 
 from __future__ import annotations
 
