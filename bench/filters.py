@@ -50,9 +50,9 @@ def measure(name: str, engine: Any, queries: Any, n: int, repeats: int, rng: np.
 
 def main() -> None:
     """Build the engines, time them, print one JSON line per engine and a summary."""
-    from dse.indexes.bm25 import BM25Engine
-    from dse.indexes.flat import FlatEngine
-    from dse.indexes.maxsim import MaxSimEngine
+    from dse.engines.bm25.engine import BM25Engine
+    from dse.engines.flat.engine import FlatEngine
+    from dse.engines.maxsim import MaxSimEngine
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=100_000, help="single-vector and text pages")

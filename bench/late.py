@@ -39,7 +39,7 @@ import late_exact  # noqa: E402
 import late_index  # noqa: E402
 from corpus_late import EasyCorpus, NpzCorpus, RealisticCorpus, groups  # noqa: E402
 
-from dse.indexes.maxsim import MaxSimEngine  # noqa: E402
+from dse.engines.maxsim import MaxSimEngine  # noqa: E402
 from dse.retrieve.run import COMMIT_PAGES  # noqa: E402
 
 SWEEP = "default,8:1024:128:0:0,16:2048:256:0:0,16:2048:512:0:0,32:4096:512:0:0"

@@ -13,10 +13,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import late_exact
 from corpus_late import RealisticCorpus, groups
-from dse.indexes import cascade_tokens
+from dse.engines.cascade import tokens as cascade_tokens
 cascade_tokens.MAX_CENTROIDS = int(sys.argv[1])
-from dse.indexes.maxsim import MaxSimEngine
-from dse.indexes.cascade import CascadeEngine
+from dse.engines.maxsim import MaxSimEngine
+from dse.engines.cascade.engine import CascadeEngine
 d = sys.argv[2]; n = 20000
 qz = np.load(d + "/queries.npz"); Q = [qz["tokens"][a:b] for a, b in zip(qz["offsets"][:-1], qz["offsets"][1:])][:32]
 ex = MaxSimEngine.load(d + "/exact", rows=n)

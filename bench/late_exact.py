@@ -1,6 +1,6 @@
 """The exact baseline and oracle of bench/late.py: exhaustive float32 MaxSim over the whole corpus.
 
-The project's exact engine (`dse.indexes.maxsim.MaxSimEngine`) holds every page's float32
+The project's exact engine (`dse.engines.maxsim.MaxSimEngine`) holds every page's float32
 tokens in memory-mapped shards on disk (so it runs where memory does not hold the corpus), and
 scores every page for every query: never a subset, never extrapolated.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dse.indexes.maxsim import MaxSimEngine
+from dse.engines.maxsim import MaxSimEngine
 
 TIE = 1e-4  # relative tolerance of "as good as the 10th exact score"
 

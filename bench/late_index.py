@@ -65,7 +65,7 @@ def create(directory: Path, queries: Sequence[np.ndarray], dim: int, engine: dic
 
 def commit(retriever: Any, first: int, pages: list[np.ndarray], doc_starts: np.ndarray) -> float:
     """Commit pages [first, first + len(pages)) as one group of sources (whole documents); seconds taken."""
-    from dse.indexes.catalogue import NewPage, NewSource
+    from dse.backends.records import NewPage, NewSource
 
     stop = first + len(pages)
     bounds = [first, *[int(b) for b in doc_starts if first < b < stop], stop]

@@ -110,15 +110,16 @@ def build(kind: str, corpus: Corpus, workdir: Path) -> tuple[Path, dict[str, Any
 
 def _matches(path: Path, encoder: Any) -> bool:
     """Whether the cached index can be searched with this encoder (e.g. no prompt version change since)."""
-    from dse.indexes.manifest import EncoderMismatchError
-    from dse.indexes.store import PageIndex
+    from dse.retrieve.encoder_check import check_encoder
+    from dse.storage.manifest import EncoderMismatchError
+    from dse.storage.page_index import PageIndex
 
     try:
         index = PageIndex.open(path)
     except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt
         return False
     try:
-        index.manifest.check_encoder(encoder.describe())
+        check_encoder(index.manifest, encoder.describe())
         return len(index) > 0
     except EncoderMismatchError:
         return False

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dse.indexes.flat import FlatEngine
-from dse.indexes.shards import merge_topk
-from dse.indexes.single_quant import QuantizedFlatEngine
+from dse.engines.flat.engine import FlatEngine
+from dse.engines.results import merge_topk
+from dse.engines.quantized.engine import QuantizedFlatEngine
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

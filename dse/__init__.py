@@ -14,7 +14,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from dse.encoders import Encoder, ModelLoadError, list_encoders, load_encoder, register_encoder  # noqa: E402
-from dse.indexes.manifest import EncoderMismatchError, IndexFormatError  # noqa: E402
+from dse.storage.manifest import EncoderMismatchError, IndexFormatError  # noqa: E402
 from dse.retrieve import AddReport, Failure, Hit, Retriever  # noqa: E402
 from dse.serve.client import Client, RemoteError  # noqa: E402
 

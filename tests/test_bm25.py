@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from dse.encoders.bm25 import BM25Encoder
-from dse.indexes.base import topk
-from dse.indexes.bm25 import BM25Engine
+from dse.engines.results import topk
+from dse.engines.bm25.engine import BM25Engine
 
 DOCS = [
     "The quarterly revenue report shows growth in cloud services.",

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.indexes.base import topk
-from dse.indexes.cascade import CascadeEngine
-from dse.indexes.engines import engine_for
-from dse.indexes.kernels import hamming_maxsim, kmeans_pages, maxsim_rows
-from dse.indexes.quantize import coarse_tokens, int8_decode, int8_encode, pack_signs, pool_tokens
+from dse.engines.results import topk
+from dse.engines.cascade.engine import CascadeEngine
+from dse.engines.registry import engine_for
+from dse.kernels import hamming_maxsim, kmeans_pages, maxsim_rows
+from dse.engines.quantize import coarse_tokens, int8_decode, int8_encode, pack_signs, pool_tokens
 
 DIM = 32
 
@@ -220,9 +220,9 @@ def test_bad_options_and_inputs() -> None:
 
 
 def test_engine_selection_from_manifest_options() -> None:
-    from dse.indexes.flat import FlatEngine
-    from dse.indexes.maxsim import MaxSimEngine
-    from dse.indexes.single_quant import QuantizedFlatEngine
+    from dse.engines.flat.engine import FlatEngine
+    from dse.engines.maxsim import MaxSimEngine
+    from dse.engines.quantized.engine import QuantizedFlatEngine
 
     assert engine_for("multi", {"mode": "cascade"}) is CascadeEngine
     assert engine_for("multi", {"dim": 4}) is MaxSimEngine

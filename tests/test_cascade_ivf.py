@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.indexes import cascade_ivf
-from dse.indexes.cascade import CascadeEngine
-from dse.indexes.kernels.postings import probe_lists, select_lists, similarities
+from dse.engines.ivf import coarse as cascade_ivf
+from dse.engines.cascade.engine import CascadeEngine
+from dse.kernels.postings import probe_lists, select_lists, similarities
 from tests.test_cascade import oracle, unit
 
 PAGES = 320  # above cascade_ivf.MIN_PAGES: every add below gets a codebook
@@ -176,9 +176,10 @@ def test_small_adds_are_merged_into_one_shard_with_a_codebook(corpus, tmp_path: 
 
 
 def test_token_labels_and_pruned_maxsim_equal_numpy() -> None:
-    from dse.indexes.kernels import kmeans_pages
-    from dse.indexes.kernels.pruned import kmeans_labels, maxsim_pruned
-    from dse.indexes.quantize import int8_encode
+    from dse.kernels import kmeans_pages
+    from dse.kernels.maxsim import maxsim_pruned
+    from dse.kernels.clusters import kmeans_labels
+    from dse.engines.quantize import int8_encode
 
     rng = np.random.default_rng(7)
     pages = [unit(rng.standard_normal((int(rng.integers(1, 30)), DIM))) for _ in range(9)]
@@ -211,7 +212,7 @@ def test_token_labels_and_pruned_maxsim_equal_numpy() -> None:
 
 
 def test_cluster_probe_zero_is_exact_and_a_small_probe_a_close_lower_bound(corpus) -> None:  # noqa: ANN001
-    from dse.indexes.quantize import int8_decode, int8_encode
+    from dse.engines.quantize import int8_decode, int8_encode
 
     pages, queries, _ = corpus
     engine = CascadeEngine(token_lists=False, exact_dtype="int8", coarse_tokens=8, n_coarse=0, n_candidates=0)

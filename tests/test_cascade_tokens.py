@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.indexes import cascade_probe, cascade_tokens
-from dse.indexes.cascade import CascadeEngine
-from dse.indexes.kernels.postings import centroid_maxsim
+from dse.engines.cascade import probe as cascade_probe
+from dse.engines.cascade import tokens as cascade_tokens
+from dse.engines.cascade.engine import CascadeEngine
+from dse.kernels.postings import centroid_maxsim
 from tests.test_cascade import oracle, unit
 from tests.test_late_corpus import RealisticCorpus
 
@@ -156,7 +157,7 @@ def test_recall_at_defaults_on_a_small_realistic_corpus() -> None:
 
 
 def test_options_round_trip_through_the_manifest(tmp_path: Path, random_data) -> None:  # noqa: ANN001
-    from dse.indexes.engines import engine_for
+    from dse.engines.registry import engine_for
 
     pages, queries = random_data
     engine = CascadeEngine(n_probe=6, n_coarse=40)

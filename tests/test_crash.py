@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dse.indexes.catalogue import NewPage
-from dse.indexes.store import PageIndex
+from dse.backends.records import NewPage
+from dse.storage.page_index import PageIndex
 
 DIM = 8
 TOKENS = 3  # multi-vector pages: tokens per page

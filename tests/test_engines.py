@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.indexes.base import topk
-from dse.indexes.bm25 import BM25Engine
-from dse.indexes.engines import engine_for
-from dse.indexes.flat import FlatEngine
-from dse.indexes.maxsim import MaxSimEngine
+from dse.engines.results import topk
+from dse.engines.bm25.engine import BM25Engine
+from dse.engines.registry import engine_for
+from dse.engines.flat.engine import FlatEngine
+from dse.engines.maxsim import MaxSimEngine
 
 DIM = 16
 WORDS = [f"w{i}" for i in range(40)]
@@ -388,8 +388,8 @@ def test_hnsw_graph_is_cached_beside_the_shards(tmp_path: Path) -> None:
     """The graph is read back, not rebuilt; a stale or foreign graph file is never trusted."""
     import faiss
 
-    from dse.indexes import flat
-    from dse.indexes.flat import GRAPH_FILE, FlatEngine
+    from dse.engines.flat.engine import FlatEngine
+    from dse.engines.flat.hnsw_file import GRAPH_FILE, read_graph
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal((6000, 16)).astype(np.float32)  # (n, dim)
@@ -415,7 +415,7 @@ def test_hnsw_graph_is_cached_beside_the_shards(tmp_path: Path) -> None:
         reopened.search(q, 5)
         assert sum(adds) <= 1000  # only the rows the file may lag by
         adds.clear()
-        assert flat._read_graph(tmp_path / GRAPH_FILE, FlatEngine.load(tmp_path, 6000, hnsw=True, M=8)) is None
+        assert read_graph(tmp_path / GRAPH_FILE, FlatEngine.load(tmp_path, 6000, hnsw=True, M=8)) is None
         fewer = FlatEngine.load(tmp_path, 3000, hnsw=True, M=16)  # the file holds rows past these: rebuilt
         assert (fewer.search(q, 5)[1] < 3000).all() and sum(adds) == 3000
     finally:
@@ -429,15 +429,15 @@ def test_hnsw_graph_is_cached_beside_the_shards(tmp_path: Path) -> None:
 
 
 def test_a_graph_file_from_elsewhere_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dse.indexes import flat
-    from dse.indexes.flat import GRAPH_FILE, FlatEngine
+    from dse.engines.flat.engine import FlatEngine
+    from dse.engines.flat.hnsw_file import GRAPH_FILE, read_graph
 
     rng = np.random.default_rng(4)
     engine = FlatEngine(hnsw=True, M=16)
     engine.add(unit(rng.standard_normal((500, 16))))
     engine.save(tmp_path / "v")
     opened = FlatEngine.load(tmp_path / "v", 500, hnsw=True, M=16)
-    assert flat._read_graph(tmp_path / "v" / GRAPH_FILE, opened) is not None  # written here: trusted
+    assert read_graph(tmp_path / "v" / GRAPH_FILE, opened) is not None  # written here: trusted
     monkeypatch.setenv("DSE_CACHE_DIR", str(tmp_path / "another-machine"))
-    assert flat._read_graph(tmp_path / "v" / GRAPH_FILE, opened) is None
+    assert read_graph(tmp_path / "v" / GRAPH_FILE, opened) is None
     assert len(opened.search(unit(rng.standard_normal((2, 16))), 3)[1][0]) == 3  # rebuilt from the shards

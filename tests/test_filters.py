@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.indexes.bm25 import BM25Engine
-from dse.indexes.catalogue import NewPage
-from dse.indexes.filters import FilterError, check_metadata, compile_where, parse_conditions
-from dse.indexes.flat import FlatEngine
-from dse.indexes.maxsim import MaxSimEngine
-from dse.indexes.store import PageIndex
+from dse.engines.bm25.engine import BM25Engine
+from dse.backends.records import NewPage
+from dse.storage.filters import FilterError, check_metadata, compile_where, parse_conditions
+from dse.engines.flat.engine import FlatEngine
+from dse.engines.maxsim import MaxSimEngine
+from dse.storage.page_index import PageIndex
 
 ENC = {"name": "fake", "kind": "single", "input": "image", "model": "m", "revision": None,
        "prompt_version": "1", "dim": 4, "options": {}}

@@ -18,10 +18,11 @@ from test_ingest import make_pdf, write
 from test_interrupt import _counts, _dse, _interrupted_run
 
 from dse import Retriever, load_encoder
-from dse.indexes.catalogue import Catalogue, NewPage, NewSource
-from dse.indexes.layout import TEXT_DIR, VECTORS_DIR
-from dse.indexes.shards import committed_shards
-from dse.indexes.store import PageIndex
+from dse.backends.records import NewPage, NewSource
+from dse.storage.catalogue import Catalogue
+from dse.storage.layout import TEXT_DIR, VECTORS_DIR
+from dse.engines.files import committed_shards
+from dse.storage.page_index import PageIndex
 
 N_DOCS = 18
 WORDS = ["apple", "harbour", "inverter", "sourdough", "falcon", "ledger", "quartz", "meadow", "copper"]

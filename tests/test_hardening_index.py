@@ -22,11 +22,11 @@ import pytest
 from PIL import Image
 
 from dse import Retriever, load_encoder
-from dse.indexes import images as image_files
-from dse.indexes import layout
-from dse.indexes.catalogue import NewPage, NewSource
-from dse.indexes.layout import ReadOnlyIndexError, UnsafeIndexPathError, source_key
-from dse.indexes.store import PageIndex
+from dse.storage import images as image_files
+from dse.storage import layout
+from dse.backends.records import NewPage, NewSource
+from dse.storage.layout import ReadOnlyIndexError, UnsafeIndexPathError, source_key
+from dse.storage.page_index import PageIndex
 from ingest.page import make_page_id
 
 ENC = {"name": "fake", "model": "m", "revision": None, "kind": "single", "dim": 4, "prompt_version": "1", "options": {}}
@@ -178,7 +178,7 @@ def test_read_only_open_writes_nothing_and_refuses_writes(tmp_path: Path, corpus
     before = sorted((p.relative_to(directory), p.stat().st_mtime_ns) for p in directory.rglob("*"))
     # as on read-only media (root ignores chmod, so the detection is what is simulated): immutable=1
     monkeypatch.setattr(layout, "media_read_only", lambda d: True)
-    monkeypatch.setattr("dse.indexes.store.media_read_only", lambda d: True)
+    monkeypatch.setattr("dse.storage.page_index.media_read_only", lambda d: True)
     with Retriever.open(directory) as r:
         assert r.index.read_only and "immutable=1" in str(r.index.catalogue._uri)
         assert _state(r) == expected

@@ -23,7 +23,7 @@ import pytest
 HOOK = '''
 import os, time
 if os.environ.get("DSE_TEST_HOLD_AFTER"):
-    from dse.indexes import catalogue
+    from dse.storage import catalogue
 
     _commit = catalogue.Catalogue.commit_sources
 

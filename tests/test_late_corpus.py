@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.indexes.maxsim import MaxSimEngine
+from dse.engines.maxsim import MaxSimEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def test_oracle_recall_and_hardness_against_brute_force(tmp_path: Path, gen: Rea
 
 
 def test_page_tokens_of_both_engines(tmp_path: Path, gen: RealisticCorpus) -> None:
-    from dse.indexes.cascade import CascadeEngine
+    from dse.engines.cascade.engine import CascadeEngine
 
     pages = [gen.page(i) for i in range(300)]
     exact, cascade = MaxSimEngine(), CascadeEngine(coarse_tokens=8)

@@ -13,8 +13,9 @@ from PIL import Image, ImageDraw
 
 from dse import Retriever, load_encoder
 from dse.cli.main import main
-from dse.indexes.catalogue import Catalogue, NewPage
-from dse.indexes.store import PageIndex
+from dse.backends.records import NewPage
+from dse.storage.catalogue import Catalogue
+from dse.storage.page_index import PageIndex
 
 ENC = {"name": "fake", "kind": "multi", "input": "image", "model": "m", "revision": None,
        "prompt_version": "1", "dim": 4, "options": {}}

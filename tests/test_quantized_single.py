@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.indexes.base import topk
-from dse.indexes.kernels import hamming_scores, int8_scores, top_hamming
-from dse.indexes.quantize import int8_encode, pack_signs
-from dse.indexes.single_quant import QuantizedFlatEngine
+from dse.engines.results import topk
+from dse.kernels import hamming_scores, int8_scores, top_hamming
+from dse.engines.quantize import int8_encode, pack_signs
+from dse.engines.quantized.engine import QuantizedFlatEngine
 
 DIM = 96
 
@@ -115,7 +115,7 @@ def test_save_load_append_and_interrupted_add(mode: str, tmp_path: Path) -> None
 
 
 def test_index_directory_with_binary_mode(tmp_path: Path) -> None:
-    from dse.indexes.store import PageIndex
+    from dse.storage.page_index import PageIndex
 
     describe = {"name": "tiny-dse", "kind": "single", "model": "m", "dim": DIM, "prompt_version": 1, "options": {}}
     index = PageIndex.create(tmp_path / "idx", describe, {"mode": "binary", "n_candidates": 64})

@@ -75,7 +75,7 @@ def test_only_bad_files_is_not_ok(tmp_path: Path) -> None:
 
 def test_interrupted_add_keeps_committed_sources(tmp_path: Path, corpus: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from dse.indexes.catalogue import Catalogue
+    from dse.storage.catalogue import Catalogue
 
     real = Catalogue.commit_sources
     calls = {"n": 0}

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.indexes import ivf, ivf_state
-from dse.indexes.base import topk
-from dse.indexes.kernels import dot_rows, hamming_spans, int8_spans
-from dse.indexes.quantize import int8_encode, pack_signs
-from dse.indexes.shards import save_npy
-from dse.indexes.single_quant import QuantizedFlatEngine
+from dse.engines.ivf import lists as ivf
+from dse.engines.ivf import state as ivf_state
+from dse.engines.results import topk
+from dse.kernels import dot_rows, hamming_spans, int8_spans
+from dse.engines.quantize import int8_encode, pack_signs
+from dse.engines.files import save_npy
+from dse.engines.quantized.engine import QuantizedFlatEngine
 
 DIM = 64
 LISTS = 16  # trains once the engine holds 40 * 16 = 640 rows
@@ -207,8 +208,8 @@ def test_reader_extends_past_training_and_adopts_the_centroids(tmp_path: Path) -
 
 
 def test_manifest_round_trip(tmp_path: Path) -> None:
-    from dse.indexes.engines import engine_for
-    from dse.indexes.store import PageIndex
+    from dse.engines.registry import engine_for
+    from dse.storage.page_index import PageIndex
 
     describe = {"name": "tiny-dse", "kind": "single", "model": "m", "dim": DIM, "prompt_version": 1, "options": {}}
     options = {"mode": "binary", "n_candidates": 32, "n_lists": 8, "n_probe": 2}
@@ -225,7 +226,7 @@ _WRITER = """
 import os, random, sys
 from pathlib import Path
 import numpy as np
-from dse.indexes.single_quant import QuantizedFlatEngine
+from dse.engines.quantized.engine import QuantizedFlatEngine
 directory, committed, data = Path(sys.argv[1]), Path(sys.argv[2]), np.load(sys.argv[3])
 count = int(committed.read_text()) if committed.exists() else 0
 e = QuantizedFlatEngine.load(directory, rows=count, n_candidates=16, n_lists=4, n_probe=1)

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from dse.encoders.bm25 import LANGUAGES, BM25Encoder
+from dse.encoders.bm25 import BM25Encoder
+from dse.text.tokenizer import LANGUAGES
 from dse.serve.snippets import snippet
 
 WORDS = ("Ärger ärgerlich Häuser Haus Öl öffentlich Über über naïve ﬁnance finances İstanbul Istanbul Straße "

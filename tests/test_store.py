@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dse.indexes.catalogue import Catalogue, NewPage
-from dse.indexes.manifest import (
+from dse.backends.records import NewPage
+from dse.retrieve.encoder_check import check_encoder
+from dse.storage.catalogue import Catalogue
+from dse.storage.manifest import (
     EncoderMismatchError,
     IndexFormatError,
     Manifest,
     read_manifest,
     write_manifest,
 )
-from dse.indexes.store import PageIndex
+from dse.storage.page_index import PageIndex
 
 ENC = {"name": "fake", "kind": "single", "input": "image", "model": "m", "revision": None,
        "prompt_version": "1", "dim": 4, "options": {"dim": 4}}
@@ -42,11 +44,11 @@ def test_manifest_roundtrip_and_version(tmp_path: Path) -> None:
 
 def test_manifest_encoder_check_names_the_difference() -> None:
     m = Manifest(encoder=ENC)
-    m.check_encoder(dict(ENC, revision="abc"))  # revision alone does not change the vectors' space
+    check_encoder(m, dict(ENC, revision="abc"))  # revision alone does not change the vectors' space
     with pytest.raises(EncoderMismatchError, match="dim: index has 4, encoder has 8"):
-        m.check_encoder(dict(ENC, dim=8, options={"dim": 8}))
+        check_encoder(m, dict(ENC, dim=8, options={"dim": 8}))
     with pytest.raises(EncoderMismatchError, match="prompt_version"):
-        m.check_encoder(dict(ENC, prompt_version="2"))
+        check_encoder(m, dict(ENC, prompt_version="2"))
 
 
 def test_catalogue_commit_is_all_or_nothing(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from test_ingest import make_pdf, write
 
 from dse import Retriever, load_encoder
-from dse.indexes.text_fields import bm25_text, source_name
+from dse.text.fields import bm25_text, source_name
 
 PAGE = "Research and development expenses rose in the year, as the table below shows."
 

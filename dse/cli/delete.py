@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     """`dse delete`: one commit; exit 1 if something named matched nothing."""
     import os
 
-    from dse.indexes.store import PageIndex
+    from dse.storage.page_index import PageIndex
 
     if not args.page_ids and not args.sources:
         raise CLIError("give --page-id ID... or --source PATH...")

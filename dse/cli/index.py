@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dse.config import IndexConfig, load_config
     from dse.encoders.registry import load_encoder
-    from dse.indexes.store import PageIndex
+    from dse.storage.page_index import PageIndex
     from dse.retrieve.retriever import Retriever
 
     ivf = {k: v for k, v in (("n_lists", args.n_lists), ("n_probe", args.n_probe)) if v is not None}
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _metadata(items: list[str]) -> dict[str, object]:
     """`--meta KEY=VALUE` options as a dict (numbers and true/false converted)."""
-    from dse.indexes.filters import parse_value
+    from dse.storage.filters import parse_value
 
     meta: dict[str, object] = {}
     for item in items:

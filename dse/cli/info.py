@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`dse info`: the manifest and counts."""
-    from dse.indexes.store import PageIndex
+    from dse.storage.page_index import PageIndex
 
     with PageIndex.open(args.index) as index:
         counts = index.counts()

@@ -49,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _is_user_error(exc: Exception) -> bool:
     from dse.config import ConfigError
     from dse.encoders.hub import ModelLoadError
-    from dse.indexes.manifest import EncoderMismatchError, IndexFormatError
-    from dse.indexes.store import IndexLockedError
+    from dse.storage.manifest import EncoderMismatchError, IndexFormatError
+    from dse.storage.lock import IndexLockedError
     from ingest.errors import IngestError
 
     return isinstance(

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return _explain(args)
     options = _ranking_options(args)
     if args.where:
-        from dse.indexes.filters import parse_conditions
+        from dse.storage.filters import parse_conditions
 
         options["where"] = parse_conditions(args.where)
     with Retriever.open(args.index, **open_options(args)) as retriever:

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     import uvicorn
 
-    from dse.indexes.store import PageIndex
+    from dse.storage.page_index import PageIndex
     from dse.serve.app import create_app
     from dse.serve.service import ServeConfig
 

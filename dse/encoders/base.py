@@ -6,9 +6,10 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Literal, Sequence, TypeVar
 
+from dse.types import VectorKind
+
 logger = logging.getLogger(__name__)
 
-VectorKind = Literal["single", "multi", "text"]
 T = TypeVar("T")
 R = TypeVar("R")
 

@@ -127,7 +127,8 @@ def _has_scope(dataset: EvalDataset, scope: str) -> bool:
 
 
 def _open_or_create(directory: Path, encoder: Encoder, store_images: bool) -> Retriever:
-    from dse.indexes.store import DEFAULT_IMAGE_SIZE, PageIndex
+    from dse.backends import DEFAULT_IMAGE_SIZE
+    from dse.storage.page_index import PageIndex
 
     if PageIndex.exists(directory):
         return Retriever.open(directory, encoder)

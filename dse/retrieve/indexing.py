@@ -8,7 +8,7 @@ in one transaction (one engine shard) once they hold `commit_pages` pages, and a
 run. An interrupted run keeps every group it committed (it loses at most the ready sources not
 yet committed), and the next run skips the committed sources by digest.
 
-A file is recorded under its key (`dse.indexes.layout.source_key`: resolved absolute path, `~`
+A file is recorded under its key (`dse.storage.layout.source_key`: resolved absolute path, `~`
 expanded), so another spelling of the same file (relative, from another directory, through a
 symbolic link) is the same source; a path an older index recorded (as typed) is matched too and
 re-recorded under the key. A moved file whose bytes are indexed at a path that no longer exists
@@ -22,11 +22,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
+from dse.backends import IndexBackend
 from dse.encoders.base import Encoder
-from dse.indexes.layout import source_key
-from dse.indexes.store import PageIndex
+from dse.retrieve.progress import progress_bar
 from dse.retrieve.results import AddReport, Failure, IndexProgress
 from dse.retrieve.run import COMMIT_PAGES, TEXT_BATCH, IndexRun, PendingSource
+from dse.storage.layout import source_key
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 def index_sources(
     encoder: Encoder,
-    index: PageIndex,
+    index: IndexBackend,
     sources: Iterable[str | Path],
     *,
     dpi: int | None = None,
@@ -109,7 +110,7 @@ def _index_files(
     render_options: dict[str, Any] = {"password": password, "allow_private": allow_private, "limits": limits}
     if dpi is not None:
         render_options["dpi"] = dpi
-    bar = _progress_bar(len(files), progress, on_progress)
+    bar = progress_bar(len(files), progress, on_progress)
     pending: list[tuple[Path, PendingSource]] = []  # files to render, after the skip checks
     web: list[tuple[Any, PendingSource | None]] = []  # URLs and .html files, for the shared browser
     for file in files:
@@ -139,7 +140,7 @@ def _index_files(
     return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures), tuple(run.updated))
 
 
-def _pending(index: PageIndex, file: str | Path, digest: str, seen: set[str]) -> PendingSource | None:
+def _pending(index: IndexBackend, file: str | Path, digest: str, seen: set[str]) -> PendingSource | None:
     """The source to render for a local file, or None when its bytes need no rendering.
 
     None: the bytes were seen earlier in this run, or are indexed (under this file's key or an
@@ -254,41 +255,6 @@ def _add_web_result(
     run.commit_ready()
 
 
-def _progress_bar(total: int, enabled: bool, on_progress: Callable[[IndexProgress], None] | None = None) -> Any:
-    from tqdm.auto import tqdm
-
-    # disable=None: shown on a terminal only, so logs and CI output stay clean
-    bar = tqdm(total=total, unit="file", desc="indexing", disable=None if enabled else True, dynamic_ncols=True)
-    return bar if on_progress is None else _ReportingBar(bar, total, on_progress)
-
-
-class _ReportingBar:
-    """A progress bar that also tells a callback (a server job) how far the run is."""
-
-    def __init__(self, bar: Any, total: int, on_progress: Callable[[IndexProgress], None]) -> None:
-        self._bar, self._on_progress = bar, on_progress
-        self._done, self._total, self._pages, self._failed = 0, total, 0, 0
-
-    def _report(self) -> None:
-        try:
-            self._on_progress(IndexProgress(self._done, self._total, self._pages, self._failed))
-        except Exception:  # noqa: BLE001 - a reporting error never stops indexing
-            logger.exception("progress callback failed")
-
-    def update(self, n: int = 1) -> None:
-        self._bar.update(n)
-        self._done += n
-        self._report()
-
-    def set_postfix(self, pages: int = 0, failed: int = 0) -> None:
-        self._bar.set_postfix(pages=pages, failed=failed)
-        self._pages, self._failed = pages, failed
-        self._report()
-
-    def close(self) -> None:
-        self._bar.close()
-
-
 def _check_commit_pages(commit_pages: int) -> int:
     if isinstance(commit_pages, bool) or not isinstance(commit_pages, int) or commit_pages < 1:
         raise ValueError(f"commit_pages must be an integer >= 1, got {commit_pages!r}")
@@ -301,7 +267,7 @@ def _batch_size(encoder: Encoder) -> int:
 
 def index_pages(
     encoder: Encoder,
-    index: PageIndex,
+    index: IndexBackend,
     sources: Iterable[tuple[str, str, Iterable[Any]]],
     commit_pages: int = COMMIT_PAGES,
 ) -> AddReport:

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from dse.encoders.base import Encoder
-from dse.indexes.manifest import EncoderMismatchError, Manifest
+from dse.retrieve.encoder_check import check_encoder
+from dse.storage.manifest import EncoderMismatchError, Manifest
 
 ALLOW_ENV = "DSE_ALLOW_INDEX_MODELS"
 
@@ -61,7 +62,7 @@ class EncoderLoader:
         description = manifest.encoder
         built = dict(description.get("options") or {})
         check_encoder_options(description["name"], model=model or description.get("model"), **{**built, **options})
-        manifest.check_encoder(_expected_description(description, options))
+        check_encoder(manifest, _expected_description(description, options))
         self._manifest = manifest
         self._model = None if model is None else str(model)
         self._allow = bool(allow_index_model)
@@ -81,7 +82,7 @@ class EncoderLoader:
                 if self._encoder is None:
                     encoder = encoder_from_manifest(self._manifest.encoder, model=self._model,
                                                     allow_index_model=self._allow, **self._options)
-                    self._manifest.check_encoder(encoder.describe())
+                    check_encoder(self._manifest, encoder.describe())
                     self._encoder = encoder
         return self._encoder
 
@@ -90,7 +91,7 @@ def _expected_description(description: Mapping[str, Any], options: Mapping[str, 
     """The `Encoder.describe()` the manifest's encoder would have with these runtime options.
 
     Options the manifest records as changing the vectors (e.g. `dim`, `max_pixels`) replace the
-    recorded values, so `Manifest.check_encoder` names any difference without building the model.
+    recorded values, so `encoder_check.check_encoder` names any difference without building the model.
     """
     built = dict(description.get("options") or {})
     expected = dict(description)

@@ -1,4 +1,4 @@
-"""The retriever: an encoder and an index directory, composed."""
+"""The retriever: an encoder and an index backend (`dse.backends.IndexBackend`), composed."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from PIL import Image
 
+from dse.backends import DEFAULT_IMAGE_SIZE, DeleteReport, IndexBackend, backend_class
 from dse.encoders.base import Encoder
-from dse.encoders.queries import all_parts, check_image_queries
-from dse.indexes.filters import compile_where
-from dse.indexes.store import DEFAULT_IMAGE_SIZE, DeleteReport, PageIndex, ScoredPage
-from dse.retrieve.results import AddReport, Hit, IndexProgress
-from dse.retrieve.hybrid import FUSION_DEPTH, MODES, RRF_K, check_fusion, fuse
+from dse.encoders.queries import check_image_queries
+from dse.retrieve.encoder_check import check_encoder
+from dse.retrieve.first_stage import as_hits, check_query_modes, first_stage, search_mode
+from dse.retrieve.hybrid import RRF_K, check_fusion
 from dse.retrieve.lazy_encoder import EncoderLoader, encoder_from_manifest
 from dse.retrieve.rerank import Candidate, Reranker, check_rerank
 from dse.retrieve.rerank import rerank as rerank_hits
+from dse.retrieve.results import AddReport, Hit, IndexProgress
+from dse.storage.filters import compile_where
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
@@ -34,7 +36,7 @@ class Retriever:
         >>> r.search("revenue by segment", k=3)
     """
 
-    def __init__(self, encoder: Encoder | None, index: PageIndex, **encoder_options: Any) -> None:
+    def __init__(self, encoder: Encoder | None, index: IndexBackend, **encoder_options: Any) -> None:
         """Compose an encoder and an open index directory.
 
         Args:
@@ -52,7 +54,7 @@ class Retriever:
         if encoder is None:
             self._loader = EncoderLoader(index.manifest, **encoder_options)
         else:
-            index.manifest.check_encoder(encoder.describe())
+            check_encoder(index.manifest, encoder.describe())
         self._encoder = encoder
         self.index = index
         # Optional replacement of `encoder.encode_queries` (same input and output), e.g. the
@@ -86,14 +88,14 @@ class Retriever:
             hnsw: Single-vector indexes only: approximate HNSW search instead of exact.
             image_size: Long side of the stored page images (0: store none).
             engine: Further engine options, e.g. {"mode": "cascade", "pool_factor": 2} (multi) or
-                {"mode": "binary"} (single); see `dse.indexes.engines.engine_for`.
+                {"mode": "binary"} (single); see `dse.engines.registry.engine_for`.
         """
         engine_options: dict[str, Any] = dict(engine or {})
         if hnsw:
             if encoder.kind != "single":
                 raise ValueError(f"hnsw applies to single-vector encoders; {encoder.name!r} is {encoder.kind}")
             engine_options["hnsw"] = True
-        index = PageIndex.create(directory, encoder.describe(), engine_options, image_size=image_size)
+        index = backend_class().create(directory, encoder.describe(), engine_options, image_size=image_size)
         return cls(encoder, index)
 
     @classmethod
@@ -108,7 +110,7 @@ class Retriever:
             **encoder_options: With `encoder=None`: options such as `device` or `batch_size`
                 that do not change the vectors.
         """
-        index = PageIndex.open(directory)
+        index = backend_class().open(directory)
         try:
             return cls(encoder, index, **(encoder_options if encoder is None else {}))
         except BaseException:
@@ -170,8 +172,8 @@ class Retriever:
             web: How web pages and .html files load (`ingest.WebOptions`: time limits, tile
                 size, Chromium's sandbox, local files); None: its defaults.
         """
-        from dse.indexes.filters import check_metadata
         from dse.retrieve.indexing import index_sources
+        from dse.storage.filters import check_metadata
 
         if isinstance(sources, (str, Path)):
             sources = [sources]
@@ -243,7 +245,7 @@ class Retriever:
             alpha: Weight of the first stage when reranking.
             depth: First-stage candidates the reranker sees (at least k).
             where: Metadata filter applied before scoring, e.g. {"kind": "pdf", "page": {"gte": 2}}
-                (syntax: `dse.indexes.filters`); k pages come back when k pages match.
+                (syntax: `dse.storage.filters`); k pages come back when k pages match.
         """
         if isinstance(queries, (str, Image.Image)):
             raise TypeError("search_many takes a list of queries; use search() for one")
@@ -258,7 +260,7 @@ class Retriever:
         if not queries:
             return []
         queries = list(queries)
-        _check_query_modes(queries, mode, rerank)
+        check_query_modes(queries, mode, rerank)
         depth_1 = max(k, depth) if rerank is not None else k
         first = self._first_stage(queries, depth_1, mode, fusion, rrf_k, weight, where)
         if rerank is None:
@@ -266,33 +268,15 @@ class Retriever:
         return [rerank_hits(q, [self._candidate(h) for h in hits], rerank, k, alpha) for q, hits in zip(queries, first)]
 
     def _mode(self, mode: str | None) -> str:
-        """The search mode, checked against what this index holds."""
-        built = self.index.manifest.encoder  # not self.encoder: a text search must not load a model
-        text_index = built["kind"] == "text"
-        if mode is None:
-            return "text" if text_index else "visual"
-        if mode not in MODES:
-            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
-        if text_index and mode != "text":
-            raise ValueError(f"mode {mode!r} needs a visual index; {self.index.directory} was built with "
-                             f"{built.get('name') or 'bm25'} (text only): use mode='text'")
-        return mode
+        """The search mode, checked against what this index holds (`first_stage.search_mode`)."""
+        return search_mode(self.index, mode)
 
     def _first_stage(
         self, queries: list[str], k: int, mode: str, fusion: str, rrf_k: float, weight: float,
         where: Mapping[str, Any] | None = None,
     ) -> list[list[Hit]]:
-        """Visual, text or fused hits for each query (each side `FUSION_DEPTH` deep before fusion)."""
-        if mode == "text":
-            return [_hits(s, drop_zero=True) for s in self.index.search_text(_texts(queries), k, where)]
-        deep = k if mode == "visual" else max(k, FUSION_DEPTH)
-        encoded = self.encode_queries(queries)
-        view = self.index.view()  # both sides of a hybrid search rank the same committed state
-        visual = [_hits(s, drop_zero=False) for s in self.index.search(encoded, deep, where, view=view)]
-        if mode == "visual":
-            return visual
-        text = [_hits(s, drop_zero=True) for s in self.index.search_text(_texts(queries), deep, where, view=view)]
-        return [fuse(v, t, k, fusion=fusion, rrf_k=rrf_k, weight=weight) for v, t in zip(visual, text)]
+        """Visual, text or fused hits for each query (`first_stage.first_stage`)."""
+        return first_stage(self.index, self.encode_queries, queries, k, mode, fusion, rrf_k, weight, where)
 
     def encode_queries(self, queries: list[Any]) -> Any:
         """The queries embedded by the index's encoder (through `query_encoder` when one is set)."""
@@ -309,7 +293,7 @@ class Retriever:
 
     def search_text(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
         """The top-k pages by BM25 over their text layers (any index keeps this text side)."""
-        return _hits(self.index.search_text([query], k, where)[0], drop_zero=True)
+        return as_hits(self.index.search_text([query], k, where)[0], drop_zero=True)
 
     def page_image(self, page_id: str) -> Image.Image:
         """The stored image of a page."""
@@ -325,28 +309,3 @@ class Retriever:
         return {**self.index.manifest.to_json(), "pages": counts.pages, "sources": counts.sources,
                 "deleted_pages": counts.deleted_pages, "deleted_sources": counts.deleted_sources}
 
-
-def _hits(scored: Sequence[ScoredPage], drop_zero: bool) -> list[Hit]:
-    """Hits ranked 1..n; `drop_zero` removes BM25 non-matches (score 0: no query term on the page)."""
-    kept = [sp for sp in scored if sp.score > 0] if drop_zero else list(scored)
-    return [
-        Hit(sp.record.page_id, sp.record.source, sp.record.page, sp.score, rank, sp.record.metadata)
-        for rank, sp in enumerate(kept, start=1)
-    ]
-
-
-def _texts(queries: list[Any]) -> list[str]:
-    """The text of each query for BM25 (an (image, text) query's text)."""
-    return [q if isinstance(q, str) else all_parts([q])[0].text or "" for q in queries]
-
-
-def _check_query_modes(queries: list[Any], mode: str, rerank: Reranker | None) -> None:
-    """Image queries need the visual side; BM25 needs a text; rerankers take text queries."""
-    if all(isinstance(q, str) for q in queries):
-        return
-    parts = all_parts(queries)
-    if mode != "visual" and any(p.text is None for p in parts):
-        raise ValueError(f"mode {mode!r} ranks by the pages' text: an image query needs mode='visual' "
-                         "(or an (image, text) query)")
-    if rerank is not None:
-        raise ValueError("reranking takes text queries; image and (image, text) queries are ranked visually only")

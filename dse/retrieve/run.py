@@ -12,11 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from dse.backends import IndexBackend, NewPage, NewSource
 from dse.encoders.base import Encoder
-from dse.indexes.catalogue import NewPage, NewSource
-from dse.indexes.store import PageIndex
-from dse.indexes.text_fields import bm25_text
 from dse.retrieve.results import Failure
+from dse.text.fields import bm25_text
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class IndexRun:
     """The state of one `index_sources` / `index_pages` call and what it reports."""
 
     encoder: Encoder
-    index: PageIndex
+    index: IndexBackend
     batch: int
     commit_pages: int = COMMIT_PAGES
     buffer: list[tuple[PendingSource, Any]] = field(default_factory=list)  # (source, encoder input)

@@ -156,8 +156,8 @@ def _is_user_error(exc: Exception) -> bool:
     """Errors the caller can fix (bad mode, filter, page, index) rather than bugs."""
     from dse.cli.common import CLIError
     from dse.encoders.hub import ModelLoadError
-    from dse.indexes.manifest import EncoderMismatchError, IndexFormatError
-    from dse.indexes.store import IndexLockedError
+    from dse.storage.manifest import EncoderMismatchError, IndexFormatError
+    from dse.storage.lock import IndexLockedError
 
     return isinstance(exc, (ValueError, KeyError, FileNotFoundError, FileExistsError, ModelLoadError,
                             EncoderMismatchError, IndexFormatError, IndexLockedError, CLIError))

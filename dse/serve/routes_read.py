@@ -59,7 +59,7 @@ def index_info(request: Request) -> dict[str, Any]:
 @router.post("/v1/search", tags=["search"], summary="search the index", response_model=SearchOut | BatchOut)
 def search(body: SearchRequest, request: Request) -> Any:
     from dse.encoders.hub import ModelLoadError
-    from dse.indexes.manifest import EncoderMismatchError
+    from dse.storage.manifest import EncoderMismatchError
 
     svc = _service(request)
     if body.image is not None:
@@ -173,7 +173,7 @@ def page(page_id: str, request: Request) -> Any:
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def page_image(request: Request, page_id: str,
                max_side: int | None = Query(None, ge=16, le=4096, description="downscale to this long side")) -> Any:
-    from dse.indexes.layout import UnsafeIndexPathError
+    from dse.storage.layout import UnsafeIndexPathError
 
     svc = _service(request)
     check_page_id(page_id)
@@ -224,7 +224,7 @@ def explain_tokens(request: Request, query: str = Query(..., min_length=1, max_l
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def explain_page(request: Request, page_id: str, query: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS),
                  token: str = Query("all", pattern=r"^(all|[0-9]{1,4})$")) -> Any:
-    from dse.indexes.layout import UnsafeIndexPathError
+    from dse.storage.layout import UnsafeIndexPathError
     from dse.retrieve.explain import token_maps
 
     svc = _service(request)

@@ -41,7 +41,7 @@ def _check_source(source: str) -> str:
 
 
 def _metadata(raw: Any) -> dict[str, Any] | None:
-    from dse.indexes.filters import check_metadata
+    from dse.storage.filters import check_metadata
 
     if raw is None or raw == "":
         return None

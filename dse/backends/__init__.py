@@ -1,0 +1,14 @@
+"""Index backends: the interface an index offers the Retriever, the server and the CLI, and the records it exchanges.
+
+`IndexBackend` (`base`) is implemented by the embedded index directory
+(`dse.storage.page_index.PageIndex`); `backend_class` (`registry`) names the class of a backend.
+"""
+
+from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend
+from dse.backends.records import Counts, DeleteReport, NewPage, NewSource, PageRecord, ScoredPage
+from dse.backends.registry import DEFAULT_BACKEND, backend_class
+
+__all__ = [
+    "DEFAULT_BACKEND", "DEFAULT_IMAGE_SIZE", "Counts", "DeleteReport", "IndexBackend", "NewPage", "NewSource",
+    "PageRecord", "ScoredPage", "backend_class",
+]

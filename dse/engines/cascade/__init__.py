@@ -1,0 +1,1 @@
+"""The cascade engine (multi-vector, `mode: cascade`; `engine.CascadeEngine`): candidates, then MaxSim rescoring."""

@@ -1,0 +1,175 @@
+"""Token-level inverted lists: the cascade's first stage (PLAID / WARP centroid interaction).
+
+Every (pooled) token of a page gets the id of its nearest centroid in a k-means codebook of
+real page tokens (not of the page's coarse summaries, which lose exactly the few tokens that
+tell near-duplicate siblings apart). A page is posted once in the list of each centroid one of
+its tokens falls in (``list_pages``), and keeps its distinct centroid ids (``fwd_codes``).
+
+Search (`TokenStack.shortlist`): a query token probes its `n_probe` most similar centroids; a
+page scores, per query token, the similarity of its best probed centroid, or, when none of its
+tokens is in a probed list, the similarity of the best centroid not probed (WARP's / XTR's
+imputation of the missing similarity: an upper bound of what the page can have), summed over
+query tokens. The best `n_shortlist` pages go on to the exact tiers.
+
+One codebook is shared by many segments (trained once on the first segment of at least
+`MIN_PAGES` pages, then reused, and retrained only for an add that would train a codebook at
+least 4x larger), so a query pays one (query_tokens, n_centroids) product per codebook, not
+per segment. The codebook is its own file, ``tokens-<key>.npy``, named by a hash of its
+content and written before the first shard that refers to it (crash-safe: a shard is only
+committed once everything it refers to is on disk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dse.engines.files import load_npy, save_npy
+
+MIN_PAGES = 256  # segments with fewer pages never train a codebook (they reuse one, or go on unpruned)
+MAX_CENTROIDS = 4096  # most centroids a codebook trains (the query pays 4096 x query_tokens dot products)
+_TOKENS_PER_CENTROID = 64  # tokens of the training segment per centroid
+_POINTS_PER_CENTROID = 32  # k-means sample per centroid
+FILES = (".tok-ref.npy", ".tok-list-offsets.npy", ".tok-list-pages.npy", ".tok-fwd-offsets.npy", ".tok-fwd-codes.npy")
+
+
+def centroids_for(n_tokens: int) -> int:
+    """Codebook size for a segment of `n_tokens` tokens: a power of two in [64, 4096] near n / 64."""
+    target = max(n_tokens // _TOKENS_PER_CENTROID, 64)
+    return int(min(1 << int(np.round(np.log2(target))), MAX_CENTROIDS))
+
+
+def shortlist_for(n_pages: int) -> int:
+    """Default `n_shortlist` for an index of `n_pages` pages: n / 16 in [1024, 16384]."""
+    return int(min(max(n_pages // 16, 1024), 16384))
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """A token codebook and its content key (the name of its file)."""
+
+    key: str  # 16 hex digits of the sha256 of the centroids
+    centroids: np.ndarray  # (n_centroids, dim) float32, unit rows
+
+    @staticmethod
+    def of(centroids: np.ndarray) -> Codebook:
+        c = np.ascontiguousarray(centroids, np.float32)  # (n_centroids, dim)
+        return Codebook(hashlib.sha256(c.tobytes()).hexdigest()[:16], c)
+
+    def path(self, directory: Path) -> Path:
+        return Path(directory) / f"tokens-{self.key}.npy"
+
+
+@dataclass(frozen=True)
+class TokenLists:
+    """One segment's token codes: posting lists (centroid -> pages) and forward lists (page -> centroids)."""
+
+    codebook: Codebook
+    list_offsets: np.ndarray  # (n_centroids + 1,) int64
+    list_pages: np.ndarray  # (pairs,) int32 local pages, ascending within a list
+    fwd_offsets: np.ndarray  # (pages + 1,) int64
+    fwd_codes: np.ndarray  # (pairs,) int32 distinct centroid ids of each page, ascending
+
+    def rows(self, a: int, b: int) -> TokenLists:
+        """Pages [a, b) (the forward lists are sliced, the posting lists rebuilt)."""
+        f0, f1 = self.fwd_offsets[a], self.fwd_offsets[b]
+        return from_forward(self.codebook, self.fwd_offsets[a : b + 1] - f0, np.asarray(self.fwd_codes[f0:f1]))
+
+
+def train(tokens: np.ndarray, seed: int = 0) -> Codebook:
+    """A codebook of `centroids_for(len(tokens))` centroids: spherical k-means (faiss) on a sample of `tokens`."""
+    import faiss
+
+    k = centroids_for(len(tokens))
+    rng = np.random.default_rng(seed)
+    per = _POINTS_PER_CENTROID if k <= 4096 else 8  # large codebooks: a smaller sample, fewer iterations
+    n = min(len(tokens), k * per)
+    pick = np.sort(rng.choice(len(tokens), n, replace=False)) if n < len(tokens) else np.arange(len(tokens))
+    x = np.ascontiguousarray(np.asarray(tokens[pick], np.float32))  # (n, dim)
+    kmeans = faiss.Kmeans(x.shape[1], k, niter=8 if k <= 4096 else 5, spherical=True, seed=seed, verbose=False,
+                          max_points_per_centroid=per, min_points_per_centroid=1)
+    kmeans.train(x)
+    return Codebook.of(kmeans.centroids)
+
+
+def assign(codebook: Codebook, tokens: np.ndarray) -> np.ndarray:
+    """The most similar centroid of each token: int32 (T,) (approximate, by HNSW, above 4096 centroids)."""
+    import faiss
+
+    dim = codebook.centroids.shape[1]
+    if len(codebook.centroids) > 4096:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction, index.hnsw.efSearch = 64, 48
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(codebook.centroids)
+    codes = np.empty(len(tokens), np.int32)  # (T,)
+    for a in range(0, len(tokens), 65536):
+        block = np.ascontiguousarray(np.asarray(tokens[a : a + 65536], np.float32))  # (b, dim)
+        codes[a : a + len(block)] = index.search(block, 1)[1][:, 0]
+    return codes
+
+
+def encode(codebook: Codebook, tokens: np.ndarray, offsets: np.ndarray) -> TokenLists:
+    """The token lists of pages `offsets` over `tokens` (T, dim) with `codebook`."""
+    codes = assign(codebook, tokens)  # (T,)
+    k = len(codebook.centroids)
+    page = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))  # (T,)
+    keys = np.unique(page * k + codes)  # (pairs,) sorted by page, then centroid
+    pages, cents = np.divmod(keys, k)  # (pairs,) each
+    fwd_offsets = np.searchsorted(pages, np.arange(len(offsets))).astype(np.int64)  # (pages + 1,)
+    return from_forward(codebook, fwd_offsets, cents.astype(np.int32))
+
+
+def from_forward(codebook: Codebook, fwd_offsets: np.ndarray, fwd_codes: np.ndarray) -> TokenLists:
+    """Token lists from forward lists (page -> distinct centroids); the posting lists are derived."""
+    k = len(codebook.centroids)
+    codes = np.asarray(fwd_codes, np.int32)  # (pairs,)
+    page = np.repeat(np.arange(len(fwd_offsets) - 1, dtype=np.int32), np.diff(fwd_offsets))  # (pairs,)
+    order = np.argsort(codes, kind="stable")  # (pairs,) pages stay ascending within a list
+    list_offsets = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=k))]).astype(np.int64)  # (k + 1,)
+    return TokenLists(codebook, list_offsets, page[order], np.asarray(fwd_offsets, np.int64), codes)
+
+
+def concat(parts: list[TokenLists]) -> TokenLists:
+    """Lists of consecutive segments sharing one codebook, back to back."""
+    fwd = np.concatenate([[0]] + [np.diff(p.fwd_offsets) for p in parts]).cumsum().astype(np.int64)  # (pages + 1,)
+    return from_forward(parts[0].codebook, fwd, np.concatenate([np.asarray(p.fwd_codes) for p in parts]))
+
+
+def save(directory: Path, number: int, lists: TokenLists) -> None:
+    """Write the codebook (once, by key) then the segment's lists as shard `number`'s token files."""
+    from dse.engines.files import shard_path
+
+    path = lists.codebook.path(directory)
+    if not path.exists():
+        save_npy(path, lists.codebook.centroids)
+    ref = np.frombuffer(lists.codebook.key.encode("ascii"), np.uint8)  # (16,)
+    arrays = (ref, lists.list_offsets, lists.list_pages, lists.fwd_offsets, lists.fwd_codes)
+    for suffix, array in zip(FILES, arrays):
+        save_npy(shard_path(directory, number, suffix), array)
+
+
+def read(directory: Path, number: int, pages: int, cache: dict[str, Codebook]) -> TokenLists | None:
+    """Shard `number`'s token lists (None for a shard written before token lists existed).
+
+    Raises:
+        ValueError: the files do not fit the shard.
+    """
+    from dse.engines.files import shard_path
+
+    if not shard_path(directory, number, FILES[0]).exists():
+        return None
+    key = bytes(np.asarray(load_npy(shard_path(directory, number, FILES[0])))).decode("ascii")
+    if key not in cache:
+        cache[key] = Codebook(key, np.array(load_npy(Path(directory) / f"tokens-{key}.npy"), np.float32))
+    list_offsets, list_pages, fwd_offsets, fwd_codes = (load_npy(shard_path(directory, number, s)) for s in FILES[1:])
+    fwd_offsets = np.asarray(fwd_offsets[: pages + 1], np.int64)
+    if (len(list_offsets) != len(cache[key].centroids) + 1 or len(fwd_offsets) != pages + 1
+            or fwd_offsets[-1] > len(fwd_codes)):
+        raise ValueError(f"{shard_path(directory, number, FILES[1])}: token lists do not fit the shard")
+    lists = TokenLists(cache[key], np.asarray(list_offsets, np.int64), list_pages, fwd_offsets, fwd_codes)
+    return lists if list_offsets[-1] == fwd_offsets[-1] else lists.rows(0, pages)

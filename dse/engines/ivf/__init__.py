@@ -1,0 +1,1 @@
+"""Inverted lists (IVF): k-means partitions of rows, probed nearest-centroid first."""

@@ -1,0 +1,62 @@
+"""Committed states of an index as searches see them, and how a refresh extends one to newer commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class IndexView:
+    """One committed state of the index, as searches see it: engines, rows and tombstones together.
+
+    A view is never changed: commits and refreshes publish a new one, so a search that holds a
+    view answers from one committed state whatever is written meanwhile, and never waits for it.
+
+    Attributes:
+        engine: The visual (or, for a `bm25` index, the text) engine, holding `rows` rows.
+        text_engine: The BM25 text side (the same engine for a `bm25` index; None for old indexes).
+        rows: Rows committed in this state.
+        deleted: int64 (n_deleted,) tombstoned rows of this state, ascending.
+    """
+
+    engine: Any
+    text_engine: Any
+    rows: int
+    deleted: np.ndarray
+
+
+def prepare(engine: Any) -> None:
+    """Build an engine's lazy search structures before it is published (engines without `prepare` skip)."""
+    prepare = getattr(engine, "prepare", None)
+    if prepare is not None:
+        prepare()
+
+
+def extended(view: IndexView, rows: int, load: Callable[[int], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """Copies of the view's engines holding `rows` rows, ready to search.
+
+    The copies share every row already loaded and read only the newer ones; engines that cannot
+    extend (no `snapshot`, or fewer rows than the view) are reloaded with `load(rows)`, which
+    returns (engine, text engine) as `dse.storage.layout.load_engines` does.
+    """
+    if rows == view.rows:
+        return view.engine, view.text_engine
+    same = view.text_engine is view.engine
+    engines = [view.engine] + ([] if same or view.text_engine is None else [view.text_engine])
+    try:
+        if rows < view.rows or not all(hasattr(e, "snapshot") for e in engines):
+            raise ValueError("reload")
+        copies = [e.snapshot() for e in engines]
+        for e in copies:
+            e.extend(rows)
+    except ValueError:
+        copies = list(load(rows))
+        copies = copies[:1] if same or view.text_engine is None else copies
+    for e in copies:
+        prepare(e)
+    engine = copies[0]
+    text_engine = engine if same else (copies[1] if len(copies) > 1 else None)
+    return engine, text_engine
