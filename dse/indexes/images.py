@@ -12,7 +12,6 @@ Only files dse names are ever removed: `<page id>.jpg` and its own `.img-*` temp
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 import time
@@ -23,6 +22,7 @@ from typing import Any
 from PIL import Image
 
 from dse.indexes.layout import IMAGES_DIR, RUNS_NAME, check_images_folder
+from dse.indexes.lock import posix_locks
 
 _TMP_PREFIX = ".img-"
 _MARKER_PREFIX = ".run-"
@@ -135,6 +135,7 @@ class RunGuard:
         self._marker: Path | None = None
 
     def __enter__(self) -> RunGuard:
+        fcntl = posix_locks()
         started = time.time()
         folder = self.directory / IMAGES_DIR
         folder.mkdir(exist_ok=True)
