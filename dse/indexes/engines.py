@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Mapping
 
+from dse.extras import require
 from dse.indexes.base import SearchEngine
 
 _ENGINES = {
@@ -18,6 +19,12 @@ _MODES = {
     ("single", "binary"): ("dse.indexes.single_quant", "QuantizedFlatEngine"),
     ("single", "int8"): ("dse.indexes.single_quant", "QuantizedFlatEngine"),
 }
+# the optional modules (the "visual" extra) each engine module needs
+_NEEDS = {
+    "dse.indexes.flat": ("faiss",),
+    "dse.indexes.cascade": ("faiss", "numba", "scipy"),
+    "dse.indexes.single_quant": ("faiss", "numba"),
+}
 
 
 def engine_for(kind: str, options: Mapping[str, Any] | None = None) -> type[SearchEngine]:
@@ -29,6 +36,7 @@ def engine_for(kind: str, options: Mapping[str, Any] | None = None) -> type[Sear
 
     Raises:
         ValueError: `kind` is not one of the three, or the mode does not exist for it.
+        MissingExtraError: The engine needs the "visual" extra and it is not installed.
     """
     try:
         default = _ENGINES[kind]
@@ -44,4 +52,5 @@ def engine_for(kind: str, options: Mapping[str, Any] | None = None) -> type[Sear
         raise ValueError(
             f"unknown engine mode {mode!r} for {kind} vectors; expected one of {modes} (or no mode: exact search)"
         )
+    require(_NEEDS.get(module, ()), f"searching {kind}-vector indexes" + (f" in {mode} mode" if mode else ""))
     return getattr(importlib.import_module(module), name)
