@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import resource
 import selectors
 import shutil
 import signal
@@ -22,6 +21,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+
+try:
+    import resource
+except ImportError:  # Windows: no rlimits, so no caps are set there
+    resource = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ class Caps:
     def rlimits(self) -> list[tuple[int, str, int]]:
         """`(resource, prlimit flag, value)` for each cap set, lowered to this process's hard
         limits (a child cannot raise them)."""
+        if resource is None:
+            return []
         wanted = [
             (resource.RLIMIT_AS, "--as", self.memory_bytes),
             (resource.RLIMIT_CPU, "--cpu", None if self.cpu_seconds is None
@@ -242,6 +248,9 @@ def run_tool(
 
 def set_memory_cap(memory_bytes: int) -> None:
     """Cap this process's address space (a render worker's), never above its hard limit."""
+    if resource is None:
+        warn_once("worker-memory", "render workers run without a memory cap: this platform has no rlimits")
+        return
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     value = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
     try:

@@ -165,7 +165,9 @@ class WebRenderer:
         try:
             from playwright.async_api import async_playwright
         except ImportError as exc:
-            raise MissingToolError("the 'playwright' package is missing: pip install playwright") from exc
+            raise MissingToolError(
+                "web pages need the 'playwright' package (the 'web' extra): pip install 'dse-search[web]'"
+            ) from exc
         plan = await asyncio.get_running_loop().run_in_executor(None, self.launch_plan, sandbox)
         if self._playwright is None:
             self._playwright = await async_playwright().start()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pwd
 import shlex
 import shutil
 import tempfile
@@ -87,6 +86,8 @@ def _unprivileged_user() -> tuple[str, int, int]:
     Raises:
         MissingToolError: The user does not exist or is root.
     """
+    import pwd  # POSIX only: imported here so that `import ingest` works on Windows
+
     wanted = os.environ.get(USER_ENV, "").strip() or DEFAULT_USER
     try:
         entry = pwd.getpwuid(int(wanted)) if wanted.isdigit() else pwd.getpwnam(wanted)

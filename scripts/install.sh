@@ -47,9 +47,11 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-# torch's CPU-only 2.13.0 wheel has no matching torchvision; pyproject excludes it, so pip takes
-# the regular build (it runs on the CPU as well).
-"$VENV/bin/python" -m pip install --quiet -e ".[test]" 2> >(grep -v "^WARNING: Location" >&2)
-"$VENV/bin/python" -c "import dse, ingest, torch, torchvision, colpali_engine, faiss, bm25s" \
+# Everything: the core (dse-search) with all its extras (visual encoders, web pages, ViDoRe, mteb,
+# qdrant, notebooks) and the test tools. torch's CPU-only 2.13.0 wheel has no matching
+# torchvision; pyproject excludes it, so pip takes the regular build (it runs on the CPU as well).
+"$VENV/bin/python" -m pip install --quiet -e ".[all,test]" 2> >(grep -v "^WARNING: Location" >&2)
+"$VENV/bin/python" -c "import importlib.metadata as m; m.version('dse-search')
+import dse, ingest, torch, torchvision, colpali_engine, faiss, numba, bm25s, playwright, datasets, mteb" \
   || { echo "error: the dse environment in $VENV did not install correctly" >&2; exit 1; }
 echo "dse installed in $VENV" >&2

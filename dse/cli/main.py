@@ -49,14 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _is_user_error(exc: Exception) -> bool:
     from dse.config import ConfigError
     from dse.encoders.hub import ModelLoadError
-    from dse.storage.manifest import EncoderMismatchError, IndexFormatError
+    from dse.extras import MissingExtraError
     from dse.storage.lock import IndexLockedError
-    from ingest.errors import IngestError
+    from dse.storage.manifest import EncoderMismatchError, IndexFormatError
+    from ingest.errors import IngestError, MissingToolError
 
     return isinstance(
         exc,
         (CLIError, ConfigError, ModelLoadError, EncoderMismatchError, IndexFormatError, IndexLockedError,
-         IngestError, FileExistsError, FileNotFoundError, KeyError, ValueError),
+         IngestError, MissingToolError, MissingExtraError, FileExistsError, FileNotFoundError, KeyError, ValueError),
     )
 
 

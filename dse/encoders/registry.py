@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from dse.encoders.base import Encoder
+from dse.extras import needs_extras
 
 EncoderFactory = Callable[..., Encoder]
 
@@ -73,11 +74,14 @@ def load_encoder(name: str, **options: Any) -> Encoder:
 
     Raises:
         KeyError: `name` is not registered (the message lists the names that are).
+        MissingExtraError: The encoder needs an extra that is not installed (the "visual" one for
+            the visual encoders).
     """
     spec = _spec(name)
     options = {k: v for k, v in options.items() if v is not None}
     _check_options(spec, options)
-    encoder = spec.factory(**options)
+    with needs_extras(f"the {name!r} encoder"):
+        encoder = spec.factory(**options)
     encoder.name = name
     return encoder
 

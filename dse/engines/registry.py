@@ -6,6 +6,7 @@ import importlib
 from typing import Any, Mapping
 
 from dse.engines.base import SearchEngine
+from dse.extras import require
 
 _ENGINES = {
     "single": ("dse.engines.flat.engine", "FlatEngine"),
@@ -18,6 +19,13 @@ _MODES = {
     ("single", "binary"): ("dse.engines.quantized.engine", "QuantizedFlatEngine"),
     ("single", "int8"): ("dse.engines.quantized.engine", "QuantizedFlatEngine"),
 }
+# the optional modules (the "visual" extra) each engine module needs
+_NEEDS = {
+    "dse.engines.flat.engine": ("faiss",),
+    "dse.engines.cascade.engine": ("faiss", "numba", "scipy"),
+    "dse.engines.quantized.engine": ("faiss", "numba"),
+    "dse.engines.maxsim": ("numba",),  # its dense MaxSim lives with the numba kernels
+}
 
 
 def engine_for(kind: str, options: Mapping[str, Any] | None = None) -> type[SearchEngine]:
@@ -29,6 +37,7 @@ def engine_for(kind: str, options: Mapping[str, Any] | None = None) -> type[Sear
 
     Raises:
         ValueError: `kind` is not one of the three, or the mode does not exist for it.
+        MissingExtraError: The engine needs the "visual" extra and it is not installed.
     """
     try:
         default = _ENGINES[kind]
@@ -44,4 +53,5 @@ def engine_for(kind: str, options: Mapping[str, Any] | None = None) -> type[Sear
         raise ValueError(
             f"unknown engine mode {mode!r} for {kind} vectors; expected one of {modes} (or no mode: exact search)"
         )
+    require(_NEEDS.get(module, ()), f"searching {kind}-vector indexes" + (f" in {mode} mode" if mode else ""))
     return getattr(importlib.import_module(module), name)

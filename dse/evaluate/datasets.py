@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from dse.evaluate.dataset import CorpusPage, DatasetLoadError, EvalDataset, PageCorpus
+from dse.extras import require
 
 BEIR_SUBSETS = ("corpus", "queries", "qrels")
 TEXT_COLUMNS = ("markdown", "text_description", "text")  # page text, first present wins
@@ -42,7 +43,9 @@ def load_vidore(spec: str, *, split: str = "test", name: str | None = None) -> E
 
     Raises:
         DatasetLoadError: It cannot be found or read, or lacks the columns of either format.
+        MissingExtraError: The "vidore" extra (the `datasets` library) is not installed.
     """
+    require(("datasets",), "loading a ViDoRe dataset")
     path = Path(spec).expanduser()
     name = name or path.name.removesuffix(".parquet") or spec
     tables = _local_tables(path, split) if path.exists() else _hub_tables(spec, split)

@@ -26,7 +26,9 @@ from dse.encoders.base import Encoder
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-try:  # mteb is optional: `pip install mteb`
+from dse.extras import MissingExtraError
+
+try:  # mteb is optional: the "mteb" extra
     from mteb.models.abs_encoder import AbsEncoder as _Base
 except ImportError:  # pragma: no cover - exercised only without mteb
     _Base = object  # type: ignore[assignment,misc]
@@ -34,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised only without mteb
 
 def _require_mteb() -> None:
     if _Base is object:
-        raise ImportError("the mteb wrapper needs mteb: pip install mteb")
+        raise MissingExtraError("the mteb wrapper", "mteb")
 
 
 class MtebEncoder(_Base):  # type: ignore[misc,valid-type]

@@ -156,11 +156,12 @@ def _is_user_error(exc: Exception) -> bool:
     """Errors the caller can fix (bad mode, filter, page, index) rather than bugs."""
     from dse.cli.common import CLIError
     from dse.encoders.hub import ModelLoadError
+    from dse.extras import MissingExtraError
     from dse.storage.manifest import EncoderMismatchError, IndexFormatError
     from dse.storage.lock import IndexLockedError
 
     return isinstance(exc, (ValueError, KeyError, FileNotFoundError, FileExistsError, ModelLoadError,
-                            EncoderMismatchError, IndexFormatError, IndexLockedError, CLIError))
+                            MissingExtraError, EncoderMismatchError, IndexFormatError, IndexLockedError, CLIError))
 
 
 def _message(exc: Exception) -> str:

@@ -59,6 +59,7 @@ def index_info(request: Request) -> dict[str, Any]:
 @router.post("/v1/search", tags=["search"], summary="search the index", response_model=SearchOut | BatchOut)
 def search(body: SearchRequest, request: Request) -> Any:
     from dse.encoders.hub import ModelLoadError
+    from dse.extras import MissingExtraError
     from dse.storage.manifest import EncoderMismatchError
 
     svc = _service(request)
@@ -90,7 +91,7 @@ def search(body: SearchRequest, request: Request) -> Any:
     try:
         with svc.search_slots:  # at most max_searches at once: the rest queue here, not in the scorers
             results = svc.retriever.search_many(queries, body.k, **options)
-    except (ModelLoadError, OSError) as exc:
+    except (ModelLoadError, MissingExtraError, OSError) as exc:
         raise ApiError(503, f"the index's encoder cannot be loaded: {exc}") from None
     except EncoderMismatchError as exc:
         raise ApiError(409, str(exc)) from None

@@ -12,7 +12,6 @@ Only files dse names are ever removed: `<page id>.jpg` and its own `.img-*` temp
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 import tempfile
@@ -25,6 +24,7 @@ from PIL import Image
 
 from dse.backends.records import PageRecord
 from dse.storage.layout import IMAGES_DIR, RUNS_NAME, UnsafeIndexPathError, check_images_folder, image_file
+from dse.storage.lock import posix_locks
 
 _TMP_PREFIX = ".img-"
 _MARKER_PREFIX = ".run-"
@@ -167,6 +167,7 @@ class RunGuard:
         self._marker: Path | None = None
 
     def __enter__(self) -> RunGuard:
+        fcntl = posix_locks()
         started = time.time()
         folder = self.directory / IMAGES_DIR
         folder.mkdir(exist_ok=True)

@@ -1,15 +1,41 @@
-"""The writer lock of an index directory: one writer at a time, any number of readers."""
+"""The writer lock of an index directory: one writer at a time, any number of readers.
+
+The locks are POSIX file locks (`fcntl.flock`). Where there are none (Windows), dse still
+imports, and opens and searches an index; only writing to one raises `LockUnavailableError`.
+"""
 
 from __future__ import annotations
 
-import fcntl
 import time
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: no POSIX file locks
+    fcntl = None  # type: ignore[assignment]
+
 
 class IndexLockedError(RuntimeError):
     """Another process is writing to this index."""
+
+
+class LockUnavailableError(IndexLockedError):
+    """This platform has no POSIX file locks (fcntl), which writing to an index needs."""
+
+
+def posix_locks() -> Any:
+    """The `fcntl` module, for `flock`.
+
+    Raises:
+        LockUnavailableError: The platform has none (Windows): indexes can be searched here, not written.
+    """
+    if fcntl is None:
+        raise LockUnavailableError(
+            "writing to an index needs POSIX file locks (fcntl), which this platform does not have: build and "
+            "update indexes on Linux or macOS (on Windows, under WSL); searching an index works here"
+        )
+    return fcntl
 
 
 class WriteLock:
@@ -27,6 +53,7 @@ class WriteLock:
         self._fh: Any = None
 
     def __enter__(self) -> "WriteLock":
+        posix_locks()
         self._fh = open(self.path, "a")
         deadline = time.monotonic() + self.timeout
         while True:

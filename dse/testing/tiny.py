@@ -8,7 +8,6 @@ are deterministic (seeded) but meaningless: use them to exercise the pipeline, n
 
 from __future__ import annotations
 
-import fcntl
 import importlib
 import os
 import shutil
@@ -61,6 +60,8 @@ def tiny_checkpoint(name: str) -> Path:
     if (target / ".complete").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
     with open(target.parent / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time (parallel tests, notebooks)
         if (target / ".complete").exists():
