@@ -30,7 +30,7 @@ from dse.retrieve.run import COMMIT_PAGES, TEXT_BATCH, IndexRun, PendingSource
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
-    from ingest.web_pages import WebOptions
+    from ingest.web.pages import WebOptions
 
 logger = logging.getLogger(__name__)
 

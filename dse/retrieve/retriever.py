@@ -20,7 +20,7 @@ from dse.retrieve.rerank import rerank as rerank_hits
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
-    from ingest.web_pages import WebOptions
+    from ingest.web.pages import WebOptions
 
 __all__ = ["Retriever", "encoder_from_manifest"]
 
