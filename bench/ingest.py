@@ -106,7 +106,7 @@ def _child(mode: str, files: list[str], dpi: int, workers: int, chunk_pages: int
     """
     import tempfile
 
-    from ingest import workers as worker_side
+    from ingest.parallel import workers as worker_side
 
     pages = 0
     spool_root = tempfile.mkdtemp(prefix="bench-spool-", dir=worker_side.shared_memory_dir())

@@ -29,7 +29,7 @@ def _groups(files: list[Path]) -> dict[str, list[Path]]:
     """Files split into pdf+image / office / web / other, in sorted order."""
     import ingest
     from ingest.images import IMAGE_EXTENSIONS
-    from ingest.pdf import PDF_EXTENSIONS
+    from ingest.pdf.render import PDF_EXTENSIONS
 
     groups: dict[str, list[Path]] = {"pdf+image": [], "office": [], "web": [], "other": []}
     for path in files:

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ingest.web import WebOptions, WebRenderer, render_web
+from ingest.web.render import WebOptions, WebRenderer, render_web
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,12 @@ from ingest.errors import (
     UnsupportedSourceError,
 )
 from ingest.limits import Limits
-from ingest.office import OFFICE_EXTENSIONS
+from ingest.office.render import OFFICE_EXTENSIONS
 from ingest.page import Page, make_page_id
-from ingest.parallel import SourcePages, render_many
+from ingest.parallel.many import SourcePages, render_many
 from ingest.render import RENDERERS, SUPPORTED_EXTENSIONS, discover, render
-from ingest.web import WEB_EXTENSIONS, WebOptions, WebRenderer, WebResult, iter_web, render_web
-from ingest.web_safety import is_url
+from ingest.web.render import WEB_EXTENSIONS, WebOptions, WebRenderer, WebResult, iter_web, render_web
+from ingest.web.safety import is_url
 
 __all__ = [
     "DEFAULT_DPI",

@@ -32,7 +32,7 @@ DEFAULT_FILE_TIMEOUT = 900.0
 DEFAULT_MAX_MEMORY_MB = 4096
 """Address space (MiB) of each render worker, poppler call and LibreOffice conversion."""
 SANDBOX_MODES = ("auto", "require", "strict", "off")
-"""`Limits.sandbox` values, see `ingest.sandbox`: auto (a network namespace when the machine
+"""`Limits.sandbox` values, see `ingest.sandbox.jail`: auto (a network namespace when the machine
 allows one, else a warning), require (a network namespace or the office file fails), strict
 (bubblewrap: no network, and LibreOffice sees only the system folders and the document), off."""
 

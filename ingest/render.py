@@ -13,11 +13,11 @@ from ingest.digest import file_digest
 from ingest.errors import IngestError, MissingToolError, UnsupportedSourceError
 from ingest.images import IMAGE_EXTENSIONS, render_image
 from ingest.limits import Limits, check_file_size
-from ingest.office import OFFICE_EXTENSIONS, render_office
+from ingest.office.render import OFFICE_EXTENSIONS, render_office
 from ingest.page import Page
-from ingest.pdf import PDF_EXTENSIONS, render_pdf
-from ingest.web import WEB_EXTENSIONS, render_html, render_url
-from ingest.web_safety import is_url
+from ingest.pdf.render import PDF_EXTENSIONS, render_pdf
+from ingest.web.render import WEB_EXTENSIONS, render_html, render_url
+from ingest.web.safety import is_url
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ pytest.importorskip("colpali_engine")
 
 from PIL import Image  # noqa: E402
 
-from dse.encoders.colpali import ColPaliEncoder, idefics3_tiles_per_side, score_maxsim  # noqa: E402
+from dse.encoders.colpali.col import ColPaliEncoder, idefics3_tiles_per_side, score_maxsim  # noqa: E402
 from dse.encoders.hub import ModelLoadError  # noqa: E402
 from dse.encoders.registry import load_encoder  # noqa: E402
 from dse.testing import tiny_colpali  # noqa: E402

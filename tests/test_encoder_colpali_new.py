@@ -17,9 +17,9 @@ cm = pytest.importorskip("colpali_engine.models")
 
 from PIL import Image  # noqa: E402
 
-from dse.encoders.bi import BiEncoder  # noqa: E402
-from dse.encoders.colpali import ColPaliEncoder  # noqa: E402
-from dse.encoders.colpali_specs import FAMILIES  # noqa: E402
+from dse.encoders.colpali.bi import BiEncoder  # noqa: E402
+from dse.encoders.colpali.col import ColPaliEncoder  # noqa: E402
+from dse.encoders.colpali.specs import FAMILIES  # noqa: E402
 from dse.encoders.registry import list_encoders, load_encoder  # noqa: E402
 from dse.testing import tiny_colgemma3, tiny_colmodernvbert, tiny_colpali, tiny_colqwen3  # noqa: E402
 
@@ -213,7 +213,7 @@ def test_bipali_processor_workaround_is_still_needed(encoders: dict[str, Any]) -
 def test_indexes_take_any_width(family: str, engine: dict[str, Any], tmp_path: Path) -> None:
     """A 320-d (ColQwen3) or 96-d (tiny ColQwen3.5) index: exact and cascade engines, reopened lazily."""
     from dse import Retriever
-    from dse.encoders.colpali import score_maxsim
+    from dse.encoders.colpali.col import score_maxsim
 
     rng = np.random.default_rng(1)
     files = []

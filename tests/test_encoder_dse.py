@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("qwen_vl_utils")
 
 from dse.encoders import ModelLoadError, load_encoder  # noqa: E402
-from dse.encoders.dse_qwen2 import DSEQwen2Encoder  # noqa: E402
+from dse.encoders.qwen.dse_qwen2 import DSEQwen2Encoder  # noqa: E402
 from dse.prompts import DSE_PAGE_PROMPT  # noqa: E402
 from dse.testing.tiny_dse import TINY_DSE_HIDDEN, build_tiny_dse  # noqa: E402
 

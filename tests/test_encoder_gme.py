@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from dse.encoders import load_encoder  # noqa: E402
-from dse.encoders.gme_qwen2 import GMEQwen2Encoder  # noqa: E402
+from dse.encoders.qwen.gme_qwen2 import GMEQwen2Encoder  # noqa: E402
 from dse.testing.tiny_dse import TINY_DSE_HIDDEN, build_tiny_gme  # noqa: E402
 
 QUERIES = ["hello", "what was the revenue in the third quarter of 2023?", "table"]

@@ -15,7 +15,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("qwen_vl_utils")
 
 from dse.encoders import load_encoder  # noqa: E402
-from dse.encoders.qwen3_vl_embedding import Qwen3VLEmbeddingEncoder  # noqa: E402
+from dse.encoders.qwen.qwen3_vl_embedding import Qwen3VLEmbeddingEncoder  # noqa: E402
 from dse.testing.tiny_qwen3vl import TINY_QWEN3VL_HIDDEN, build_tiny_qwen3vl_embedding  # noqa: E402
 
 QUERIES = ["hello", "what was the revenue in the third quarter of 2023?", "table"]

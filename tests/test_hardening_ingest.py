@@ -25,15 +25,18 @@ from PIL import Image
 from test_ingest import make_pdf, write
 
 import ingest
-from ingest import office, poppler, sandbox, scheduler, workers
 from ingest.errors import (
     MemoryLimitError,
     RenderTimeoutError,
     SandboxUnavailableError,
     WorkerCrashedError,
 )
+from ingest.office.convert import find_soffice
+from ingest.parallel import scheduler, workers
+from ingest.pdf import poppler
+from ingest.sandbox import jail, tools
 
-needs_soffice = pytest.mark.skipif(office.find_soffice() is None, reason="LibreOffice is not installed")
+needs_soffice = pytest.mark.skipif(find_soffice() is None, reason="LibreOffice is not installed")
 
 
 def pdf_with(pages: list[tuple[bytes, tuple[float, float], tuple[float, float] | None]]) -> bytes:
@@ -340,46 +343,46 @@ def test_password_never_on_a_command_line(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_run_tool_bounds_time_output_and_memory() -> None:
-    with pytest.raises(sandbox.ToolTimeout):
-        sandbox.run_tool(["sleep", "30"], timeout=0.2, caps=sandbox.Caps())
-    done = sandbox.run_tool(["yes"], timeout=30, caps=sandbox.Caps(), max_stdout=1000)
+    with pytest.raises(tools.ToolTimeout):
+        tools.run_tool(["sleep", "30"], timeout=0.2, caps=tools.Caps())
+    done = tools.run_tool(["yes"], timeout=30, caps=tools.Caps(), max_stdout=1000)
     assert done.truncated and len(done.stdout) == 1000
     probe = "import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0])"
-    caps = sandbox.Caps(memory_bytes=512 * 1024 * 1024, cpu_seconds=5)
-    done = sandbox.run_tool([sys.executable, "-c", probe], timeout=60, caps=caps)
+    caps = tools.Caps(memory_bytes=512 * 1024 * 1024, cpu_seconds=5)
+    done = tools.run_tool([sys.executable, "-c", probe], timeout=60, caps=caps)
     assert int(done.stdout) == 512 * 1024 * 1024
 
 
 def test_caps_without_prlimit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "_prlimit", lambda: None)
+    monkeypatch.setattr(tools, "_prlimit", lambda: None)
     probe = "import resource; print(resource.getrlimit(resource.RLIMIT_CPU)[0])"
-    done = sandbox.run_tool([sys.executable, "-c", probe], timeout=60,
-                            caps=sandbox.Caps(cpu_seconds=7))
+    done = tools.run_tool([sys.executable, "-c", probe], timeout=60,
+                            caps=tools.Caps(cpu_seconds=7))
     assert int(done.stdout) == 8  # whole seconds, one more than asked
 
 
 def test_network_namespace_has_no_network() -> None:
-    found = sandbox.network_prefix_available()
+    found = jail.network_prefix_available()
     if found is None:
         pytest.skip("no network namespace can be made on this machine")
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         connect = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)"
-        outside = sandbox.run_tool([sys.executable, "-c", connect], timeout=60, caps=sandbox.Caps())
-        inside = sandbox.run_tool([*found[1], sys.executable, "-c", connect], timeout=60,
-                                  caps=sandbox.Caps())
+        outside = tools.run_tool([sys.executable, "-c", connect], timeout=60, caps=tools.Caps())
+        inside = tools.run_tool([*found[1], sys.executable, "-c", connect], timeout=60,
+                                  caps=tools.Caps())
     assert outside.returncode == 0 and inside.returncode != 0
     assert b"unreachable" in inside.stderr.lower() or b"refused" in inside.stderr.lower()
 
 
 def test_strict_jail_hides_the_users_files(tmp_path: Path) -> None:
-    if not sandbox.strict_available():
+    if not jail.strict_available():
         pytest.skip("bubblewrap cannot run here")
     secret = write(tmp_path / "secret.txt", b"private")
     shown = write(tmp_path / "shown.txt", b"visible")
-    command = [*sandbox.strict_prefix([(str(shown), "/input/shown.txt")], []), "sh", "-c",
+    command = [*jail.strict_prefix([(str(shown), "/input/shown.txt")], []), "sh", "-c",
                f"cat /input/shown.txt; cat {secret} /etc/shadow 2>/dev/null; echo; echo $HOME"]
-    done = sandbox.run_tool(command, timeout=60, caps=sandbox.Caps())
+    done = tools.run_tool(command, timeout=60, caps=tools.Caps())
     assert done.stdout.split() == [b"visible", b"/tmp"]
 
 
@@ -446,9 +449,9 @@ def test_libreoffice_reaches_no_network_and_strict_hides_files(tmp_path: Path) -
     seen = {}
     try:
         for mode in ("off", "auto", "strict"):
-            if mode != "off" and sandbox.network_prefix_available() is None:
+            if mode != "off" and jail.network_prefix_available() is None:
                 continue
-            if mode == "strict" and not sandbox.strict_available():
+            if mode == "strict" and not jail.strict_available():
                 continue
             url = f"http://127.0.0.1:{server.server_address[1]}/{mode}.png"
             doc = linked_odt(tmp_path / f"{mode}.odt", [url, local.as_uri()])
@@ -466,9 +469,9 @@ def test_sandbox_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                              caplog: pytest.LogCaptureFixture) -> None:
     from test_office import make_docx
 
-    monkeypatch.setattr(sandbox, "network_prefix_available", lambda: None)
-    monkeypatch.setattr(sandbox, "strict_available", lambda: False)
-    monkeypatch.setattr(sandbox, "_WARNED", set())
+    monkeypatch.setattr(jail, "network_prefix_available", lambda: None)
+    monkeypatch.setattr(jail, "strict_available", lambda: False)
+    monkeypatch.setattr(tools, "_WARNED", set())
     docx = make_docx(tmp_path / "memo.docx", ["hello sandbox"])
     for mode in ("require", "strict"):
         with pytest.raises(SandboxUnavailableError, match=r"memo\.docx.*bubblewrap"):

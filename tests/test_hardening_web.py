@@ -24,13 +24,14 @@ import pytest
 from PIL import Image
 
 import ingest
-from ingest import web_sandbox, web_tiles
-from ingest.web import WebOptions, WebRenderer, render_web
-from ingest.web_local import local_refusal
+from ingest.web import sandbox as web_sandbox
+from ingest.web import tiles as web_tiles
+from ingest.web.local import local_refusal
+from ingest.web.render import WebOptions, WebRenderer, render_web
 
 pytest.importorskip("playwright")
 try:
-    from ingest.web_browser import chromium_path
+    from ingest.web.browser import chromium_path
 
     CHROMIUM = chromium_path()
 except ingest.MissingToolError as exc:  # pragma: no cover - CI installs chromium
@@ -114,7 +115,7 @@ def test_running_without_the_sandbox_is_explicit_and_warns(
     assert web_sandbox.sandbox_wanted(None) is True and web_sandbox.sandbox_wanted(None, False) is False
     with pytest.raises(ValueError, match="sandbox=False"):
         WebRenderer(extra_args=("--no-sandbox",))
-    with WebRenderer(sandbox=False) as unsandboxed, caplog.at_level(logging.WARNING, "ingest.web_sandbox"):
+    with WebRenderer(sandbox=False) as unsandboxed, caplog.at_level(logging.WARNING, "ingest.web.sandbox"):
         assert unsandboxed.launch_plan().sandbox is False
         assert "NOT adequately sandboxed" in unsandboxed.sandbox_report()
     assert "without its sandbox" in caplog.text

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, features
 
 import ingest
-from ingest import pdf as ingest_pdf
+from ingest.pdf import render as ingest_pdf
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL_DOCS = DATA / "real-docs"

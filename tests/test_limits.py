@@ -14,7 +14,7 @@ from test_ingest import make_pdf, write
 import dse
 import ingest
 from dse.cli.main import main
-from ingest import pdf as ingest_pdf
+from ingest.pdf import render as ingest_pdf
 
 
 def _bm25(tmp_path: Path) -> dse.Retriever:

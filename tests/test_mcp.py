@@ -45,11 +45,11 @@ Session = Callable[[ClientSession], Awaitable[None]]
 
 @asynccontextmanager
 async def _session(index: Path, faults: list[BaseException]) -> AsyncIterator[ClientSession]:
-    """An initialised client session with `python -m dse.serve.mcp_server --index INDEX`."""
+    """An initialised client session with `python -m dse.cli.mcp --index INDEX`."""
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # the SDK passes on only a few variables
     env.update({k: os.environ[k] for k in ("PYTHONPATH", "DSE_CACHE_DIR") if k in os.environ})
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "dse.serve.mcp_server", "--index", str(index)], cwd=str(ROOT), env=env,
+        command=sys.executable, args=["-m", "dse.cli.mcp", "--index", str(index)], cwd=str(ROOT), env=env,
     )
 
     async def on_message(message: Any) -> None:  # transport faults, e.g. a non-JSON line on stdout
@@ -197,7 +197,7 @@ def test_errors_are_tool_errors_and_the_server_keeps_serving(index_dir: Path) ->
 
 
 def test_missing_index_fails_with_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "dse.serve.mcp_server", "--index", str(tmp_path / "nope")],
+    proc = subprocess.run([sys.executable, "-m", "dse.cli.mcp", "--index", str(tmp_path / "nope")],
                           capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("dse: error:") and "nope" in proc.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ingest
-from ingest import office
+from ingest.office import convert as office
 
 needs_soffice = pytest.mark.skipif(office.find_soffice() is None, reason="LibreOffice is not installed")
 

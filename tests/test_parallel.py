@@ -12,8 +12,8 @@ from PIL import Image
 from test_ingest import make_pdf, save_image, write
 
 import ingest
-from ingest import parallel, workers
-from ingest import pdf as ingest_pdf
+from ingest.parallel import many, workers
+from ingest.pdf import render as ingest_pdf
 
 
 def _flatten(run) -> list[ingest.Page]:
@@ -43,16 +43,16 @@ def docs(tmp_path: Path) -> list[Path]:
 
 
 @pytest.fixture()
-def workers_spy(monkeypatch: pytest.MonkeyPatch) -> list[parallel._Scheduler]:
+def workers_spy(monkeypatch: pytest.MonkeyPatch) -> list[many._Scheduler]:
     """Every scheduler a run creates."""
-    made: list[parallel._Scheduler] = []
-    real = parallel._Scheduler.__init__
+    made: list[many._Scheduler] = []
+    real = many._Scheduler.__init__
 
     def spy(self, *args, **kwargs) -> None:
         real(self, *args, **kwargs)
         made.append(self)
 
-    monkeypatch.setattr(parallel._Scheduler, "__init__", spy)
+    monkeypatch.setattr(many._Scheduler, "__init__", spy)
     return made
 
 

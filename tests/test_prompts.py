@@ -35,9 +35,9 @@ def test_prompt_versions_are_pinned() -> None:
 
 def test_encoders_record_their_familys_version() -> None:
     from dse.encoders.bm25 import BM25Encoder
-    from dse.encoders.dse_qwen2 import DSEQwen2Encoder
-    from dse.encoders.gme_qwen2 import GMEQwen2Encoder
-    from dse.encoders.qwen3_vl_embedding import Qwen3VLEmbeddingEncoder
+    from dse.encoders.qwen.dse_qwen2 import DSEQwen2Encoder
+    from dse.encoders.qwen.gme_qwen2 import GMEQwen2Encoder
+    from dse.encoders.qwen.qwen3_vl_embedding import Qwen3VLEmbeddingEncoder
 
     assert (DSEQwen2Encoder.prompt_family, GMEQwen2Encoder.prompt_family, Qwen3VLEmbeddingEncoder.prompt_family) == (
         "dse", "gme", "qwen3vl")

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import ingest
-from ingest.office import OFFICE_EXTENSIONS, find_soffice
+from ingest.office.convert import find_soffice
+from ingest.office.render import OFFICE_EXTENSIONS
 
 HARD_OFFICE_FILES = (
     "real-docs/mixed/unstructured/fake-power-point-malformed.pptx",

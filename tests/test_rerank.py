@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dse import Hit, Retriever, load_encoder
-from dse.encoders.colpali import score_maxsim
+from dse.encoders.colpali.col import score_maxsim
 from dse.retrieve.rerank import Candidate, MaxSimReranker, Reranker, rerank
 
 

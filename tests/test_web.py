@@ -19,13 +19,13 @@ import pytest
 from PIL import Image
 
 import ingest
-from ingest import web_safety
-from ingest.web import WebOptions, WebResult, close_shared_renderer, render_web, shared_renderer
-from ingest.web_pages import tile_spans
+from ingest.web import safety as web_safety
+from ingest.web.pages import tile_spans
+from ingest.web.render import WebOptions, WebResult, close_shared_renderer, render_web, shared_renderer
 
 pytest.importorskip("playwright")
 try:
-    from ingest.web_browser import chromium_path
+    from ingest.web.browser import chromium_path
 
     chromium_path()
 except ingest.MissingToolError as exc:  # pragma: no cover - CI installs chromium
@@ -191,7 +191,7 @@ def test_never_settling_page_is_flagged_not_dropped(
     site: Callable[[str], str], caplog: pytest.LogCaptureFixture
 ) -> None:
     options = WebOptions(width=800, tile_height=1000, settle_timeout=1.5, idle_ms=300)
-    with caplog.at_level(logging.WARNING, logger="ingest.web_capture"):
+    with caplog.at_level(logging.WARNING, logger="ingest.web.capture"):
         result = _one(site("/poll"), options)
     assert result.error is None and result.pages
     assert result.pages[0].metadata["settled"] is False

@@ -28,7 +28,7 @@ import ingest
 
 pytest.importorskip("playwright")
 try:
-    from ingest.web_browser import CHROMIUM_ARGS, chromium_path
+    from ingest.web.browser import CHROMIUM_ARGS, chromium_path
 
     CHROMIUM = chromium_path()
 except ingest.MissingToolError as exc:  # pragma: no cover - CI installs chromium

@@ -90,7 +90,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from dse.config import IndexConfig, load_config
     from dse.encoders.registry import load_encoder
-    from dse.evaluate.dataset import load_dataset
+    from dse.evaluate.load import load_dataset
     from dse.evaluate.runner import evaluate
 
     if args.k < 1:

@@ -10,7 +10,7 @@ from dse.cli.common import CLIError, runtime, runtime_flags
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
-    from ingest.web_pages import WebOptions
+    from ingest.web.pages import WebOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -176,7 +176,7 @@ def _web_options(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> 
     `--web-timeout` is a web page's whole time limit; `--no-browser-sandbox` (or
     `web: {sandbox: false}`) runs Chromium without its sandbox.
     """
-    from ingest.web_pages import WebOptions
+    from ingest.web.pages import WebOptions
 
     section = ingest_config.get("web") or {}
     if not isinstance(section, Mapping):

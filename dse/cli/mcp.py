@@ -1,10 +1,16 @@
-"""`dse mcp`: serve an index's search to agents as MCP tools over stdio."""
+"""`dse mcp`: serve an index's search to agents as MCP tools over stdio.
+
+`python -m dse.cli.mcp --index DIR` runs the same server without the rest of the `dse` command.
+The server itself is `dse.serve.mcp_server`; it never imports the CLI.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Sequence
 
-from dse.cli.common import index_model_flags, open_options, runtime_flags
+from dse.cli.common import CLIError, index_model_flags, open_options, runtime_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,3 +35,25 @@ def run(args: argparse.Namespace) -> int:
 
     serve(args.index, **open_options(args))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m dse.cli.mcp --index DIR`: the same as `dse mcp`."""
+    parser = argparse.ArgumentParser(prog="dse mcp", description="Serve an index's search as MCP tools over stdio.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - user errors become one clear line on stderr
+        from dse.serve.mcp_server import error_message, is_user_error
+
+        if not (isinstance(exc, CLIError) or is_user_error(exc)):
+            raise
+        print(f"dse: error: {error_message(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

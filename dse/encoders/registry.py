@@ -25,11 +25,11 @@ _REGISTRY: dict[str, EncoderSpec] = {}
 
 # Modules whose import registers encoders. Imported lazily, so `import dse` stays light.
 _PROVIDERS = (
-    "dse.encoders.dse_qwen2",
-    "dse.encoders.qwen3_vl_embedding",
-    "dse.encoders.gme_qwen2",
-    "dse.encoders.colpali",
-    "dse.encoders.bi",
+    "dse.encoders.qwen.dse_qwen2",
+    "dse.encoders.qwen.qwen3_vl_embedding",
+    "dse.encoders.qwen.gme_qwen2",
+    "dse.encoders.colpali.col",
+    "dse.encoders.colpali.bi",
     "dse.encoders.bm25",
     "dse.encoders.remote_code",
     "dse.testing.tiny",

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dse.evaluate.dataset import DatasetLoadError, EvalDataset, FileCorpus, relative_name
+from dse.evaluate.corpus import DatasetLoadError, EvalDataset, FileCorpus, relative_name
 
 QUESTION_FILES = ("questions.jsonl", "questions.json")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from dse.encoders.base import Encoder
-from dse.evaluate.dataset import CorpusPage, EvalDataset, FileCorpus, PageCorpus
+from dse.evaluate.corpus import CorpusPage, EvalDataset, FileCorpus, PageCorpus
 from dse.evaluate.metrics import METRICS, mean_scores, per_query_scores
 from dse.evaluate.report import SCOPES, DatasetScores, EvalResult
 from dse.retrieve.results import Hit

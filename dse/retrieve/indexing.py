@@ -31,7 +31,7 @@ from dse.storage.layout import source_key
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
-    from ingest.web_pages import WebOptions
+    from ingest.web.pages import WebOptions
 
 logger = logging.getLogger(__name__)
 

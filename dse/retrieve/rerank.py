@@ -131,7 +131,7 @@ class MaxSimReranker:
 
     def score(self, query: str, candidates: Sequence[Candidate]) -> np.ndarray:
         """MaxSim of the query against each candidate page: float32 (n,)."""
-        from dse.encoders.colpali import score_maxsim
+        from dse.encoders.colpali.col import score_maxsim
 
         q = self.encoder.encode_queries([query])[0]  # (q_tokens, dim)
         pages = self._page_vectors(candidates)

@@ -22,7 +22,7 @@ from dse.storage.filters import compile_where
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
-    from ingest.web_pages import WebOptions
+    from ingest.web.pages import WebOptions
 
 __all__ = ["Retriever", "encoder_from_manifest"]
 

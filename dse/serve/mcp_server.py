@@ -9,18 +9,17 @@ Two tools over one `Retriever`:
 A bad argument, filter or page id comes back as a tool error (`is_error`) with a message the
 caller can act on; the server keeps running. stdout carries the protocol only: logs go to stderr.
 
-Run: `dse mcp --index DIR` or `python -m dse.serve.mcp_server --index DIR`.
+Run: `dse mcp --index DIR` or `python -m dse.cli.mcp --index DIR` (`dse.cli.mcp`: the flags).
 """
 
 # no `from __future__ import annotations`: the SDK reads the tools' signatures at registration
 
-import argparse
 import contextlib
 import io
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Annotated, Iterator, Literal, Sequence
+from typing import Any, Annotated, Iterator, Literal
 
 from pydantic import BaseModel, Field
 
@@ -93,8 +92,8 @@ def build_server(retriever: Retriever, name: str = "dse") -> MCPServer:
             except ToolError:
                 raise
             except Exception as exc:  # noqa: BLE001 - only user errors are re-raised as tool errors
-                if _is_user_error(exc):
-                    raise ToolError(_message(exc)) from exc
+                if is_user_error(exc):
+                    raise ToolError(error_message(exc)) from exc
                 raise
 
     read_only = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
@@ -152,19 +151,18 @@ def build_server(retriever: Retriever, name: str = "dse") -> MCPServer:
     return server
 
 
-def _is_user_error(exc: Exception) -> bool:
+def is_user_error(exc: Exception) -> bool:
     """Errors the caller can fix (bad mode, filter, page, index) rather than bugs."""
-    from dse.cli.common import CLIError
     from dse.encoders.hub import ModelLoadError
     from dse.extras import MissingExtraError
     from dse.storage.manifest import EncoderMismatchError, IndexFormatError
     from dse.storage.lock import IndexLockedError
 
     return isinstance(exc, (ValueError, KeyError, FileNotFoundError, FileExistsError, ModelLoadError,
-                            MissingExtraError, EncoderMismatchError, IndexFormatError, IndexLockedError, CLIError))
+                            MissingExtraError, EncoderMismatchError, IndexFormatError, IndexLockedError))
 
 
-def _message(exc: Exception) -> str:
+def error_message(exc: Exception) -> str:
     """The text of an exception (a KeyError's without the quotes repr adds)."""
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
@@ -195,25 +193,3 @@ def serve(index: str | Path, **encoder_options: Any) -> None:
         build_server(retriever).run("stdio")
     finally:
         retriever.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m dse.serve.mcp_server --index DIR`: the same as `dse mcp`."""
-    from dse.cli.mcp import add_arguments, run
-
-    parser = argparse.ArgumentParser(prog="dse mcp", description="Serve an index's search as MCP tools over stdio.")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - user errors become one clear line on stderr
-        if not _is_user_error(exc):
-            raise
-        print(f"dse: error: {_message(exc)}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -95,7 +95,7 @@ def source_key(source: str | os.PathLike[str]) -> str:
     The same file reached by another spelling (relative or absolute, from another directory,
     through a symbolic link) has the same key.
     """
-    from ingest.web_safety import is_url
+    from ingest.web.safety import is_url
 
     text = os.fspath(source)
     if is_url(text):

@@ -52,7 +52,7 @@ class SourceLookups:
         never missing. A folder that does not exist is ignored (a typo or another working
         directory must not empty the index).
         """
-        from ingest.web_safety import is_url
+        from ingest.web.safety import is_url
 
         roots: set[str] = set()
         for folder in folders:

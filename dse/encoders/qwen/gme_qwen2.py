@@ -20,9 +20,9 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_device, resolve_dtype, run_batched
-from dse.encoders.dse_qwen2 import PIXEL_UNIT, _check_pixel_budget
 from dse.encoders.hub import load_pretrained
 from dse.encoders.queries import QueryParts, all_parts
+from dse.encoders.qwen.dse_qwen2 import PIXEL_UNIT, _check_pixel_budget
 from dse.encoders.registry import register_encoder
 from dse.prompts import GME_DEFAULT_INSTRUCTION, GME_IMAGE_TOKENS, GME_QUERY_INSTRUCTION, GME_TEMPLATE
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from dse.encoders.colpali import ColPaliEngineEncoder, make_factory
-from dse.encoders.colpali_specs import FAMILIES, text_hidden_size
+from dse.encoders.colpali.col import ColPaliEngineEncoder, make_factory
+from dse.encoders.colpali.specs import FAMILIES, text_hidden_size
 from dse.encoders.registry import register_encoder
 
 

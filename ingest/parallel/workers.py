@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable
 
-from ingest import pdf, poppler, sandbox
 from ingest.base import RenderOptions, SourceFile
 from ingest.errors import IngestError, MemoryLimitError, MissingToolError
 from ingest.limits import Clock
+from ingest.pdf import poppler
+from ingest.pdf import render as pdf
+from ingest.sandbox import tools
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,12 @@ def init_worker(memory_bytes: int | None = None) -> None:
     ignore_sigint()
 
     def stop(signum: int, frame: Any) -> None:
-        sandbox.kill_running()  # a poppler call must not outlive its worker
+        tools.kill_running()  # a poppler call must not outlive its worker
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
     if memory_bytes is not None:
-        sandbox.set_memory_cap(memory_bytes)
+        tools.set_memory_cap(memory_bytes)
 
 
 def render_chunk(

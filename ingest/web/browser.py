@@ -4,7 +4,7 @@ The browser lives on a private thread running its own asyncio loop, so callers s
 (and work inside Jupyter's running loop), and several pages render at once: each page gets a new
 browser context, at most `max_parallel` at a time. Chromium keeps its sandbox unless a page's
 `WebOptions.sandbox` (or the renderer's `sandbox`, or `$DSE_CHROMIUM_SANDBOX=0`) turns it off;
-as root it runs as an unprivileged user for that (`ingest.web_sandbox`). A sandboxed and an
+as root it runs as an unprivileged user for that (`ingest.web.sandbox`). A sandboxed and an
 unsandboxed browser can coexist, each started on first use.
 """
 
@@ -19,10 +19,10 @@ import threading
 from typing import Any
 
 from ingest.errors import MissingToolError
-from ingest.web_capture import capture
-from ingest.web_pages import Capture, WebOptions
-from ingest.web_proxy import Resolver
-from ingest.web_sandbox import LaunchPlan, executable_for, launch_error, plan_launch, sandbox_wanted, warn_unsandboxed
+from ingest.web.capture import capture
+from ingest.web.pages import Capture, WebOptions
+from ingest.web.proxy import Resolver
+from ingest.web.sandbox import LaunchPlan, executable_for, launch_error, plan_launch, sandbox_wanted, warn_unsandboxed
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The colpali-engine model families dse registers: which classes, which checkpoint, which budget.
 
 Multi-vector (`Col*`, `kind="multi"`) and single-vector (`Bi*`, `kind="single"`) families share
-one table; `dse.encoders.colpali` and `dse.encoders.bi` register one encoder name per row.
+one table; `dse.encoders.colpali.col` and `dse.encoders.colpali.bi` register one encoder name per row.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The page's time limit (`WebOptions.page_timeout`) is spent where it matters: loading and
 settling end by `LOAD_SHARE` of it (a page still parsing gets until `PARSE_SHARE`, since a
-capture of an unparsed page is empty), and the tiles get the rest (`ingest.web_tiles`), each
+capture of an unparsed page is empty), and the tiles get the rest (`ingest.web.tiles`), each
 step bounded, so a slow page ends with the tiles taken by then rather than with nothing.
 """
 
@@ -13,11 +13,11 @@ import logging
 from typing import Any
 
 from ingest.errors import IngestError
-from ingest.web_local import file_url_path, local_file_handler
-from ingest.web_pages import Capture, TextBox, WebOptions, tile_spans
-from ingest.web_proxy import FilteringProxy, Resolver
-from ingest.web_safety import BlockedAddressError, check_web_url
-from ingest.web_tiles import capture_tiles
+from ingest.web.local import file_url_path, local_file_handler
+from ingest.web.pages import Capture, TextBox, WebOptions, tile_spans
+from ingest.web.proxy import FilteringProxy, Resolver
+from ingest.web.safety import BlockedAddressError, check_web_url
+from ingest.web.tiles import capture_tiles
 
 logger = logging.getLogger(__name__)
 

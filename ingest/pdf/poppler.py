@@ -1,6 +1,6 @@
 """poppler's programs (pdfinfo, pdftoppm, pdftotext) and qpdf, under time and memory limits.
 
-Every call runs through `ingest.sandbox.run_tool`: an address-space cap (`Limits.max_memory_mb`),
+Every call runs through `ingest.sandbox.tools.run_tool`: an address-space cap (`Limits.max_memory_mb`),
 a CPU-time cap and a wall-clock limit from the file's `Clock` (`page_timeout` per page,
 `file_timeout` per file), bounded output, and no password on any command line: an encrypted PDF
 is decrypted once by qpdf, which reads the password from its standard input, into a private
@@ -28,7 +28,7 @@ from ingest.errors import (
     MissingToolError,
 )
 from ingest.limits import Clock, check_page_count
-from ingest.sandbox import Caps, ToolResult, ToolTimeout, run_tool
+from ingest.sandbox.tools import Caps, ToolResult, ToolTimeout, run_tool
 
 MAX_TEXT_BYTES_PER_PAGE = 1024 * 1024
 """Most text kept per page (the rest is cut, with a warning); a dense page has about 10 KB."""

@@ -1,16 +1,15 @@
-"""Office documents (Word, PowerPoint, Excel, OpenDocument, RTF) as pages, through LibreOffice.
+"""Office documents (Word, PowerPoint, Excel, OpenDocument, RTF) to PDF, through LibreOffice.
 
-Each document is converted to PDF by `soffice --headless --convert-to pdf` into a private
-temporary folder, then rendered by the PDF renderer: one page per printed page or slide, with
-the PDF's text layer. `Page.source` and the page ids stay those of the office file; the
-converted PDF is deleted once its pages are read. Every conversion runs with a LibreOffice
-profile of its own (`-env:UserInstallation`), so parallel runs never share one, and is killed
-(its whole process group) when it takes longer than `Limits.convert_timeout`.
+`convert_to_pdf` runs `soffice --headless --convert-to pdf` into a private temporary folder.
+Every conversion runs with a LibreOffice profile of its own (`-env:UserInstallation`), so
+parallel runs never share one, and is killed (its whole process group) when it takes longer
+than `Limits.convert_timeout`.
 
 LibreOffice runs contained (`Limits.sandbox`): in a network namespace (bubblewrap, else
 `unshare`), so a document cannot fetch or send anything (linked images, OLE links,
 `WEBSERVICE()`); in strict mode also in a bubblewrap jail that shows it only the system folders,
-the document and its output; and always under memory, CPU-time and file-size caps.
+the document and its output (`ingest.sandbox.jail`); and always under memory, CPU-time and
+file-size caps (`ingest.sandbox.tools`).
 """
 
 from __future__ import annotations
@@ -21,14 +20,10 @@ import shutil
 import signal
 import tempfile
 import threading
-import weakref
 import zipfile
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
-from ingest import sandbox
-from ingest.base import RenderOptions, SourceFile
+from ingest.base import SourceFile
 from ingest.errors import (
     ConversionError,
     LimitExceededError,
@@ -38,12 +33,8 @@ from ingest.errors import (
     SandboxUnavailableError,
 )
 from ingest.limits import Limits
-from ingest.page import Page
-from ingest.pdf import render_pdf
+from ingest.sandbox import jail, tools
 
-OFFICE_EXTENSIONS = (
-    ".docx", ".pptx", ".xlsx", ".odt", ".odp", ".ods", ".doc", ".ppt", ".xls", ".rtf",
-)
 ZIP_EXTENSIONS = frozenset({".docx", ".pptx", ".xlsx", ".odt", ".odp", ".ods"})
 """Formats that are ZIP containers (OOXML, OpenDocument): anything else is refused at once."""
 
@@ -127,7 +118,7 @@ def _jail_binds(soffice: str) -> list[tuple[str, str]]:
     """Read-only binds a strict jail needs for LibreOffice installed outside the system folders."""
     real = os.path.realpath(soffice)
     top = real.split(os.sep)[1] if real.startswith(os.sep) else ""
-    if top in sandbox.SYSTEM_FOLDERS:
+    if top in jail.SYSTEM_FOLDERS:
         return []
     folder = os.path.dirname(real)
     if os.path.basename(folder) == "program":  # an installation: .../program/soffice
@@ -139,22 +130,22 @@ def _jail_binds(soffice: str) -> list[tuple[str, str]]:
 
 
 def _prefix(file: SourceFile, mode: str) -> list[str]:
-    """The network namespace prefix for `mode` ("auto", "require", "off"); see `ingest.sandbox`.
+    """The network namespace prefix for `mode` ("auto", "require", "off"); see `ingest.sandbox.jail`.
 
     Raises:
         SandboxUnavailableError: "require", and no network namespace works here.
     """
     if mode == "off":
-        sandbox.warn_once("off", "sandbox='off': LibreOffice converts with network access")
+        tools.warn_once("off", "sandbox='off': LibreOffice converts with network access")
         return []
-    found = sandbox.network_prefix_available()
+    found = jail.network_prefix_available()
     if found is not None:
         return list(found[1])
     if mode == "require":
         raise SandboxUnavailableError(
             file.source, f"no network namespace can be made here: {JAIL_HINT}"
         )
-    sandbox.warn_once(
+    tools.warn_once(
         "none", f"LibreOffice converts documents with network access: no network namespace can "
         f"be made here ({JAIL_HINT})",
     )
@@ -170,7 +161,7 @@ def _command(
                "--nolockcheck", "--convert-to", "pdf", "--outdir", str(folder)]
     # a fixed ASCII name: LibreOffice names its output after the input, whatever the original name
     if mode == "strict":
-        if not sandbox.strict_available():
+        if not jail.strict_available():
             raise SandboxUnavailableError(
                 file.source, f"the strict sandbox (bubblewrap) cannot run here: {JAIL_HINT}"
             )
@@ -178,7 +169,7 @@ def _command(
         document = f"/input/document{extension}"
         read_only = [(os.path.abspath(file.path), document), *_jail_binds(soffice)]
         writable = [(str(folder), str(folder)), (str(profile), str(profile))]
-        prefix = sandbox.strict_prefix(read_only, writable)
+        prefix = jail.strict_prefix(read_only, writable)
     else:
         prefix = _prefix(file, mode)
         document = str(folder / f"document{extension}")
@@ -242,11 +233,11 @@ def convert_to_pdf(
     reusable = False
     try:
         command = _command(file, soffice, folder, profile, limits.sandbox)
-        caps = sandbox.Caps(limits.max_memory_bytes, timeout, limits.max_file_bytes)
+        caps = tools.Caps(limits.max_memory_bytes, timeout, limits.max_file_bytes)
         try:
-            done = sandbox.run_tool(command, timeout=timeout, caps=caps, new_session=True,
+            done = tools.run_tool(command, timeout=timeout, caps=caps, new_session=True,
                                     max_stdout=_MB)
-        except sandbox.ToolTimeout:
+        except tools.ToolTimeout:
             raise ConversionError(
                 file.source,
                 f"LibreOffice took longer than {timeout:g} s to convert it and was stopped "
@@ -266,43 +257,3 @@ def convert_to_pdf(
             f"exit status {done.returncode}: {_failure_detail(output)})",
         )
     return pdf
-
-
-def _office_pages(file: SourceFile, pages: Iterator[Page], folder: str) -> Iterator[Page]:
-    """The converted PDF's pages as the office file's, then the temporary folder deleted."""
-    extension = file.path.suffix.lower()
-    try:
-        for page in pages:
-            facts = {"kind": "office", "format": extension[1:], "file_name": file.path.name}
-            yield replace(page, metadata={**page.metadata, **facts})
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def render_office(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
-    """Convert an office document now (so a bad file fails before any page), then stream its pages.
-
-    Args:
-        file: The office document (DOCX, PPTX, XLSX, ODT, ODP, ODS, DOC, PPT, XLS or RTF).
-        options: dpi, chunk size and limits (`limits.convert_timeout`, `limits.max_pages`);
-            `password` does not apply (LibreOffice cannot open protected documents headless).
-
-    Returns:
-        A lazy iterator over the pages (printed pages or slides), in order.
-
-    Raises:
-        MissingConverterError: LibreOffice is not installed.
-        ConversionError: The document cannot be converted in time.
-        IngestError: The converted PDF cannot be rendered or is over a limit.
-    """
-    folder = tempfile.mkdtemp(prefix="dse-office-")
-    try:
-        pdf = convert_to_pdf(file, Path(folder), options.limits.convert_timeout, options.limits)
-        converted = SourceFile(path=pdf, source=file.source, digest=file.digest)
-        pages = render_pdf(converted, replace(options, password=None))
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    iterator = _office_pages(file, pages, folder)
-    weakref.finalize(iterator, shutil.rmtree, folder, True)  # also when never iterated
-    return iterator

@@ -3,7 +3,7 @@
 Playwright's route interception does not see redirect hops (measured: the target of a 302 is
 fetched without reaching the route handler), so address checks live here instead: Chromium's
 browser context is pointed at this proxy (loopback included), which resolves each host itself,
-refuses non-public addresses (see `ingest.web_safety`) and connects to the address it checked,
+refuses non-public addresses (see `ingest.web.safety`) and connects to the address it checked,
 so a DNS answer cannot change between the check and the connection. Plain HTTP is forwarded one
 request per connection; HTTPS and WebSockets go through CONNECT tunnels.
 
@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ingest.web_safety import BlockedAddressError, check_addresses, lookup
+from ingest.web.safety import BlockedAddressError, check_addresses, lookup
 
 CONNECT_TIMEOUT = 15.0
 HEAD_TIMEOUT = 30.0
@@ -45,7 +45,7 @@ class Resolver:
         self._cache: dict[tuple[str, int], tuple[float, asyncio.Future[list[str]]]] = {}
 
     async def addresses(self, host: str, port: int, allow_private: bool) -> list[str]:
-        """The addresses `host` may be reached at (see `web_safety.allowed_addresses`).
+        """The addresses `host` may be reached at (see `ingest.web.safety.allowed_addresses`).
 
         Raises:
             BlockedAddressError: Unresolvable, or a non-public address that is not allowed.

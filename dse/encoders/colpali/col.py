@@ -1,5 +1,5 @@
 """ColPali-family multi-vector encoders through colpali-engine: ColPali, ColQwen2/2.5/3/3.5, ColSmol,
-ColGemma3, ColModernVBert (the families are listed in `dse.encoders.colpali_specs`).
+ColGemma3, ColModernVBert (the families are listed in `dse.encoders.colpali.specs`).
 
 Pages go through `processor.process_images`, queries through `processor.process_queries` (query
 prefix and augmentation tokens kept, as vidore-benchmark does); the model gives L2-normalised
@@ -7,7 +7,7 @@ prefix and augmentation tokens kept, as vidore-benchmark does); the model gives 
 is a float32 (tokens_i, dim) array identical to what colpali-engine computes for it alone. The
 width `dim` is the checkpoint's (128 for most, 320 for ColQwen3, `config.dim` for ColQwen3.5).
 `ColPaliEngineEncoder` is the loading and input checking shared with the single-vector Bi* twins
-(`dse.encoders.bi`).
+(`dse.encoders.colpali.bi`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from dse.encoders.base import Encoder, quantize_if_int8, resolve_device, resolve_dtype, run_batched
-from dse.encoders.colpali_specs import FAMILIES, FamilySpec, idefics3_tiles_per_side, set_idefics3_budget
+from dse.encoders.colpali.specs import FAMILIES, FamilySpec, idefics3_tiles_per_side, set_idefics3_budget
 from dse.encoders.hub import load_pretrained
 from dse.encoders.registry import register_encoder
 

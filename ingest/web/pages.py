@@ -40,7 +40,7 @@ class WebOptions:
         local_files: What a local .html file may load from disk: `"folder"` (its own folder and
             below) or `"none"` (nothing but itself). Scripts never read local files.
         sandbox: Run Chromium inside its sandbox (None: `$DSE_CHROMIUM_SANDBOX`, default on;
-            as root, Chromium then runs as an unprivileged user, see `ingest.web_sandbox`).
+            as root, Chromium then runs as an unprivileged user, see `ingest.web.sandbox`).
     """
 
     width: int = 1280

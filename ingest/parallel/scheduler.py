@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest import pdf
 from ingest.base import RenderOptions, SourceFile
 from ingest.errors import IngestError, WorkerCrashedError
 from ingest.page import Page
-from ingest.render import check_source, open_source, render
-from ingest.workers import (
+from ingest.parallel.workers import (
     ChunkResult,
     PageFile,
     WorkerPool,
@@ -24,6 +22,8 @@ from ingest.workers import (
     make_spool,
     render_chunk,
 )
+from ingest.pdf import render as pdf
+from ingest.render import check_source, open_source, render
 
 
 @dataclass

@@ -7,7 +7,7 @@ workers as pdftoppm's raw PPM files in a spool folder in shared memory (`/dev/sh
 one): no PNG encoding, and no pixel is copied through a pipe. Images and other non-PDF sources
 render in the caller's process, while the workers go on with the chunks of the PDFs that follow.
 Workers run under a memory cap; one that dies fails only the file it was rendering
-(`ingest.scheduler`).
+(`ingest.parallel.scheduler`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from ingest.base import DEFAULT_CHUNK_PAGES, DEFAULT_DPI, RenderOptions
 from ingest.errors import IngestError
 from ingest.limits import Limits
 from ingest.page import Page
+from ingest.parallel.scheduler import _Scheduler, _serial_pages, _source_name
 from ingest.render import discover
-from ingest.scheduler import _Scheduler, _serial_pages, _source_name
 
 IN_FLIGHT_PER_WORKER = 2
 """Default bound on chunks in flight, per worker: one rendering, one waiting to be consumed."""

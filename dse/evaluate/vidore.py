@@ -26,7 +26,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from dse.evaluate.dataset import CorpusPage, DatasetLoadError, EvalDataset, PageCorpus
+from dse.evaluate.corpus import CorpusPage, DatasetLoadError, EvalDataset, PageCorpus
 from dse.extras import require
 
 BEIR_SUBSETS = ("corpus", "queries", "qrels")

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.web_pages import WebOptions
+from ingest.web.pages import WebOptions
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ async def capture_tiles(page: Any, spans: list[tuple[int, int]], options: WebOpt
 
     Args:
         page: A Playwright (async) page whose viewport is `options.width x options.tile_height`.
-        spans: The tiles, from `web_pages.tile_spans`.
+        spans: The tiles, from `ingest.web.pages.tile_spans`.
         options: Width and `tile_timeout`.
         deadline: When to stop (the tiles taken by then are kept).
 

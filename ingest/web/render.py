@@ -4,21 +4,21 @@ Each page is loaded in a fresh browser context, scrolled to the bottom (so lazy 
 given until `WebOptions.settle_timeout` for its network to go quiet (a page that never settles is
 captured anyway, with metadata `settled: False` and a logged warning), then captured tile by tile
 (overlapping tiles of `width x tile_height` pixels, each scrolled to and screenshot on its own,
-with a retry and a fallback: `ingest.web_tiles`). Each tile is one `Page`:
+with a retry and a fallback: `ingest.web.tiles`). Each tile is one `Page`:
 `source` is the URL as given (or the file's path), `page` the 1-based tile number, `text` the
 DOM text whose boxes intersect the tile, and metadata has `offset_y`, `full_height`, `title`,
 `url` (final, after redirects), `settled`, `truncated`.
 
 Page ids are stable: a local file's `source_digest` is the SHA-256 of its bytes (so an unchanged
 file is skipped on re-indexing, like a PDF); a URL's is the SHA-256 of its final URL and the whole
-page's visible text (`web_pages.url_digest`), so an unchanged page gets the same ids, and a page
-whose text changed is indexed anew.
+page's visible text (`ingest.web.pages.url_digest`), so an unchanged page gets the same ids, and a
+page whose text changed is indexed anew.
 
 Safety: Chromium runs inside its sandbox (as an unprivileged user when dse runs as root;
-`ingest.web_sandbox`). Only http, https and file sources. Every request of a page (redirect hops
+`ingest.web.sandbox`). Only http, https and file sources. Every request of a page (redirect hops
 and subresources included) goes through a filtering proxy that refuses loopback, private and
 link-local addresses unless `allow_private=True`; a local file is read by dse, not the browser, and
-may load files from its own folder only (`WebOptions.local_files`, `ingest.web_local`); scripts
+may load files from its own folder only (`WebOptions.local_files`, `ingest.web.local`); scripts
 never read local files; downloads are refused; JavaScript dialogs are dismissed; each page has a
 hard time limit.
 """
@@ -36,9 +36,9 @@ from ingest.base import RenderOptions, SourceFile
 from ingest.digest import file_digest
 from ingest.errors import IngestError, MissingToolError, UnsupportedSourceError
 from ingest.page import Page
-from ingest.web_browser import WebRenderer, close_shared_renderer, shared_renderer
-from ingest.web_pages import WebOptions, build_pages, url_digest
-from ingest.web_safety import is_url
+from ingest.web.browser import WebRenderer, close_shared_renderer, shared_renderer
+from ingest.web.pages import WebOptions, build_pages, url_digest
+from ingest.web.safety import is_url
 
 WEB_EXTENSIONS = (".html", ".htm")
 

@@ -2,7 +2,7 @@
 
 Every `file:` request of a page (the page itself, frames, images, stylesheets, scripts, fonts,
 media, and navigations) is intercepted: dse reads the file itself and fulfils the request, so the
-browser (which may run as an unprivileged user, see `ingest.web_sandbox`) never opens a local
+browser (which may run as an unprivileged user, see `ingest.web.sandbox`) never opens a local
 file, and no file outside the policy is ever read:
 
 - `"folder"` (default): the page and files in its own folder and below (a saved page's

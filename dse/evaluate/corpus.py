@@ -117,19 +117,3 @@ class EvalDataset:
         size = self.corpus.size if isinstance(self.corpus, PageCorpus) else len(self.corpus.files)
         unit = "pages" if isinstance(self.corpus, PageCorpus) else "files"
         return {"name": self.name, "source": self.source, "queries": len(self.queries), unit: size}
-
-
-def load_dataset(spec: str | Path, *, split: str = "test") -> EvalDataset:
-    """Load a test set from a spec: a local page-labelled folder, or a ViDoRe hub id / directory.
-
-    A folder holding a `questions.jsonl` (or `.json`) is a local set (`load_local`); anything
-    else is read as a ViDoRe dataset (`load_vidore`).
-    """
-    path = Path(spec).expanduser()
-    if path.is_dir() and any((path / name).is_file() for name in ("questions.jsonl", "questions.json")):
-        from dse.evaluate.local import load_local
-
-        return load_local(path)
-    from dse.evaluate.datasets import load_vidore
-
-    return load_vidore(str(spec), split=split)

@@ -1,7 +1,7 @@
 """PDF pages through poppler: `pdfinfo` probes, `pdftoppm` renders, `pdftotext` reads.
 
 Pages come in chunks of `RenderOptions.chunk_pages`, so a long PDF never sits in memory whole.
-Every poppler call runs under the file's limits (`ingest.poppler`); a page whose pixels at the
+Every poppler call runs under the file's limits (`ingest.pdf.poppler`); a page whose pixels at the
 requested dpi would exceed the page budget is rendered at a lower dpi, and one that would exceed
 it even at 1 dpi is refused before anything is rendered. An encrypted PDF is decrypted by qpdf
 into a private file first, so its password never appears on a command line.
@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ingest import poppler
 from ingest.base import RenderOptions, SourceFile
 from ingest.errors import EncryptedSourceError, IngestError, LimitExceededError
 from ingest.limits import Clock, Limits
 from ingest.page import Page, make_page_id
-from ingest.poppler import PdfInfo, Size, probe_pdf  # where they live: the probe runs pdfinfo
+from ingest.pdf import poppler
+from ingest.pdf.poppler import PdfInfo, Size, probe_pdf  # where they live: the probe runs pdfinfo
 
 logger = logging.getLogger(__name__)
 

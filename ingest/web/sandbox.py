@@ -5,7 +5,7 @@ supported"). Run as root (a container, a CI job), dse starts Chromium through a 
 that drops to an unprivileged user with util-linux's `setpriv` (no capabilities, no new
 privileges; `$DSE_CHROMIUM_USER`, default `nobody`), where Chromium's own user-namespace
 sandbox starts as usual. That user needs no access to your files: local pages are read by dse
-and handed to the browser (see `ingest.web_local`). Where the sandbox cannot start at all (user
+and handed to the browser (see `ingest.web.local`). Where the sandbox cannot start at all (user
 namespaces disabled, no setuid helper), launching fails with a `MissingToolError` that says what
 to do; running without the sandbox is an explicit choice (`WebOptions(sandbox=False)`,
 `$DSE_CHROMIUM_SANDBOX=0`) and logs a warning.
@@ -36,7 +36,7 @@ _OFF = ("0", "false", "no", "off")
 _SANDBOX_HINTS = ("sandbox", "namespace", "setpriv", "clone", "zygote", "credentials")
 
 _WRAPPER = """#!/bin/sh
-# Written by dse (ingest/web_sandbox.py): start Chromium as {user} so that its sandbox can start.
+# Written by dse (ingest/web/sandbox.py): start Chromium as {user} so that its sandbox can start.
 for arg do
   case "$arg" in --user-data-dir=*) profile="${{arg#--user-data-dir=}}" ;; esac
 done
