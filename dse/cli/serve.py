@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="wait for more queries to batch (default 5 ms)")
     p.add_argument("--query-cache", type=int, default=1024, help="query embeddings cached (default 1024)")
     p.add_argument("--max-searches", type=int, default=0,
-                   help="searches scored at once; more wait their turn (default 0: two per core)")
+                   help="searches scored at once; more wait their turn (default 0: one at a time, each parallel "
+                        "inside; visual queries are encoded before, in shared batches)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads torch and BLAS may use for encoding and scoring (default: one per core); on a "
                         "small machine 1 leaves the cores to the request threads")
