@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         counts = index.counts()
         info = {**index.manifest.to_json(), "deleted_pages": counts.deleted_pages,
                 "deleted_sources": counts.deleted_sources}
-        sources = index.catalogue.sources() if args.sources else []
+        sources = index.sources() if args.sources else []
     if args.sources:
         info["source_list"] = sources
     if args.json:

@@ -49,7 +49,7 @@ def index_info(request: Request) -> dict[str, Any]:
     info = svc.retriever.info()
     kind = svc.index.manifest.kind
     modes = ["text"] if kind == "text" else ["visual", "text", "hybrid"]
-    fields = svc.index.catalogue.metadata_keys()
+    fields = svc.index.metadata_keys()
     return {"manifest": info, "pages": info["pages"], "sources": info["sources"], "kind": kind, "modes": modes,
             "default_mode": modes[0], "explain": kind == "multi", "metadata_fields": fields,
             "writable": bool(svc.config.token), "rerankers": sorted(getattr(svc, "rerankers", {}) or {}),

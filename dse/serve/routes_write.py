@@ -134,7 +134,7 @@ def _inside(svc: Service, path: str) -> bool:
 
 @router.get("/v1/sources", tags=["sources"], summary="the live sources: path, kind, pages, when added")
 def list_sources(request: Request) -> Any:
-    return {"sources": _service(request).index.catalogue.sources()}
+    return {"sources": _service(request).index.sources()}
 
 
 @router.get("/v1/sources/file", tags=["sources"], summary="the original file of an indexed local source",
