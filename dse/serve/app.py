@@ -23,6 +23,9 @@ class UploadTooLarge(Exception):
     """The request body of an upload passed the server's limit."""
 
 
+DRAIN_BYTES = 16 * 1024 * 1024  # an oversized upload read past the limit before the 413, at most
+
+
 class _BodyLimit:
     """ASGI middleware: a body of `POST /v1/sources` over `limit` bytes ends the request with 413."""
 
@@ -41,6 +44,14 @@ class _BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    # read (and drop) what the client is still sending, up to a bound, so that it
+                    # gets the 413 instead of a broken pipe; a larger body has its connection cut
+                    drained = 0
+                    while message.get("more_body") and drained < DRAIN_BYTES:
+                        message = await receive()
+                        if message["type"] != "http.request":
+                            break
+                        drained += len(message.get("body", b""))
                     raise UploadTooLarge()
             return message
 
