@@ -242,6 +242,7 @@ def test_run_batched_halves_on_oom(encoder: DSEQwen2Encoder, monkeypatch: pytest
         return real_model(**inputs)
 
     monkeypatch.setattr(encoder, "model", flaky)
+    monkeypatch.setattr(encoder, "_prefix", None)  # the full forward (the prefix cache bypasses `model`)
     monkeypatch.setattr(encoder, "batch_size", 4)
     got = encoder.encode_queries(QUERIES)
     assert seen == [3, 2, 1, 1, 1]

@@ -21,6 +21,7 @@ import numpy as np
 
 from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_device, resolve_dtype, run_batched
 from dse.encoders.hub import load_pretrained
+from dse.encoders.qwen.prefix_cache import QueryPrefixCache
 from dse.encoders.queries import QueryParts, all_parts
 from dse.encoders.qwen.dse_qwen2 import PIXEL_UNIT, _check_pixel_budget
 from dse.encoders.registry import register_encoder
@@ -44,6 +45,8 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
         instruction: The query instruction (GME's ViDoRe instruction by default).
         batch_size: Starting batch size (halved on out-of-memory).
         revision: Hub revision to load.
+        prefix_cache: Encode the instruction every text query starts with once and keep its
+            key/value cache (`QueryPrefixCache`): the same vectors up to rounding.
     """
 
     prompt_family: ClassVar[str | None] = "gme"
@@ -64,6 +67,7 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
         instruction: str = GME_QUERY_INSTRUCTION,
         batch_size: int = 8,
         revision: str | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
@@ -92,6 +96,13 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
         self.processor.tokenizer.padding_side = "right"
         _check_pixel_budget(self.processor, min_pixels, max_pixels)
         self.model.to(self._device).eval()
+        self._prefix = (  # the instruction's tokens, shared by every text query: encoded once
+            QueryPrefixCache(lambda: getattr(self.model, "model", None),
+                             lambda text: self.prepare_inputs([(QueryParts(None, text), self.instruction)]), mrope=False)
+            if prefix_cache else None
+        )
+        if dtype == "int8" and self._prefix is not None:
+            self._prefix.state()  # the shared prefix in float, before the layers turn int8 (in place)
         self.model = quantize_if_int8(self.model, dtype)
         self._dim = int(self.model.config.text_config.hidden_size)
         self._record_weights(revision, self._dtype, self.model.config)  # right after loading
@@ -135,6 +146,12 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
         inputs = self.prepare_inputs(items)
         base = self.model.model  # Qwen2VLModel: .visual and .language_model
         input_ids, mask = inputs["input_ids"], inputs["attention_mask"]  # (batch, seq)
+        text_queries = all(parts.image is None and instruction == self.instruction for parts, instruction in items)
+        if text_queries and self._prefix is not None:
+            with torch.inference_mode():
+                last = self._prefix.last_states(inputs)  # (batch, hidden), or None: the full forward
+            if last is not None:
+                return list(torch.nn.functional.normalize(last.float(), p=2, dim=1).cpu().numpy())
         with torch.inference_mode():
             embeds = base.language_model.embed_tokens(input_ids)  # (batch, seq, hidden)
             if inputs.get("pixel_values") is not None:
