@@ -131,3 +131,25 @@ def test_int8_keeps_the_prefix_computed_in_float(
     assert any(type(m).__name__ == "PerTokenInt8Linear" for m in enc.model.modules())
     cos = (enc.encode_queries(QUERIES) * full.encode_queries(QUERIES)).sum(axis=1)
     assert cos.min() > 0.9
+
+
+# ---- Qwen3-VL-Embedding: the system turn with the instruction, right padding ----------------------
+
+
+def test_qwen3vl_text_queries_take_the_cache_and_equal_the_full_forward(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from dse.testing.tiny_qwen3vl import build_tiny_qwen3vl_embedding
+
+    directory = str(build_tiny_qwen3vl_embedding(tmp_path_factory.mktemp("tiny-q3-prefix"), seed=0))
+    cached = load_encoder("qwen3-vl-embedding", model=directory)
+    full = load_encoder("qwen3-vl-embedding", model=directory, prefix_cache=False)
+    for query in QUERIES:
+        inputs = cached.prepare_inputs([cached.query_conversation(query)])
+        assert cached._prefix.last_states(inputs) is not None, query
+    np.testing.assert_allclose(cached.encode_queries(QUERIES), full.encode_queries(QUERIES), atol=1e-5)
+    singles = np.stack([cached.encode_queries([q])[0] for q in QUERIES])
+    np.testing.assert_allclose(singles, full.encode_queries(QUERIES), atol=1e-5)
+    picture = Image.new("RGB", (96, 64), (20, 90, 200))
+    mixed = ["revenue", picture, (picture, "this chart")]
+    np.testing.assert_allclose(cached.encode_queries(mixed), full.encode_queries(mixed), atol=1e-5)

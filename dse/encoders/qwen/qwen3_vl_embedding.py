@@ -17,6 +17,7 @@ import numpy as np
 
 from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_device, resolve_dtype, run_batched
 from dse.encoders.hub import load_pretrained
+from dse.encoders.qwen.prefix_cache import QueryPrefixCache
 from dse.encoders.queries import QueryParts, all_parts
 from dse.encoders.registry import register_encoder
 from dse.prompts import QWEN3VL_DEFAULT_INSTRUCTION, QWEN3VL_EMPTY_TEXT, QWEN3VL_QUERY_INSTRUCTION
@@ -49,6 +50,8 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
             reference's default instruction.
         batch_size: Starting batch size (halved on out-of-memory).
         revision: Hub revision to load.
+        prefix_cache: Encode the system turn every text query starts with once and keep its
+            key/value cache (`QueryPrefixCache`): the same vectors up to rounding.
     """
 
     prompt_family: ClassVar[str | None] = "qwen3vl"
@@ -70,6 +73,7 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
         instruction: str = QWEN3VL_QUERY_INSTRUCTION,
         batch_size: int = 8,
         revision: str | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         from transformers import Qwen3VLModel, Qwen3VLProcessor
 
@@ -94,6 +98,13 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
             Qwen3VLProcessor.from_pretrained, self._model_id, "processor", padding_side="right", **hub
         )
         self.model.to(self._device).eval()
+        self._prefix = (  # the system turn with the instruction, shared by every text query: encoded once
+            QueryPrefixCache(lambda: self.model, lambda text: self.prepare_inputs([self.query_conversation(text)]),
+                             mrope=False)
+            if prefix_cache else None
+        )
+        if dtype == "int8" and self._prefix is not None:
+            self._prefix.state()  # the shared prefix in float, before the layers turn int8 (in place)
         self.model = quantize_if_int8(self.model, dtype)
         self.hidden_size = int(self.model.config.text_config.hidden_size)
         self._dim = self.hidden_size if dim is None else dim
@@ -105,8 +116,6 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
     def dim(self) -> int:
         """Vector width (the Matryoshka `dim`)."""
         return self._dim
-
-
 
     def options(self) -> dict[str, Any]:
         """Options that change the vectors."""
@@ -166,10 +175,14 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
 
         inputs = self.prepare_inputs(conversations)
         with torch.inference_mode():
-            hidden = self.model(**inputs, use_cache=False).last_hidden_state  # (batch, seq, hidden)
-            mask = inputs["attention_mask"]  # (batch, seq), right padded
-            last = mask.shape[1] - 1 - mask.flip(dims=[1]).argmax(dim=1)  # (batch,) last real token
-            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (batch, hidden)
+            pooled = None
+            if self._prefix is not None and inputs.get("pixel_values") is None:  # text only: the cached prefix
+                pooled = self._prefix.last_states(inputs)  # (batch, hidden), or None: the full forward
+            if pooled is None:
+                hidden = self.model(**inputs, use_cache=False).last_hidden_state  # (batch, seq, hidden)
+                mask = inputs["attention_mask"]  # (batch, seq), right padded
+                last = mask.shape[1] - 1 - mask.flip(dims=[1]).argmax(dim=1)  # (batch,) last real token
+                pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (batch, hidden)
             vec = torch.nn.functional.normalize(pooled[:, : self._dim].float(), p=2, dim=-1)  # (batch, dim)
         return list(vec.cpu().numpy())
 
