@@ -441,3 +441,27 @@ def test_a_graph_file_from_elsewhere_is_not_read(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("DSE_CACHE_DIR", str(tmp_path / "another-machine"))
     assert read_graph(tmp_path / "v" / GRAPH_FILE, opened) is None
     assert len(opened.search(unit(rng.standard_normal((2, 16))), 3)[1][0]) == 3  # rebuilt from the shards
+
+
+def test_filtered_maxsim_counts_the_gathered_tokens_in_its_memory_budget() -> None:
+    """A sparse filter gathers the allowed pages' tokens: that copy and the scores both fit `block_mb`."""
+    rng = np.random.default_rng(11)
+    pages = [unit(rng.standard_normal((int(t), DIM))) for t in rng.integers(5, 30, size=300)]
+    queries = [unit(rng.standard_normal((6, DIM))) for _ in range(3)]
+    engine = MaxSimEngine(block_mb=0.02)
+    engine.add(pages)
+    allowed = np.zeros(len(pages), bool)
+    allowed[rng.choice(len(pages), 60, replace=False)] = True  # < half: the gathered path
+    limit = engine.block_mb * 2**20
+    seg = engine._segments[0]
+    blocks = list(engine._gathered(seg, np.flatnonzero(allowed), 18))
+    assert len(blocks) > 1
+    for rows, sub in blocks:
+        used = sub.tokens.nbytes + 18 * sub.tokens.shape[0] * 4  # the gathered copy + the score block
+        assert used <= limit or len(rows) == 1
+    scores, rows = engine.search(queries, 5, allowed=allowed)
+    full = engine.score(queries)  # (nq, n) oracle
+    full[:, ~allowed] = -np.inf
+    want = np.argsort(-full, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(rows, want)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, want, 1), rtol=1e-5)

@@ -148,10 +148,13 @@ class MaxSimEngine(SegmentedEngine):
         return best
 
     def _gathered(self, seg: _Segment, pages: np.ndarray, q_tokens: int) -> Iterator[tuple[np.ndarray, _Segment]]:
-        """The pages `pages` (ascending, local to `seg`) copied into blocks that fit `block_mb`."""
+        """The pages `pages` (ascending, local to `seg`) copied into blocks that fit `block_mb`.
+
+        The budget counts the gathered float32 copy of the tokens as well as the scores.
+        """
         lengths = seg.offsets[pages + 1] - seg.offsets[pages]  # (m,)
         ends = np.cumsum(lengths)  # (m,)
-        budget, a = self._budget(q_tokens), 0
+        budget, a = self._budget(q_tokens + seg.tokens.shape[1]), 0
         while a < len(pages):
             b = int(np.searchsorted(ends, (ends[a - 1] if a else 0) + budget, side="right"))
             b = min(max(b, a + 1), len(pages))
@@ -193,7 +196,7 @@ class MaxSimEngine(SegmentedEngine):
         return blocks
 
     def _budget(self, q_tokens: int) -> int:
-        """Page tokens per block so that one block of scores fits in `block_mb`."""
+        """Page tokens per block so that one block of `q_tokens` float32 values a page token fits in `block_mb`."""
         return max(1, int(self.block_mb * 2**20 / 4 / max(1, q_tokens)))
 
     def _read_shard(self, directory: Path, number: int, keep: int) -> int:
