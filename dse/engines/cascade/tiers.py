@@ -161,9 +161,15 @@ def read(
     scales = load_npy(shard_path(directory, number, _FILES[4])) if exact_dtype == "int8" else np.ones(len(exact), np.float32)
     coarse_offsets = np.asarray(coarse_offsets[: pages + 1], dtype=np.int64)
     coarse_int8, coarse_scales, spans, codebook, codes = (load_npy(shard_path(directory, number, s)) for s in _FILES[5:])
-    if (coarse_int8.shape != (len(coarse), width) or len(spans) != len(coarse) + 1 or codebook.ndim != 2
-            or codebook.shape[1] != width):
+    # A cut (`engine._truncate_shard`) rewrites the files one by one, the marker first: after a
+    # crash each file holds the marker's pages or more, so every tier is read up to the marker.
+    t_end, c_end = int(offsets[-1]), int(coarse_offsets[-1])
+    if (min(len(coarse), len(coarse_int8), len(coarse_scales)) < c_end or len(spans) < c_end + 1
+            or min(len(bits), len(scales)) < t_end or coarse_int8.shape[1:] != (width,) or codebook.ndim != 2
+            or codebook.shape[1] != width or (len(codebook) and len(codes) < c_end)):
         raise ValueError(f"{shard_path(directory, number, '.coarse-int8.npy')}: does not fit the shard")
+    coarse, coarse_int8, coarse_scales, spans = coarse[:c_end], coarse_int8[:c_end], coarse_scales[:c_end], spans[: c_end + 1]
+    bits, exact, scales, codes = bits[:t_end], exact[:t_end], scales[:t_end], codes[:c_end] if len(codebook) else codes[:0]
     tok = cascade_tokens.read(directory, number, pages, {} if cache is None else cache)
     return make(np.array(coarse), coarse_offsets, bits, exact, scales, offsets, coarse_int8, coarse_scales,
                 spans, np.array(codebook, np.float32), np.array(codes), tok)

@@ -166,10 +166,15 @@ def read(directory: Path, number: int, pages: int, cache: dict[str, Codebook]) -
     key = bytes(np.asarray(load_npy(shard_path(directory, number, FILES[0])))).decode("ascii")
     if key not in cache:
         cache[key] = Codebook(key, np.array(load_npy(Path(directory) / f"tokens-{key}.npy"), np.float32))
-    list_offsets, list_pages, fwd_offsets, fwd_codes = (load_npy(shard_path(directory, number, s)) for s in FILES[1:])
-    fwd_offsets = np.asarray(fwd_offsets[: pages + 1], np.int64)
+    list_offsets, list_pages, stored_offsets, fwd_codes = (load_npy(shard_path(directory, number, s)) for s in FILES[1:])
+    fwd_offsets = np.asarray(stored_offsets[: pages + 1], np.int64)
     if (len(list_offsets) != len(cache[key].centroids) + 1 or len(fwd_offsets) != pages + 1
             or fwd_offsets[-1] > len(fwd_codes)):
         raise ValueError(f"{shard_path(directory, number, FILES[1])}: token lists do not fit the shard")
-    lists = TokenLists(cache[key], np.asarray(list_offsets, np.int64), list_pages, fwd_offsets, fwd_codes)
-    return lists if list_offsets[-1] == fwd_offsets[-1] else lists.rows(0, pages)
+    exact = (len(stored_offsets) == pages + 1 and len(fwd_codes) == fwd_offsets[-1]
+             and len(list_pages) == list_offsets[-1] == fwd_offsets[-1])
+    if exact:  # the posting lists on disk are this shard's
+        return TokenLists(cache[key], np.asarray(list_offsets, np.int64), list_pages, fwd_offsets, fwd_codes)
+    # longer than the shard's pages (a cut, or a cut interrupted half-way): the forward lists are
+    # cut to the pages and the posting lists derived from them
+    return from_forward(cache[key], fwd_offsets, np.asarray(fwd_codes[: fwd_offsets[-1]]))
