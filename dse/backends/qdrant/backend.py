@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 
@@ -274,11 +273,6 @@ class QdrantIndex(IndexBackend):
     def _write_lock(self) -> WriteLock:
         self._check_writable()
         return WriteLock(self.directory / LOCK_NAME, timeout=60.0)
-
-
-def now() -> str:
-    """UTC ISO timestamp, as the catalogue records `added`."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 __all__ = ["QdrantIndex", "payload_of", "vectors_of"]

@@ -8,7 +8,8 @@ redoes it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from datetime import datetime, timezone
+from typing import Any, Sequence
 
 from dse.backends.qdrant.filters import payload_key
 from dse.backends.qdrant.points import payload_of, point_id, vectors_of
@@ -16,8 +17,7 @@ from dse.backends.records import DeleteReport, NewSource
 from dse.storage import images
 from dse.storage.layout import IMAGES_DIR, image_file, image_name
 
-if TYPE_CHECKING:
-    from dse.backends.qdrant.backend import QdrantIndex
+QdrantIndex = Any  # dse.backends.qdrant.backend.QdrantIndex (which imports this module)
 
 BATCH = 64  # points per upsert request
 
@@ -25,8 +25,6 @@ BATCH = 64  # points per upsert request
 def add_sources(index: QdrantIndex, sources: Sequence[NewSource], vectors: Sequence[Any]) -> list[list[int]]:
     """Commit sources (see `IndexBackend.add_sources`); returns the rows given to each source's pages."""
     from qdrant_client import models
-
-    from dse.backends.qdrant.backend import now
 
     for src, vecs in zip(sources, vectors):
         if len(src.pages) != len(vecs):
@@ -40,7 +38,7 @@ def add_sources(index: QdrantIndex, sources: Sequence[NewSource], vectors: Seque
     tokens = [index.bm25_tokens(src, vecs) for src, vecs in zip(sources, vectors)]
     avg_len = q.get("avg_len") or max(1.0, sum(len(t) for ts in tokens for t in ts) /
                                       max(1, sum(len(ts) for ts in tokens)))
-    row, added, out = int(q["rows"]), now(), []
+    row, added, out = int(q["rows"]), datetime.now(timezone.utc).isoformat(timespec="seconds"), []
     new_ids = {point_id(p.page_id) for src in sources for p in src.pages}
     for src, vecs, toks in zip(sources, vectors, tokens):
         points, rows = [], []
