@@ -85,3 +85,23 @@ def test_rerun_after_kill_9(tmp_path: Path, corpus: Path) -> None:
         assert "sourdough-baking.pdf" in names
         hits = index.search_text(["peregrine falcon"], 1)[0]
         assert Path(hits[0].record.source).name == "bird-field-guide.pdf"
+
+
+@pytest.mark.parametrize("encoder", ["bm25", "tiny-dse"])
+def test_export_an_embedded_index_to_qdrant(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str],
+                                            encoder: str) -> None:
+    idx, out = str(tmp_path / "idx"), str(tmp_path / "out")
+    assert run(capsys, "index", str(corpus), "--index", idx, "--encoder", encoder, "--no-progress")[0] == 0
+    code, _, err = run(capsys, "export", "--index", idx, "--qdrant", str(tmp_path / "q"), "--out", out)
+    assert code == 0 and "exported 11 page(s)" in err, err
+    from dse.retrieve.retriever import Retriever
+
+    with Retriever.open(idx) as a, Retriever.open(out) as b:
+        assert type(b.index).__name__ == "QdrantIndex" and len(b) == 11
+        assert b.page_image(a.search_text("peregrine falcon")[0].page_id).size
+        mode = "text" if encoder == "bm25" else "visual"
+        for q in ("peregrine falcon", "sourdough starter feeding", "torque wrench"):
+            ha, hb = a.search(q, k=3, mode=mode), b.search(q, k=3, mode=mode)
+            assert [h.page_id for h in ha][:1] == [h.page_id for h in hb][:1]
+            if mode == "visual":
+                assert [h.page_id for h in ha] == [h.page_id for h in hb]
