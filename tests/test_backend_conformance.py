@@ -155,3 +155,11 @@ def test_readd_is_idempotent(backend, tmp_path):
     with index:
         index.add_sources(sources[:2], vectors[:2])  # the same pages again (a re-run after a crash)
         assert len(index) == 30 and index.counts().sources == 6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_text_query_without_terms(backend, tmp_path):
+    index, _, _ = _make(backend, tmp_path, "single")
+    with index:
+        hits = index.search_text(["the and of", ""], 3)
+        assert all(h.score == 0 for q in hits for h in q)
