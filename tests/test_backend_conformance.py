@@ -125,6 +125,7 @@ def test_delete_update_move(backend, tmp_path):
         report = index.delete(page_ids=[f"{1:016x}-p00001", "nope"], sources=["/docs/src2.pdf"])
         assert (report.pages, report.missing) == (6, ("nope",))
         assert report.sources == 1 and len(index) == 24
+        assert index.has_source("digest1") and index.source_digest("/docs/src1.pdf") == "digest1"  # a page less
         q = _queries("single", 1)
         live = lambda s, p: s.path != "/docs/src2.pdf" and p.page_id != f"{1:016x}-p00001"
         hits = index.search(q, 30)[0]

@@ -148,7 +148,7 @@ class QdrantIndex(IndexBackend):
         return self.catalogue.metadata_keys()
 
     def has_source(self, digest: str) -> bool:
-        return self.catalogue.count(self.catalogue.where("digest", digest)) > 0
+        return self.catalogue.first("digest", digest, "digest") is not None
 
     def source_digest(self, path: str) -> str | None:
         return self.catalogue.first("source", path, "digest")

@@ -60,9 +60,20 @@ class PayloadCatalogue:
         return sorted(keys)
 
     def first(self, field: str, value: Any, key: str) -> Any:
+        """`key` of a complete source whose `field` is `value` (None: none, or only part of it was written).
+
+        A source counts once all its pages are stored (`source_pages`): a `dse index` killed in
+        the middle of a source's upsert leaves it incomplete, and the next run adds it again.
+        """
+        from qdrant_client import models
+
         points, _ = self.client.scroll(self.name, scroll_filter=self.where(field, value), limit=1,
-                                       with_payload=[key], with_vectors=False)
-        return points[0].payload.get(key) if points else None
+                                       with_payload=[key, "source", "digest", "source_pages"], with_vectors=False)
+        if not points:
+            return None
+        p = points[0].payload
+        both = models.Filter(must=[self.where("source", p["source"]), self.where("digest", p["digest"])])
+        return p.get(key) if self.count(both) >= int(p.get("source_pages", 0)) else None
 
     def matching(self, predicate: Callable[[Mapping[str, Any]], bool]) -> list[str]:
         """Point ids whose payload `predicate` accepts."""

@@ -14,7 +14,7 @@ from dse.backends.records import NewPage, NewSource, PageRecord
 
 NAMESPACE = uuid.UUID("6f1c3e0a-9d5b-5a7e-8c2f-0d5e13a4b713")  # dse pages; never change (ids are stored)
 BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults; the IDF factor is Qdrant's (Modifier.IDF)
-PAYLOAD_FIELDS = ("page_id", "source", "page", "image", "kind", "digest", "added", "row", "meta")
+PAYLOAD_FIELDS = ("page_id", "source", "page", "image", "kind", "digest", "added", "row", "source_pages", "meta")
 
 
 def point_id(page_id: str) -> str:
@@ -61,7 +61,7 @@ def payload_of(src: NewSource, page: NewPage, row: int, added: str) -> dict[str,
     """The payload of a page: what a `PageRecord` and the `where` fields need."""
     return {"page_id": page.page_id, "source": src.path, "page": int(page.page), "text": page.text,
             "image": page.image, "kind": src.kind, "digest": src.digest, "added": added, "row": int(row),
-            "meta": dict(page.metadata)}
+            "source_pages": len(src.pages), "meta": dict(page.metadata)}
 
 
 def record_of(payload: Mapping[str, Any]) -> PageRecord:

@@ -97,7 +97,14 @@ def delete(index: QdrantIndex, page_ids: Sequence[str], sources: Sequence[str], 
     paths = {p["source"] for p in found.values()}
     missing = [p for p in page_ids if p not in live_ids] + [given[p] for p in given if p not in paths] + unknown
     _drop(index, list(found.items()))
-    gone = [p for p in paths if index.source_digest(p) is None]
+    gone = []
+    for path in paths:  # a source keeps its remaining pages complete (a re-run must not re-add deleted ones)
+        left = index.catalogue.count(index.catalogue.where("source", path))
+        if left == 0:
+            gone.append(path)
+        else:
+            index.client.set_payload(index.collection, payload={"source_pages": left},
+                                     points=index.catalogue.where("source", path), wait=True)
     q = index.manifest.store["qdrant"]
     index.update_store(deleted_pages=int(q["deleted_pages"]) + len(found),
                        deleted_sources=int(q["deleted_sources"]) + len(gone))
