@@ -23,11 +23,11 @@ def run(args: argparse.Namespace) -> int:
     """`dse delete`: one commit; exit 1 if something named matched nothing."""
     import os
 
-    from dse.storage.page_index import PageIndex
+    from dse.backends import open_backend
 
     if not args.page_ids and not args.sources:
         raise CLIError("give --page-id ID... or --source PATH...")
-    with PageIndex.open(os.path.expanduser(args.index)) as index:
+    with open_backend(os.path.expanduser(args.index)) as index:
         report = index.delete(args.page_ids, args.sources)
         live = len(index)
     print(

@@ -63,6 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool-factor", type=int, help="cascade mode: hierarchical token pooling factor (e.g. 2)")
     p.add_argument("--n-lists", type=int, help="binary/int8 mode: IVF lists (about sqrt(pages) to 4*sqrt(pages))")
     p.add_argument("--n-probe", type=int, help="binary/int8 mode with --n-lists: lists scanned per query (default 32)")
+    p.add_argument("--backend", choices=["directory", "qdrant"],
+                   help="a new index: where its vectors live (default directory: the index directory itself)")
+    p.add_argument("--qdrant", metavar="URL_OR_PATH",
+                   help="--backend qdrant: http(s)://host:6333 (server or cluster; API key from QDRANT_API_KEY) "
+                        "or a folder (qdrant-client's local mode, one process at a time)")
+    p.add_argument("--collection", metavar="NAME", help="--backend qdrant: collection name (default: the index's name)")
     p.add_argument("--sync", action="store_true",
                    help="first delete indexed sources under the given folders that no longer exist on disk "
                         "(folders resolved like sources: any spelling of them works)")
@@ -86,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dse.config import IndexConfig, load_config
     from dse.encoders.registry import load_encoder
-    from dse.storage.page_index import PageIndex
+    from dse.backends import index_exists
     from dse.retrieve.retriever import Retriever
 
     ivf = {k: v for k, v in (("n_lists", args.n_lists), ("n_probe", args.n_probe)) if v is not None}
@@ -101,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     password = args.password or config.ingest.get("password")
     limits = _limits(config.ingest, args)
     args.index = os.path.expanduser(args.index)
-    if PageIndex.exists(args.index):
+    if index_exists(args.index):
+        _same_backend(args)
         if chose_encoder:
             retriever = Retriever.open(args.index, load_encoder(config.encoder, **config.options))
         else:
@@ -115,7 +122,14 @@ def run(args: argparse.Namespace) -> int:
         if args.pool_factor:
             engine["pool_factor"] = args.pool_factor
         engine.update(ivf)
-        retriever = Retriever.create(args.index, encoder, hnsw=hnsw, image_size=image_size, engine=engine)
+        backend = args.backend or config.index.get("backend", "directory")
+        if backend == "qdrant":
+            engine = _qdrant_options(config.index, args)
+            hnsw = False
+        elif args.qdrant or args.collection:
+            raise CLIError("--qdrant and --collection need --backend qdrant")
+        retriever = Retriever.create(args.index, encoder, hnsw=hnsw, image_size=image_size, engine=engine,
+                                     backend=backend)
     with retriever:
         removed = retriever.sync([s for s in args.sources if "://" not in s]) if args.sync else None
         if removed is not None:
@@ -194,3 +208,39 @@ def _web_options(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> 
         return WebOptions(**values)
     except (TypeError, ValueError) as exc:
         raise CLIError(f"web options: {exc}") from None
+
+
+def _qdrant_options(index_config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Options of a new Qdrant-backed index: the config's `index: qdrant:` section, then the flags.
+
+    Keys: `url` (or --qdrant), `collection`, `prefetch`, `hnsw_ef`, `quantization` (scalar |
+    binary), `shard_number`, `replication_factor`, `write_consistency_factor`, `on_disk`.
+    """
+    section = dict(index_config.get("qdrant") or {})
+    location = args.qdrant or section.pop("url", None) or section.pop("path", None)
+    if not location:
+        raise CLIError("--backend qdrant needs --qdrant http(s)://host:6333 or a local folder")
+    if args.engine_mode or args.hnsw or args.pool_factor:
+        raise CLIError("--engine-mode, --hnsw and --pool-factor are the directory backend's; Qdrant's options go "
+                       "in the config's index: qdrant: section")
+    options = {**section, "qdrant": location}
+    if args.collection:
+        options["collection"] = args.collection
+    return options
+
+
+def _same_backend(args: argparse.Namespace) -> None:
+    """An existing index: --backend, --qdrant and --collection, when given, must be what its manifest records."""
+    from dse.backends import backend_name
+    from dse.storage.manifest import read_manifest
+
+    recorded = dict(read_manifest(args.index).store.get("qdrant") or {})
+    if args.backend and args.backend != backend_name(args.index):
+        raise CLIError(f"{args.index} exists with the {backend_name(args.index)!r} backend, not {args.backend!r}")
+    if args.qdrant or args.collection:
+        from dse.backends.qdrant.schema import public_location
+
+        if not recorded or (args.qdrant and public_location(args.qdrant) != recorded["location"]) or (
+                args.collection and args.collection != recorded["collection"]):
+            raise CLIError(f"{args.index} exists and records its backend in its manifest ({recorded or 'directory'}); "
+                           "drop --qdrant and --collection or give the same ones")

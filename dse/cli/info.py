@@ -19,13 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`dse info`: the manifest and counts."""
-    from dse.storage.page_index import PageIndex
+    from dse.backends import backend_name, open_backend
 
-    with PageIndex.open(args.index) as index:
+    with open_backend(args.index) as index:
         counts = index.counts()
         info = {**index.manifest.to_json(), "deleted_pages": counts.deleted_pages,
                 "deleted_sources": counts.deleted_sources}
         sources = index.sources() if args.sources else []
+    info["backend"] = backend_name(args.index)
     if args.sources:
         info["source_list"] = sources
     if args.json:
@@ -36,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     shape = {"single": f"one {enc['dim']}-d vector per page", "multi": f"{enc['dim']}-d vectors per patch",
              "text": "text tokens (BM25)"}.get(enc["kind"], enc["kind"])
     print(f"encoder    {enc['name']} ({shape})")
+    qdrant = info["store"].get("qdrant")
+    print(f"backend    {info['backend']}" + (f" (collection {qdrant['collection']!r} at {qdrant['location']})"
+                                             if qdrant else " (vectors in the index directory)"))
     print(f"model      {enc['model']}" + (f" @ {enc['revision']}" if enc.get("revision") else ""))
     print(f"prompts    version {enc['prompt_version']}")
     print(f"pages      {info['pages']}")

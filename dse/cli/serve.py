@@ -44,11 +44,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     import uvicorn
 
-    from dse.storage.page_index import PageIndex
+    from dse.backends import index_exists
     from dse.serve.app import create_app
     from dse.serve.service import ServeConfig
 
-    if not PageIndex.exists(args.index):
+    if not index_exists(args.index):
         raise CLIError(f"{args.index}: no index here (make one with `dse index SOURCES --index {args.index}`)")
     token = _read_token(args.token_file)
     if token is None and not _loopback(args.host):

@@ -128,9 +128,9 @@ def _has_scope(dataset: EvalDataset, scope: str) -> bool:
 
 def _open_or_create(directory: Path, encoder: Encoder, store_images: bool) -> Retriever:
     from dse.backends import DEFAULT_IMAGE_SIZE
-    from dse.storage.page_index import PageIndex
+    from dse.backends import index_exists
 
-    if PageIndex.exists(directory):
+    if index_exists(directory):
         return Retriever.open(directory, encoder)
     return Retriever.create(directory, encoder, image_size=DEFAULT_IMAGE_SIZE if store_images else 0)
 

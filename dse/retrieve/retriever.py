@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from PIL import Image
 
-from dse.backends import DEFAULT_IMAGE_SIZE, DeleteReport, IndexBackend, backend_class
+from dse.backends import DEFAULT_BACKEND, DEFAULT_IMAGE_SIZE, DeleteReport, IndexBackend, backend_class, open_backend
 from dse.encoders.base import Encoder
 from dse.encoders.queries import check_image_queries
 from dse.retrieve.encoder_check import check_encoder
@@ -79,6 +79,7 @@ class Retriever:
         hnsw: bool = False,
         image_size: int = DEFAULT_IMAGE_SIZE,
         engine: Mapping[str, Any] | None = None,
+        backend: str = DEFAULT_BACKEND,
     ) -> "Retriever":
         """Make a new index directory for `encoder`.
 
@@ -88,14 +89,17 @@ class Retriever:
             hnsw: Single-vector indexes only: approximate HNSW search instead of exact.
             image_size: Long side of the stored page images (0: store none).
             engine: Further engine options, e.g. {"mode": "cascade", "pool_factor": 2} (multi) or
-                {"mode": "binary"} (single); see `dse.engines.registry.engine_for`.
+                {"mode": "binary"} (single); see `dse.engines.registry.engine_for`. With
+                backend="qdrant": {"qdrant": URL or path, "collection": ..., cluster settings}
+                (`dse.backends.qdrant.backend.QdrantIndex.create`).
+            backend: The index backend (`dse.backends.backend_class`): "directory" or "qdrant".
         """
         engine_options: dict[str, Any] = dict(engine or {})
         if hnsw:
             if encoder.kind != "single":
                 raise ValueError(f"hnsw applies to single-vector encoders; {encoder.name!r} is {encoder.kind}")
             engine_options["hnsw"] = True
-        index = backend_class().create(directory, encoder.describe(), engine_options, image_size=image_size)
+        index = backend_class(backend).create(directory, encoder.describe(), engine_options, image_size=image_size)
         return cls(encoder, index)
 
     @classmethod
@@ -110,7 +114,7 @@ class Retriever:
             **encoder_options: With `encoder=None`: options such as `device` or `batch_size`
                 that do not change the vectors.
         """
-        index = backend_class().open(directory)
+        index = open_backend(directory)  # the backend its manifest names
         try:
             return cls(encoder, index, **(encoder_options if encoder is None else {}))
         except BaseException:

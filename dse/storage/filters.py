@@ -75,8 +75,10 @@ def compile_where(where: Mapping[str, Any]) -> CompiledFilter:
         ops = condition if isinstance(condition, Mapping) else _shorthand(field, condition)
         if not ops:
             raise FilterError(f"where[{field!r}]: empty condition")
-        for op, value in ops.items():
-            clauses.append(_clause(field, expr, op, value, args))
+        for i, op in enumerate(ops):
+            if i and field not in FIELDS:
+                args.append(json_path(field))  # each condition on a metadata key binds its path once
+            clauses.append(_clause(field, expr, op, ops[op], args))
     return CompiledFilter(" AND ".join(clauses) or "1", tuple(args), tuple(keys))
 
 

@@ -52,20 +52,25 @@ class SourceLookups:
         never missing. A folder that does not exist is ignored (a typo or another working
         directory must not empty the index).
         """
-        from ingest.web.safety import is_url
+        return missing_under(self.catalogue.sources(), folders)
 
-        roots: set[str] = set()
-        for folder in folders:
-            folder = os.path.expanduser(os.fspath(folder))
-            if os.path.isdir(folder):
-                roots.update((os.path.realpath(folder), os.path.abspath(folder)))
-        gone = []
-        for src in self.catalogue.sources():
-            if is_url(src["path"]):
-                continue
-            path = os.path.abspath(src["path"])
-            forms = {path, os.path.realpath(path)}
-            under = any(os.path.commonpath([p, root]) == root for p in forms for root in roots)
-            if under and not os.path.exists(path):
-                gone.append(src["path"])
-        return gone
+
+def missing_under(sources: Sequence[dict], folders: Sequence[str | Path]) -> list[str]:
+    """Of `sources` (dicts with a `path`), those under `folders` whose file no longer exists (`SourceLookups.missing_sources`)."""
+    from ingest.web.safety import is_url
+
+    roots: set[str] = set()
+    for folder in folders:
+        folder = os.path.expanduser(os.fspath(folder))
+        if os.path.isdir(folder):
+            roots.update((os.path.realpath(folder), os.path.abspath(folder)))
+    gone = []
+    for src in sources:
+        if is_url(src["path"]):
+            continue
+        path = os.path.abspath(src["path"])
+        forms = {path, os.path.realpath(path)}
+        under = any(os.path.commonpath([p, root]) == root for p in forms for root in roots)
+        if under and not os.path.exists(path):
+            gone.append(src["path"])
+    return gone

@@ -1,0 +1,96 @@
+"""Qdrant backend (local mode) vs the embedded index on the realistic multi-vector corpus of bench/late.py.
+
+    python bench/qdrant.py --pages 1000 --tokens 128 --queries 30     # last line is JSON
+
+Both backends get the same pages (bench/corpus_late.py's RealisticCorpus), committed in groups
+through `IndexBackend.add_sources`: the embedded index directory (exact MaxSim engine, the
+oracle) and `QdrantIndex` in qdrant-client's local mode (pooled-mean prefetch, then MaxSim over
+the multivector field). Reported: build time, warm p50/p95 of one query per call (no query
+encoding), recall@10 against exact MaxSim at each prefetch limit. Local mode is brute force in
+Python (no HNSW, no server): its latencies say nothing of a Qdrant server, so corpora here are
+small; a server run needs `--qdrant http://host:6333` (not possible on these machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from corpus_late import RealisticCorpus  # noqa: E402
+
+from dse.backends import NewPage, NewSource, backend_class  # noqa: E402
+
+ENCODER = {"name": "bench-multi", "kind": "multi", "model": "synthetic", "prompt_version": "1", "options": {}}
+
+
+def build(backend: str, directory: Path, corpus: RealisticCorpus, pages: int, dim: int, options: dict) -> tuple:
+    index = backend_class(backend).create(directory, {**ENCODER, "dim": dim}, options, image_size=0)
+    t0 = time.perf_counter()
+    for start in range(0, pages, 100):
+        ids = range(start, min(start + 100, pages))
+        src = NewSource(f"/bench/doc{start}.pdf", f"d{start}", "pdf",
+                        tuple(NewPage(f"{i:016x}-p00001", 1, "", None, {}) for i in ids))
+        index.add_sources([src], [[corpus.page(i) for i in ids]])
+    return index, time.perf_counter() - t0
+
+
+def timed(index, queries: list[np.ndarray], k: int) -> tuple[list[list[str]], float, float]:  # noqa: ANN001
+    out, lat = [], []
+    index.search(queries[:1], k)  # warm
+    for q in queries:
+        t0 = time.perf_counter()
+        hits = index.search([q], k)[0]
+        lat.append(time.perf_counter() - t0)
+        out.append([h.record.page_id for h in hits])
+    return out, float(np.percentile(lat, 50) * 1e3), float(np.percentile(lat, 95) * 1e3)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pages", type=int, default=1000)
+    p.add_argument("--tokens", type=int, default=128)
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--queries", type=int, default=30)
+    p.add_argument("--prefetch", default="50,200,1000", help="prefetch limits to measure")
+    p.add_argument("--qdrant", help="a Qdrant URL (default: local mode in a temporary folder)")
+    args = p.parse_args()
+    load = "%.1f %.1f %.1f" % os.getloadavg()
+    corpus = RealisticCorpus(args.pages, 0, args.tokens, args.dim)
+    targets = np.random.default_rng(99).choice(args.pages, args.queries, replace=False)
+    queries = [corpus.query(int(t)) for t in targets]
+    result: dict = {"pages": args.pages, "tokens": args.tokens, "dim": args.dim, "queries": args.queries,
+                    "load_before": load, "qdrant": args.qdrant or "local mode (brute force Python)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        emb, t_emb = build("directory", Path(tmp) / "emb", corpus, args.pages, args.dim, {})
+        exact, p50, p95 = timed(emb, queries, 10)
+        result["embedded_exact"] = {"build_s": round(t_emb, 2), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2)}
+        print(f"embedded exact MaxSim: build {t_emb:.1f} s, p50 {p50:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
+        qd, t_q = build("qdrant", Path(tmp) / "qd", corpus, args.pages, args.dim,
+                        {"qdrant": args.qdrant or str(Path(tmp) / "qdrant-data"), "collection": "bench"})
+        result["qdrant_build_s"] = round(t_q, 2)
+        result["build_ratio"] = round(t_q / t_emb, 2)
+        for limit in (int(x) for x in args.prefetch.split(",")):
+            qd.options["prefetch"] = limit
+            got, p50, p95 = timed(qd, queries, 10)
+            recall = float(np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(got, exact)]))
+            result[f"qdrant_prefetch_{limit}"] = {"recall@10": round(recall, 4), "p50_ms": round(p50, 2),
+                                                  "p95_ms": round(p95, 2),
+                                                  "p50_ratio": round(p50 / result["embedded_exact"]["p50_ms"], 2)}
+            print(f"qdrant prefetch {limit}: recall@10 {recall:.3f}, p50 {p50:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
+        qd.close()
+        emb.close()
+    result["load_after"] = "%.1f %.1f %.1f" % os.getloadavg()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""`QdrantIndex`: an `IndexBackend` whose vectors and payloads live in a Qdrant collection.
+
+The index directory keeps the manifest (backend, collection, location without secrets) and the
+stored page images; a URL location is a Qdrant server or cluster (API key: QDRANT_API_KEY), a
+path is qdrant-client's embedded local mode (one process at a time). Writes are idempotent
+upserts on stable point ids (uuid5 of the page id), waited for, so a finished add is searchable
+at once and a killed `dse index` re-runs cleanly. Qdrant serves its latest state: `view()` pins
+nothing and `refresh()` has nothing to load.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator, Mapping, Sequence
+
+from PIL import Image
+
+from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend
+from dse.backends.qdrant import filters as qfilters
+from dse.backends.qdrant import query
+from dse.backends.qdrant.catalogue import PayloadCatalogue
+from dse.backends.qdrant.points import payload_of, point_id, vectors_of
+from dse.backends.qdrant.schema import check_options, connect, create_collection, index_payload_field, public_location
+from dse.backends.records import Counts, DeleteReport, NewSource, PageRecord, ScoredPage
+from dse.storage import images
+from dse.storage.layout import IMAGES_DIR, LOCK_NAME, ReadOnlyIndexError, image_name, media_read_only, source_spellings
+from dse.storage.lock import WriteLock
+from dse.storage.manifest import Manifest, read_manifest, write_manifest
+from dse.text.fields import SOURCE_NAME_WEIGHT, bm25_text, source_name_weight
+
+BACKEND = "qdrant"
+
+
+class QdrantIndex(IndexBackend):
+    """An index whose pages are points of a Qdrant collection (see the module docstring)."""
+
+    def __init__(self, directory: Path, manifest: Manifest, client: Any, read_only: bool = False) -> None:
+        self.directory = Path(directory)
+        self.manifest = manifest
+        self.client = client
+        self.read_only = read_only
+        self.collection = str(manifest.store["qdrant"]["collection"])
+        self.options = dict(manifest.store["qdrant"].get("options") or {})
+        self.catalogue = PayloadCatalogue(client, self.collection)
+        self._tokenizer: Any = None
+
+    # ---------------------------------------------------------------- lifecycle
+    @classmethod
+    def create(cls, directory: str | Path, encoder: Mapping[str, Any], engine_options: Mapping[str, Any] | None = None,
+               image_size: int = DEFAULT_IMAGE_SIZE) -> QdrantIndex:
+        """A new index directory and its collection; `engine_options` must name `qdrant` (URL or path).
+
+        Options: `qdrant` (location), `collection` (default: the directory's name), `prefetch`,
+        `hnsw_ef`, `quantization` ("scalar" | "binary", single vectors), `shard_number`,
+        `replication_factor`, `write_consistency_factor`, `on_disk`.
+        """
+        from dse import __version__
+        from dse.text.tokenizer import Tokenizer
+
+        options = check_options(engine_options or {})
+        location = options.pop("qdrant", None)
+        if not location:
+            raise ValueError("the qdrant backend needs a location: --qdrant http(s)://host:6333 or a local path")
+        directory = Path(directory).expanduser()
+        if (directory / "manifest.json").exists():
+            raise FileExistsError(f"{directory}: an index already exists here; open it instead")
+        name = str(options.pop("collection", None) or directory.resolve().name)
+        client = connect(str(location))
+        if client.collection_exists(name):
+            client.close()
+            raise FileExistsError(f"Qdrant collection {name!r} already exists at {public_location(str(location))}: "
+                                  f"choose another --collection")
+        create_collection(client, name, str(encoder["kind"]), encoder.get("dim"), options)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / IMAGES_DIR).mkdir(exist_ok=True)
+        store: dict[str, Any] = {
+            "backend": BACKEND, "image_size": int(image_size), "text_fields": {"source_name": SOURCE_NAME_WEIGHT},
+            "qdrant": {"location": public_location(str(location)), "collection": name, "options": options,
+                       "rows": 0, "deleted_pages": 0, "deleted_sources": 0},
+        }
+        if encoder["kind"] != "text":
+            store["text"] = {"tokenizer": Tokenizer().options()}
+        manifest = Manifest(encoder=dict(encoder), engine={"backend": BACKEND, **options}, store=store,
+                            dse_version=__version__)
+        write_manifest(directory, manifest)
+        return cls(directory, manifest, client)
+
+    @classmethod
+    def open(cls, directory: str | Path, read_only: bool | None = None) -> QdrantIndex:
+        """Open an index directory of this backend and connect to its collection."""
+        from dse.storage.manifest import IndexFormatError
+
+        directory = Path(directory).expanduser()
+        manifest = read_manifest(directory)
+        if manifest.store.get("backend") != BACKEND:
+            raise IndexFormatError(f"{directory}: not a Qdrant-backed index (open it with its own backend)")
+        location = os.environ.get("DSE_QDRANT_URL") or manifest.store["qdrant"]["location"]
+        client = connect(location)
+        if not client.collection_exists(manifest.store["qdrant"]["collection"]):
+            client.close()
+            raise IndexFormatError(f"{directory}: Qdrant collection {manifest.store['qdrant']['collection']!r} "
+                                   f"is missing at {location}")
+        return cls(directory, manifest, client, media_read_only(directory) if read_only is None else read_only)
+
+    @staticmethod
+    def exists(directory: str | Path) -> bool:
+        """True if `directory` holds a Qdrant-backed index."""
+        try:
+            return read_manifest(Path(directory).expanduser()).store.get("backend") == BACKEND
+        except Exception:  # noqa: BLE001 - not an index, or unreadable: not one of ours
+            return False
+
+    def close(self) -> None:
+        """Close the client (local mode releases its folder)."""
+        self.client.close()
+
+    def refresh(self) -> int:
+        """Nothing to load: Qdrant answers from its latest state."""
+        return 0
+
+    # ---------------------------------------------------------------- counts and lookups
+    def __len__(self) -> int:
+        return self.catalogue.count()
+
+    def counts(self) -> Counts:
+        q = self.manifest.store["qdrant"]
+        pages = self.catalogue.count()
+        return Counts(max(int(q["rows"]), pages), pages, len(self.sources()), int(q["deleted_pages"]),
+                      int(q["deleted_sources"]))
+
+    def page(self, page_id: str) -> PageRecord:
+        return self.catalogue.page(page_id)
+
+    def page_image(self, page_id: str) -> Image.Image:
+        with self.open_page_image(page_id) as fh, Image.open(fh) as img:
+            return img.convert("RGB")
+
+    def open_page_image(self, page_id: str) -> BinaryIO:
+        return images.open_stored(self.directory, self.catalogue.page(page_id))
+
+    def sources(self) -> list[dict[str, Any]]:
+        return self.catalogue.sources()
+
+    def metadata_keys(self) -> list[str]:
+        return self.catalogue.metadata_keys()
+
+    def has_source(self, digest: str) -> bool:
+        return self.catalogue.first("digest", digest, "digest") is not None
+
+    def source_digest(self, path: str) -> str | None:
+        return self.catalogue.first("source", path, "digest")
+
+    def source_of_digest(self, digest: str) -> str | None:
+        return self.catalogue.first("digest", digest, "source")
+
+    def find_source(self, source: str | os.PathLike[str]) -> str | None:
+        for path in source_spellings(source):
+            if self.source_digest(path) is not None:
+                return path
+        return None
+
+    def missing_sources(self, folders: Sequence[str | Path]) -> list[str]:
+        from dse.storage.sources import missing_under
+
+        return missing_under(self.sources(), folders)
+
+    # ---------------------------------------------------------------- searching
+    def view(self) -> Any:
+        return None
+
+    def _filter(self, where: Mapping[str, Any] | None) -> Any:
+        if where is None:
+            return None
+        keys = qfilters.metadata_fields(where)
+        if keys:
+            qfilters.check_known(keys, self.metadata_keys(), self.catalogue.count())
+        return qfilters.to_filter(where, self.catalogue.matching)
+
+    def search(self, queries: Any, k: int, where: Mapping[str, Any] | None = None, view: Any = None) -> list[list[ScoredPage]]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if len(queries) == 0:
+            return []
+        return query.visual(self.client, self.collection, self.manifest.kind, queries, k, self._filter(where),
+                            self.options)
+
+    def search_text(self, queries: Sequence[str], k: int, where: Mapping[str, Any] | None = None,
+                    view: Any = None) -> list[list[ScoredPage]]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        return query.text(self.client, self.collection, self.tokenize(queries), k, self._filter(where))
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        if self._tokenizer is None:
+            from dse.text.tokenizer import Tokenizer
+
+            text_index = self.manifest.kind == "text"
+            options = self.manifest.encoder.get("options") if text_index else self.manifest.store["text"]["tokenizer"]
+            self._tokenizer = Tokenizer(**dict(options or {}))
+        return self._tokenizer.tokenize_all(list(texts), "pages")
+
+    @property
+    def source_name_weight(self) -> int:
+        return source_name_weight(self.manifest.store)
+
+    # ---------------------------------------------------------------- writing
+    def store_image(self, page_id: str, image: Image.Image) -> str | None:
+        size = int(self.manifest.store.get("image_size", DEFAULT_IMAGE_SIZE))
+        if size <= 0:
+            return None
+        self._check_writable()
+        rel = image_name(page_id)
+        images.write_image(self.directory, rel, image, size)
+        return rel
+
+    @contextmanager
+    def writing_run(self) -> Iterator[None]:
+        self._check_writable()
+        with images.RunGuard(self.directory, self.catalogue.live_images):
+            yield
+
+    def discard_images(self, page_ids: Sequence[str]) -> None:
+        if self.read_only or not page_ids:
+            return
+        live = {r.id for r in self.client.retrieve(self.collection, [point_id(p) for p in page_ids],
+                                                   with_payload=False, with_vectors=False)}
+        images.remove([self.directory / image_name(p) for p in dict.fromkeys(page_ids) if point_id(p) not in live])
+
+    def add_sources(self, sources: Sequence[NewSource], vectors: Sequence[Any]) -> list[list[int]]:
+        """Upsert the sources' pages (waited for), then remove the pages of the versions they replace."""
+        from dse.backends.qdrant.writes import add_sources
+
+        if len(sources) != len(vectors):
+            raise ValueError(f"{len(sources)} sources but {len(vectors)} vector groups")
+        if not sources:
+            return []
+        with self._write_lock():
+            return add_sources(self, sources, vectors)
+
+    def move_source(self, old: str, new: str, replaces: Sequence[str] = ()) -> bool:
+        from dse.backends.qdrant.writes import move_source
+
+        with self._write_lock():
+            return move_source(self, old, new, replaces)
+
+    def delete(self, page_ids: Sequence[str] = (), sources: Sequence[str] = (), *, as_indexed: bool = False) -> DeleteReport:
+        from dse.backends.qdrant.writes import delete
+
+        with self._write_lock():
+            return delete(self, page_ids, sources, as_indexed)
+
+    # ---------------------------------------------------------------- internals
+    def update_store(self, **changes: Any) -> None:
+        """Record counters in the manifest's `store.qdrant` with the live counts (under the lock)."""
+        store = dict(self.manifest.store)
+        store["qdrant"] = {**store["qdrant"], **changes}
+        manifest = replace(self.manifest, store=store)
+        self.manifest = manifest.with_counts(self.catalogue.count(), len(self.sources()))
+        write_manifest(self.directory, self.manifest)
+
+    def bm25_tokens(self, src: NewSource, vectors: Any) -> list[list[str]]:
+        if self.manifest.kind == "text":
+            return [list(v) for v in vectors]
+        return self.tokenize([bm25_text(p.text, src.path, self.source_name_weight) for p in src.pages])
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyIndexError(f"{self.directory}: opened read-only; nothing can be added or deleted")
+
+    def _write_lock(self) -> WriteLock:
+        self._check_writable()
+        return WriteLock(self.directory / LOCK_NAME, timeout=60.0)
+
+
+__all__ = ["QdrantIndex", "payload_of", "vectors_of"]

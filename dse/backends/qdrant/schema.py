@@ -1,0 +1,109 @@
+"""The collection's schema: named vectors per encoder kind, cluster settings, the client.
+
+Vectors of a point (one point per page):
+
+- multi-vector encoders: ``mv`` (multivector, MAX_SIM, on disk, HNSW off: m=0) and ``pooled``
+  (the page's mean token, HNSW) for the prefetch stage;
+- single-vector encoders: ``dense`` (dot product on unit rows, HNSW, optional scalar or binary
+  quantisation with rescoring);
+- every index: ``bm25`` (sparse, IDF modifier) over the pages' text.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+MULTI, POOLED, DENSE, SPARSE = "mv", "pooled", "dense", "bm25"
+CLUSTER_KEYS = ("shard_number", "replication_factor", "write_consistency_factor", "on_disk")
+DEFAULT_PREFETCH = 200  # pooled candidates rescored by exact MaxSim per query
+PAYLOAD_INDEXES = {"source": "keyword", "page_id": "keyword", "digest": "keyword", "kind": "keyword",
+                   "page": "integer"}
+
+
+class QdrantOptionError(ValueError):
+    """A Qdrant backend option that is not valid: the message names it."""
+
+
+def connect(location: str) -> Any:
+    """A `QdrantClient` for a URL (server or cluster; API key from QDRANT_API_KEY) or a local-mode path."""
+    from dse.extras import require
+
+    require(["qdrant_client"], "the Qdrant backend")
+    from qdrant_client import QdrantClient
+
+    if location.startswith(("http://", "https://")):
+        return QdrantClient(url=location, api_key=os.environ.get("QDRANT_API_KEY") or None)
+    return QdrantClient(path=os.path.expanduser(location))
+
+
+def public_location(location: str) -> str:
+    """The location as recorded in the manifest: a URL without user info or query (no secrets)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not location.startswith(("http://", "https://")):
+        return os.path.abspath(os.path.expanduser(location))
+    parts = urlsplit(location)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The backend's options checked: quantization, prefetch, hnsw_ef and cluster settings."""
+    out = dict(options)
+    q = out.get("quantization")
+    if q not in (None, "scalar", "binary"):
+        raise QdrantOptionError(f"qdrant quantization {q!r}: use 'scalar', 'binary' or none")
+    for key in ("prefetch", "shard_number", "replication_factor", "write_consistency_factor", "hnsw_ef"):
+        if key in out and (not isinstance(out[key], int) or out[key] < 1):
+            raise QdrantOptionError(f"qdrant option {key} must be an integer >= 1, got {out[key]!r}")
+    return out
+
+
+def create_collection(client: Any, name: str, kind: str, dim: int | None, options: Mapping[str, Any]) -> None:
+    """Create the collection for an encoder kind ("single", "multi", "text") with its payload indexes."""
+    from qdrant_client import models
+
+    on_disk = bool(options.get("on_disk", kind == "multi"))
+    vectors: dict[str, Any] = {}
+    if kind == "multi":
+        vectors[MULTI] = models.VectorParams(
+            size=int(dim), distance=models.Distance.DOT, on_disk=True,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+            hnsw_config=models.HnswConfigDiff(m=0))
+        vectors[POOLED] = models.VectorParams(size=int(dim), distance=models.Distance.DOT, on_disk=on_disk)
+    elif kind == "single":
+        vectors[DENSE] = models.VectorParams(size=int(dim), distance=models.Distance.DOT, on_disk=on_disk)
+    quant = None
+    if options.get("quantization") == "scalar":
+        quant = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, always_ram=True))
+    elif options.get("quantization") == "binary":
+        quant = models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    cluster = {k: int(options[k]) for k in CLUSTER_KEYS[:3] if k in options}
+    client.create_collection(
+        collection_name=name, vectors_config=vectors,
+        sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        quantization_config=quant, **cluster)
+    if _local(client):
+        return  # local mode scans payloads (it warns that payload indexes have no effect)
+    for field, schema in PAYLOAD_INDEXES.items():
+        client.create_payload_index(name, field_name=field, field_schema=schema)
+
+
+def index_payload_field(client: Any, name: str, key: str, value: Any) -> None:
+    """A payload index on a metadata key a filter reads (keyword, integer, float or bool by value)."""
+    if _local(client):
+        return
+    schema = ("bool" if isinstance(value, bool) else "integer" if isinstance(value, int)
+              else "float" if isinstance(value, float) else "keyword")
+    try:
+        client.create_payload_index(name, field_name=f"meta.{key}", field_schema=schema)
+    except Exception:  # noqa: BLE001 - an index of another type already exists: filters still work without it
+        pass
+
+
+def _local(client: Any) -> bool:
+    """True for qdrant-client's embedded local mode (no server)."""
+    return type(getattr(client, "_client", None)).__name__ == "QdrantLocal"
