@@ -58,3 +58,19 @@ def test_cached_tokenizer_gives_the_same_tokens() -> None:
         text = " ".join(words)
         assert snippet(text, "Häuser ärgerlich", cached) == snippet(text, "Häuser ärgerlich", tokenize)
         assert snippet(PageText.of(text), "Häuser", cached) == snippet(text, "Häuser", tokenize)
+
+
+@pytest.mark.parametrize("size", [0, 3, 1000])
+def test_snippet_cache_gives_the_uncached_snippet(size: int) -> None:
+    from dse.serve.snippets import CachedTokenizer, PageText, SnippetCache
+
+    tokenize = BM25Encoder().encode_pages
+    rng = random.Random(size)
+    pages = {f"p{i}": " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 80))) for i in range(20)}
+    cache = SnippetCache(CachedTokenizer(tokenize), lambda pid: PageText.of(pages[pid]), size=size, width=60)
+    for _ in range(300):  # repeats, and queries that tokenize alike ("margins", "margin"), share entries
+        pid = rng.choice(sorted(pages))
+        query = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 3)))
+        assert cache(pid, query) == snippet(pages[pid], query, tokenize, width=60), (pid, query)
+    with pytest.raises(KeyError):
+        cache("gone", "margin")

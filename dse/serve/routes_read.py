@@ -139,13 +139,11 @@ def _image_query(encoded: str) -> Any:
 
 
 def _hit(svc: Service, hit: Any, query: str, snippets: bool) -> dict[str, Any]:
-    from dse.serve.snippets import snippet
-
     kind = hit.metadata.get("kind") if isinstance(hit.metadata, dict) else None
     text, marks = "", ()
     if snippets:
         try:
-            found = snippet(svc.page_text(hit.page_id), query, svc.tokenize)
+            found = svc.snippets(hit.page_id, query)
             text, marks = found.text, found.highlights
         except KeyError:  # deleted since the search: its hit stands, without a snippet
             pass

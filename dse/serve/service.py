@@ -21,7 +21,7 @@ from typing import Any
 
 from dse.serve.lru import LruCache
 from dse.serve.problems import ApiError
-from dse.serve.snippets import CachedTokenizer, PageText
+from dse.serve.snippets import CachedTokenizer, PageText, SnippetCache
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class Service:
         self.rerankers = {name: _reranker(name, runtime) for name in config.rerank}
         self.tokenize = CachedTokenizer(self.index.tokenize)  # snippets: each word tokenized once
         self._page_texts = LruCache(4096)  # page_id -> PageText (a page id names its bytes: never stale)
+        self.snippets = SnippetCache(self.tokenize, self.page_text)  # (page_id, query tokens) -> Snippet
         self.similarity_maps = LruCache(config.map_cache)  # (page_id, query) -> (token maps, image size)
         # one search at a time by default: each is parallel inside (BLAS, FAISS, numba) where it
         # can be, and concurrent searches only fight over the GIL (2 cores, BM25, 8 threads sharing

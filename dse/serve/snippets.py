@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from dse.serve.lru import LruCache
+
 _WORD = re.compile(r"\w+")
 
 
@@ -130,6 +132,35 @@ class CachedTokenizer:
                 self._tokens[text] = toks
                 for tok in toks:
                     self._words.setdefault(tok, set()).add(text)
+
+
+class SnippetCache:
+    """Snippets remembered per (page id, query tokens): a page's snippet for a query depends on nothing else.
+
+    Queries that tokenize alike ("margins", "Margin") share an entry. A page id names the page's
+    bytes, so an entry never goes stale. Safe to share across request threads.
+
+    Args:
+        tokenize: The index's tokenizer, best a `CachedTokenizer` (the key needs the query's tokens).
+        page_text: Page id -> its text (or `PageText`); KeyError for a page that is gone.
+        size: Snippets kept (0: none, each is computed).
+        width: Characters in a window, about.
+    """
+
+    def __init__(self, tokenize: Callable[[Sequence[str]], list[list[str]]],
+                 page_text: Callable[[str], "str | PageText"], size: int = 16_384, width: int = 240) -> None:
+        self._tokenize, self._page_text, self._width = tokenize, page_text, width
+        self._cache = LruCache(size)
+
+    def __call__(self, page_id: str, query: str) -> Snippet:
+        """The snippet of page `page_id` for `query` (KeyError: no such page)."""
+        wanted = tuple(sorted(set(self._tokenize([query])[0]))) if query.strip() else ()
+        key = (page_id, wanted)
+        found = self._cache.get(key)
+        if found is None:
+            found = snippet(self._page_text(page_id), query, self._tokenize, self._width)
+            self._cache.put(key, found)
+        return found
 
 
 def _matching_words(
