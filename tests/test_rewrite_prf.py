@@ -104,3 +104,21 @@ def test_no_match_leaves_the_query_alone_and_bad_input_is_named(index: Retriever
         load_rewriter("nope")
     with pytest.raises(ValueError, match="fb_docs"):
         RM3Rewriter(fb_docs=0)
+
+
+def test_retriever_searches_the_rewritten_text(index: Retriever, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from dse.cli.main import main
+
+    rewriter = load_rewriter("prf", fb_docs=2, max_df_ratio=None)
+    expanded = rewriter.rewrite("bread", index.index).text
+    want = [(h.page_id, h.score) for h in index.search(expanded, k=5)]
+    assert [(h.page_id, h.score) for h in index.search("bread", k=5, rewrite=rewriter)] == want
+    assert index.search("bread", k=5, rewrite="prf")  # by registry name, default options
+    with pytest.raises(TypeError, match="rewrite must be"):
+        index.search("bread", rewrite=3)
+    assert main(["search", "bread", "--index", str(index.index.directory), "--rewrite", "prf", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+    assert main(["search", "bread", "--index", str(index.index.directory), "--rewrite", "nope"]) == 2
+    assert "--rewrite nope: unknown rewriter 'nope'" in capsys.readouterr().err
