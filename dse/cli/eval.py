@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight", type=float, help="hybrid mode, weighted fusion: lambda in norm(bm25) + lambda * "
                    "norm(visual) (default 1)")
     p.add_argument("--rrf-k", type=float, help="hybrid mode with rrf: the constant k in 1/(k + rank) (default 60)")
+    p.add_argument("--rewrite", metavar="NAME", help="rewrite each query first (prf: RM3 over the index's BM25)")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the full result (JSON) here")
     p.add_argument("--qrels", metavar="FILE", help="TREC qrels file (with --run)")
@@ -105,6 +106,8 @@ def _evaluate(args: argparse.Namespace) -> int:
              if value is not None}
     if fused and args.mode != "hybrid":
         raise CLIError(f"--{'/--'.join(k.replace('_', '-') for k in fused)} need --mode hybrid")
+    if args.rewrite:
+        fused["rewrite"] = args.rewrite  # a registry name: recorded as given in the result
     result = evaluate(sets, encoder, index_dir=args.index_dir, k=args.k, mode=args.mode, scopes=scopes, dpi=dpi,
                       progress=True, search_options=fused)
     if args.output:

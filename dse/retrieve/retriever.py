@@ -231,6 +231,7 @@ class Retriever:
         alpha: float = 0.5,
         depth: int = 50,
         where: Mapping[str, Any] | None = None,
+        rewrite: Any = None,
     ) -> list[list[Hit]]:
         """The top-k pages for each query, best first.
 
@@ -250,6 +251,8 @@ class Retriever:
             depth: First-stage candidates the reranker sees (at least k).
             where: Metadata filter applied before scoring, e.g. {"kind": "pdf", "page": {"gte": 2}}
                 (syntax: `dse.storage.filters`); k pages come back when k pages match.
+            rewrite: A `dse.rewrite.QueryRewriter` or its registry name ("prf"): each text query is
+                rewritten first and the rewrite is what the encoder and BM25 see (the reranker too).
         """
         if isinstance(queries, (str, Image.Image)):
             raise TypeError("search_many takes a list of queries; use search() for one")
@@ -264,6 +267,10 @@ class Retriever:
         if not queries:
             return []
         queries = list(queries)
+        if rewrite is not None:
+            from dse.retrieve.rewriting import resolve_rewriter, rewrite_queries
+
+            queries = [r.text for r in rewrite_queries(queries, resolve_rewriter(rewrite), self.index, where)]
         check_query_modes(queries, mode, rerank)
         depth_1 = max(k, depth) if rerank is not None else k
         first = self._first_stage(queries, depth_1, mode, fusion, rrf_k, weight, where)
