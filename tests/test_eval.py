@@ -279,3 +279,22 @@ def test_mmlongbench_loads(shared_data: Path) -> None:
     ds = load_local(shared_data / "mmlongbench-dev")
     assert len(ds.queries) == 301 and len(ds.corpus.files) == 61
     assert all(1 <= len(grades) <= 3 for grades in ds.qrels.values())
+
+
+def test_local_half_split_is_deterministic_and_disjoint(tmp_path):
+    """`half` keeps one half of the documents and only their questions; a and b partition the set."""
+    from dse.evaluate.local import document_half, load_local
+
+    names = [f"doc{i}.png" for i in range(8)]
+    from PIL import Image
+
+    for name in names:
+        Image.new("RGB", (8, 8), "white").save(tmp_path / name)
+    lines = [json.dumps({"query_id": f"q{i}", "question": f"question {i}", "doc_id": n, "evidence_pages": [1]})
+             for i, n in enumerate(names)]
+    (tmp_path / "questions.jsonl").write_text("\n".join(lines) + "\n")
+    a, b = load_local(tmp_path, half="a"), load_local(tmp_path, half="b")
+    assert set(a.query_documents.values()) | set(b.query_documents.values()) == set(names)
+    assert not set(a.query_documents.values()) & set(b.query_documents.values())
+    assert all(document_half(d) == "a" for d in a.query_documents.values())
+    assert set(a.corpus.files) == {n for n in names if document_half(n) == "a"}

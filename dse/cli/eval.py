@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rrf-k", type=float, help="hybrid mode with rrf: the constant k in 1/(k + rank) (default 60)")
     p.add_argument("--rewrite", metavar="NAME", help="rewrite each query first (prf: RM3 over the index's BM25)")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
+    p.add_argument("--half", choices=("a", "b"), help="local sets: keep one half of the documents (and their "
+                   "questions), split by a hash of the document name; tune on one half, report the other")
     p.add_argument("--output", "-o", metavar="FILE", help="write the full result (JSON) here")
     p.add_argument("--qrels", metavar="FILE", help="TREC qrels file (with --run)")
     p.add_argument("--run", metavar="FILE", help="TREC run file to score against --qrels")
@@ -98,7 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"-k must be >= 1, got {args.k}")
     config = load_config(args.config) if args.config else IndexConfig()
     config = config.with_overrides(args.encoder, model=args.model, dim=args.dim, **runtime(args))
-    sets = [load_dataset(spec, split=args.split) for spec in args.datasets]
+    sets = [load_dataset(spec, split=args.split, half=args.half) for spec in args.datasets]
     encoder = load_encoder(config.encoder, **config.options)
     scopes = ("corpus", "document") if args.scope == "both" else (args.scope,)
     dpi = args.dpi or config.ingest.get("dpi")

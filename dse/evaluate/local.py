@@ -15,6 +15,7 @@ ignored. A page's doc id is `<document>#<page>`, e.g. `report.pdf#12`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ QUESTION_FILES = ("questions.jsonl", "questions.json")
 
 
 def load_local(
-    folder: str | Path, *, questions: str | Path | None = None, documents: str | Path | None = None
+    folder: str | Path, *, questions: str | Path | None = None, documents: str | Path | None = None,
+    half: str | None = None,
 ) -> EvalDataset:
     """Load a local test set.
 
@@ -33,6 +35,8 @@ def load_local(
         folder: The set's folder.
         questions: The questions file (default: `questions.jsonl` or `questions.json` in `folder`).
         documents: The documents folder (default: `folder/pdfs` if it exists, else `folder`).
+        half: "a" or "b": keep only the documents of that half (and their questions), split
+            deterministically by `document_half` (a hash of the document's name); None keeps all.
 
     Raises:
         DatasetLoadError: A file is missing, a question is malformed or names a document
@@ -47,7 +51,11 @@ def load_local(
     root = Path(documents) if documents else (folder / "pdfs" if (folder / "pdfs").is_dir() else folder)
     if not root.is_dir():
         raise DatasetLoadError(f"{root}: documents folder not found")
+    if half not in (None, "a", "b"):
+        raise DatasetLoadError(f"half must be 'a' or 'b', got {half!r}")
     files = sorted(relative_name(p, root) for p in ingest.discover([root]))
+    if half is not None:
+        files = [f for f in files if document_half(f) == half]
     corpus = FileCorpus(root, tuple(files))
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
@@ -57,12 +65,20 @@ def load_local(
         qid, text, doc, pages = _parse(where, record)
         if qid in queries:
             raise DatasetLoadError(f"{where}: query_id {qid!r} appears twice")
+        if half is not None and document_half(doc) != half:
+            continue
         if doc not in known:
             raise DatasetLoadError(f"{where}: document {doc!r} is not in {root}")
         queries[qid] = text
         qrels[qid] = {corpus.doc_id(str(root / doc), page): 1 for page in pages}
         query_documents[qid] = doc
-    return EvalDataset(folder.name, queries, qrels, corpus, query_documents, source=str(folder))
+    name = folder.name if half is None else f"{folder.name}[{half}]"
+    return EvalDataset(name, queries, qrels, corpus, query_documents, source=str(folder))
+
+
+def document_half(doc: str) -> str:
+    """The half ("a" or "b") a document belongs to: the first byte of sha1(name) even -> "a"."""
+    return "a" if hashlib.sha1(doc.encode("utf-8")).digest()[0] % 2 == 0 else "b"
 
 
 def _records(path: Path) -> list[tuple[str, Any]]:
