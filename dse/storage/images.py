@@ -22,8 +22,8 @@ from typing import Any, BinaryIO
 
 from PIL import Image
 
-from dse.backends.records import PageRecord
-from dse.storage.layout import IMAGES_DIR, RUNS_NAME, UnsafeIndexPathError, check_images_folder, image_file
+from dse.backends.records import NewSource, PageRecord
+from dse.storage.layout import IMAGES_DIR, RUNS_NAME, UnsafeIndexPathError, check_images_folder, image_file, image_name
 from dse.storage.lock import posix_locks
 
 _TMP_PREFIX = ".img-"
@@ -47,6 +47,38 @@ def write_image(directory: Path, name: str, image: Image.Image, size: int) -> No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def store_page_image(directory: Path, store: dict[str, Any], page_id: str, image: Image.Image,
+                     default_size: int) -> str | None:
+    """Write a page's stored image at the index's `image_size` (`store`); its name, or None when none are kept.
+
+    Raises:
+        ValueError: `page_id` is not a page id (it names the file, so nothing else may).
+    """
+    size = int(store.get("image_size", default_size))
+    if size <= 0:
+        return None
+    name = image_name(page_id)
+    write_image(directory, name, image, size)
+    return name
+
+
+def check_new_sources(sources: Sequence[NewSource], vectors: Sequence[Any]) -> None:
+    """Each source has one vector entry a page, and names its pages' images as the index names them.
+
+    Raises:
+        ValueError: naming the source's path.
+    """
+    if len(sources) != len(vectors):
+        raise ValueError(f"{len(sources)} sources but {len(vectors)} vector groups")
+    for src, vecs in zip(sources, vectors):
+        if len(src.pages) != len(vecs):
+            raise ValueError(f"{src.path}: {len(src.pages)} pages but {len(vecs)} vectors")
+        for p in src.pages:
+            if p.image is not None and p.image != image_name(p.page_id):
+                raise ValueError(f"{src.path}: page {p.page_id!r} names the image {p.image!r}, "
+                                 f"not {IMAGES_DIR}/<page id>.jpg")
 
 
 def open_stored(directory: Path, rec: PageRecord) -> BinaryIO:

@@ -33,7 +33,6 @@ from dse.backends.records import DeleteReport, NewSource, PageRecord
 from dse.storage import images
 from dse.storage.catalogue import Catalogue
 from dse.storage.layout import (
-    IMAGES_DIR,
     LOCK_NAME,
     TEXT_DIR,
     VECTORS_DIR,
@@ -74,13 +73,9 @@ class IndexWriter(SourceLookups):
             ValueError: `page_id` is not a page id (it names the file, so nothing else may).
             ReadOnlyIndexError: the index was opened read-only.
         """
-        size = int(self.manifest.store.get("image_size", DEFAULT_IMAGE_SIZE))
-        if size <= 0:
-            return None
-        rel = image_name(page_id)
-        self._check_writable()
-        images.write_image(self.directory, rel, image, size)
-        return rel
+        if int(self.manifest.store.get("image_size", DEFAULT_IMAGE_SIZE)) > 0:
+            self._check_writable()
+        return images.store_page_image(self.directory, self.manifest.store, page_id, image, DEFAULT_IMAGE_SIZE)
 
     @contextmanager
     def writing_run(self) -> Iterator[None]:
@@ -124,15 +119,7 @@ class IndexWriter(SourceLookups):
             UnsafeIndexPathError: a replaced page's row names an image outside the index
                 (nothing is written).
         """
-        if len(sources) != len(vectors):
-            raise ValueError(f"{len(sources)} sources but {len(vectors)} vector groups")
-        for src, vecs in zip(sources, vectors):
-            if len(src.pages) != len(vecs):
-                raise ValueError(f"{src.path}: {len(src.pages)} pages but {len(vecs)} vectors")
-            for p in src.pages:
-                if p.image is not None and p.image != image_name(p.page_id):
-                    raise ValueError(f"{src.path}: page {p.page_id!r} names the image {p.image!r}, "
-                                     f"not {IMAGES_DIR}/<page id>.jpg")
+        images.check_new_sources(sources, vectors)
         if not sources:
             return []
         images.sync(self.directory, [p.image for src in sources for p in src.pages])  # before the commit

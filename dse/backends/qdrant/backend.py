@@ -208,13 +208,9 @@ class QdrantIndex(IndexBackend):
 
     # ---------------------------------------------------------------- writing
     def store_image(self, page_id: str, image: Image.Image) -> str | None:
-        size = int(self.manifest.store.get("image_size", DEFAULT_IMAGE_SIZE))
-        if size <= 0:
-            return None
-        self._check_writable()
-        rel = image_name(page_id)
-        images.write_image(self.directory, rel, image, size)
-        return rel
+        if int(self.manifest.store.get("image_size", DEFAULT_IMAGE_SIZE)) > 0:
+            self._check_writable()
+        return images.store_page_image(self.directory, self.manifest.store, page_id, image, DEFAULT_IMAGE_SIZE)
 
     @contextmanager
     def writing_run(self) -> Iterator[None]:

@@ -15,7 +15,7 @@ from dse.backends.qdrant.filters import payload_key
 from dse.backends.qdrant.points import payload_of, point_id, vectors_of
 from dse.backends.records import DeleteReport, NewSource
 from dse.storage import images
-from dse.storage.layout import IMAGES_DIR, image_file, image_name
+from dse.storage.layout import image_file
 
 QdrantIndex = Any  # dse.backends.qdrant.backend.QdrantIndex (which imports this module)
 
@@ -26,13 +26,7 @@ def add_sources(index: QdrantIndex, sources: Sequence[NewSource], vectors: Seque
     """Commit sources (see `IndexBackend.add_sources`); returns the rows given to each source's pages."""
     from qdrant_client import models
 
-    for src, vecs in zip(sources, vectors):
-        if len(src.pages) != len(vecs):
-            raise ValueError(f"{src.path}: {len(src.pages)} pages but {len(vecs)} vectors")
-        for p in src.pages:
-            if p.image is not None and p.image != image_name(p.page_id):
-                raise ValueError(f"{src.path}: page {p.page_id!r} names the image {p.image!r}, not "
-                                 f"{IMAGES_DIR}/<page id>.jpg")
+    images.check_new_sources(sources, vectors)
     images.sync(index.directory, [p.image for src in sources for p in src.pages])
     q = index.manifest.store["qdrant"]
     tokens = [index.bm25_tokens(src, vecs) for src, vecs in zip(sources, vectors)]
