@@ -171,6 +171,11 @@ class IndexBackend(ABC):
     def source_name_weight(self) -> int:
         """How many times a page's source name is added to its BM25 text (`dse.text.fields`)."""
 
+    @property
+    def text_fields(self) -> Mapping[str, Any]:
+        """The index's text-field record (`dse.text.fields`); by default version 1 with `source_name_weight`."""
+        return {"source_name": self.source_name_weight}
+
     # ---------------------------------------------------------------- writing
     @abstractmethod
     def store_image(self, page_id: str, image: Image.Image) -> str | None:

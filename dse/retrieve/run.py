@@ -15,7 +15,7 @@ from typing import Any
 from dse.backends import IndexBackend, NewPage, NewSource
 from dse.encoders.base import Encoder
 from dse.retrieve.results import Failure
-from dse.text.fields import bm25_text
+from dse.text.fields import text_and_fields
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,9 @@ class IndexRun:
         meta = {**dict(page.metadata), **self.metadata}
         source.pages.append(NewPage(page.page_id, page.page, page.text, stored, meta))
         source.kind = source.kind or str(page.metadata.get("kind", ""))
-        if self.encoder.input == "text":  # BM25: the text layer and the source's name as a field
-            item = bm25_text(page.text, source.path, self.index.source_name_weight)
+        if self.encoder.input == "text":  # BM25: the text layer, and its document's fields (dse.text.fields)
+            item = text_and_fields(page.text, source.path, source.digest, page.page, meta, self.index.text_fields,
+                                   self.encoder.tokenize)
         else:
             item = page.image
         self.buffer.append((source, item))
@@ -89,8 +90,11 @@ class IndexRun:
             items = [item for _, item in self.buffer]
             owners = [src for src, _ in self.buffer]
             self.buffer = []
+            text = self.encoder.input == "text"
             try:
-                vectors = self.encoder.encode_pages(items)
+                vectors = self.encoder.encode_pages([item[0] for item in items] if text else items)
+                if text:  # the field tokens follow the text's
+                    vectors = [list(vec) + item[1] for vec, item in zip(vectors, items)]
             except Exception as exc:  # noqa: BLE001 - reported per source, the batch goes on
                 for src in dict.fromkeys(owners):
                     self.fail(src, f"{src.path}: encoding failed: {type(exc).__name__}: {exc}")

@@ -39,7 +39,7 @@ from dse.storage.manifest import Manifest, read_manifest, write_manifest
 from dse.storage.views import IndexView, extended, prepare
 from dse.storage.visible import RowMasks
 from dse.storage.writer import IndexWriter
-from dse.text.fields import SOURCE_NAME_WEIGHT, source_name_weight
+from dse.text.fields import DOCUMENT_WEIGHT, new_fields_record, source_name_weight
 
 __all__ = ["IndexView", "PageIndex"]
 
@@ -126,14 +126,16 @@ class PageIndex(IndexWriter, IndexBackend):
         options = dict(engine_options or {})
         if encoder["kind"] in ("single", "multi"):
             options.setdefault("dim", encoder["dim"])  # fixes the width before the first add
+        if encoder["kind"] == "text":
+            options.setdefault("documents", DOCUMENT_WEIGHT)  # document, then page (dse.engines.bm25.documents)
         engine = engine_for(encoder["kind"], options)(**options)
-        store: dict[str, Any] = {"image_size": int(image_size), "text_fields": {"source_name": SOURCE_NAME_WEIGHT}}
+        store: dict[str, Any] = {"image_size": int(image_size), "text_fields": new_fields_record()}
         text_engine = None
         if encoder["kind"] != "text":
             from dse.text.tokenizer import Tokenizer
 
             (directory / TEXT_DIR).mkdir(exist_ok=True)
-            text_engine = engine_for("text")()
+            text_engine = engine_for("text")(documents=DOCUMENT_WEIGHT)
             store["text"] = {"tokenizer": Tokenizer().options(), "engine": text_engine.options()}
         manifest = Manifest(encoder=dict(encoder), engine=engine.options(), store=store, dse_version=_dse_version())
         write_manifest(directory, manifest)
@@ -222,6 +224,11 @@ class PageIndex(IndexWriter, IndexBackend):
     def source_name_weight(self) -> int:
         """How many times a page's source name is added to its BM25 text (`dse.text.fields`)."""
         return source_name_weight(self.manifest.store)
+
+    @property
+    def text_fields(self) -> Mapping[str, Any]:
+        """The manifest's text-field record (`dse.text.fields`)."""
+        return dict(self.manifest.store.get("text_fields") or {})
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """BM25 tokens of texts (queries or pages) for the text side, as it was built."""

@@ -44,7 +44,7 @@ from dse.storage.lock import IndexLockedError, WriteLock
 from dse.storage.manifest import Manifest, write_manifest
 from dse.storage.sources import SourceLookups
 from dse.storage.visible import RowMasks
-from dse.text.fields import bm25_text
+from dse.text.fields import text_and_fields
 
 
 class IndexWriter(SourceLookups):
@@ -139,9 +139,7 @@ class IndexWriter(SourceLookups):
                 engine.add(_concat(vectors))
                 engine.save(self.directory / VECTORS_DIR)
                 if text_engine is not engine:
-                    weight = self.source_name_weight  # the source's name as a field (dse.text.fields)
-                    text_engine.add(self.tokenize([bm25_text(p.text, src.path, weight)
-                                                   for src in sources for p in src.pages]))
+                    text_engine.add(self._text_tokens(sources))
                     text_engine.save(self.directory / TEXT_DIR)
                 rows = self.catalogue.commit_sources(sources)
             except BaseException:
@@ -153,6 +151,14 @@ class IndexWriter(SourceLookups):
         new_ids = {p.page_id for src in sources for p in src.pages}
         images.remove([path for page_id, path in replaced if page_id not in new_ids])
         return rows
+
+    def _text_tokens(self, sources: Sequence[NewSource]) -> list[list[str]]:
+        """The text side's tokens of the sources' pages, with their fields (`dse.text.fields`)."""
+        store = self.manifest.store
+        tokenize = lambda text: self.tokenize([text])[0]  # noqa: E731 - the index's tokenizer, one text
+        items = [text_and_fields(p.text, src.path, src.digest, p.page, p.metadata, store, tokenize)
+                 for src in sources for p in src.pages]
+        return [tokens + extra for tokens, (_, extra) in zip(self.tokenize([text for text, _ in items]), items)]
 
     def move_source(self, old: str, new: str, replaces: Sequence[str] = ()) -> bool:
         """Record the live source at `old` under `new` (a moved file, or an older spelling), one transaction.

@@ -26,10 +26,14 @@ LANGUAGES: dict[str, tuple[str, str]] = {
     "tr": ("turkish", "STOPWORDS_TURKISH"),
 }
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # bm25s's default: words of two or more word characters
-SCHEMES = ("dse-1", "bm25s")
-"""Text normalisations before the words are taken (`Tokenizer.scheme`): "bm25s" none (bm25s's
-tokenizer as it is; indexes built before schemes existed), "dse-1" the forms people's documents
-and questions write differently (`normalise_dse1`). New indexes use the first."""
+SCHEMES = ("dse-2", "dse-1", "bm25s")
+"""Tokenizer schemes (`Tokenizer.scheme`): "bm25s" bm25s's tokenizer as it is (indexes built
+before schemes existed); "dse-1" first normalises the forms people's documents and questions
+write differently (`normalise_dse1`); "dse-2" adds, after the words, each pair of adjacent words
+as one token ("cash_flow": adjacency, as in the sequential dependence model, Metzler and Croft
+2005), and defaults to the fuller stopword list of its language (`dse.text.stopwords`). New
+indexes use the first; an index keeps the scheme it records."""
+PAIR = "_"  # joins a pair of adjacent words; no word token holds one (dse-1 splits words at "_")
 _HYPHENATED = re.compile(r"(\w)-[ \t]*\r?\n[ \t]*(\w)")  # a word broken across a line: "exam-\nple"
 _THOUSANDS = re.compile(r"(?<=\d)[,.](?=\d{3}(?!\d))")  # 1,577 / 1.577 / 12,345,678
 _DIGIT_LETTER = re.compile(r"(?<=\d)-(?=[^\W\d_]\b)")  # 10-K -> 10K
@@ -76,13 +80,15 @@ class Tokenizer:
     """Deterministic tokenizer for BM25, the same pipeline for queries and pages.
 
     Pipeline: Unicode NFKC (splits PDF ligatures such as "ﬁ"), the scheme's normalisation
-    ("dse-1": `normalise_dse1`), lowercase, words matching
-    `TOKEN_PATTERN`, drop stopwords (bm25s's list for the language), Snowball stem (PyStemmer).
+    ("dse-1", "dse-2": `normalise_dse1`), lowercase, words matching `TOKEN_PATTERN`, drop
+    stopwords (bm25s's list for the language; "dse-2": the fuller `dse.text.stopwords` list
+    where there is one), Snowball stem (PyStemmer), then ("dse-2") the adjacent pairs.
 
     Args:
         language: Language code, one of `LANGUAGES` (sets the default stemmer and stopwords).
         stemmer: PyStemmer algorithm name, or "none" to keep words unstemmed.
-        stopwords: Language code of the stopword list, or "none" to keep every word.
+        stopwords: Language code of the stopword list (bm25s's), a name in
+            `dse.text.stopwords.LISTS` ("en-snowball"), or "none" to keep every word.
         scheme: Text normalisation before the words are taken (`SCHEMES`); recorded in each
             index, so an index built with "bm25s" keeps it.
 
@@ -96,12 +102,18 @@ class Tokenizer:
         import Stemmer
         import bm25s.stopwords
 
+        from dse.text.stopwords import LISTS
+
         quiet_bm25s_logger()
         if language not in LANGUAGES:
             raise ValueError(f"unsupported BM25 language {language!r}; use one of {', '.join(LANGUAGES)}")
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown BM25 tokenizer scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+        self.scheme = scheme
         self.language = language
         self.stemmer_name = stemmer or LANGUAGES[language][0]
-        self.stopwords_name = stopwords or language
+        fuller = f"{language}-snowball"
+        self.stopwords_name = stopwords or (fuller if scheme == "dse-2" and fuller in LISTS else language)
         if self.stemmer_name == "none":
             self._stem = None
         elif self.stemmer_name in Stemmer.algorithms():
@@ -110,14 +122,14 @@ class Tokenizer:
             raise ValueError(f"unknown stemmer {self.stemmer_name!r}; use 'none' or one of {Stemmer.algorithms()}")
         if self.stopwords_name == "none":
             self._stopwords: frozenset[str] = frozenset()
-        elif self.stopwords_name in LANGUAGES:
-            self._stopwords = frozenset(getattr(bm25s.stopwords, LANGUAGES[self.stopwords_name][1]))
+        elif self.stopwords_name in LANGUAGES or self.stopwords_name in LISTS:
+            base = self.stopwords_name.split("-")[0]
+            self._stopwords = frozenset(getattr(bm25s.stopwords, LANGUAGES[base][1])) | LISTS.get(
+                self.stopwords_name, frozenset())
         else:
-            raise ValueError(f"unknown stopword list {self.stopwords_name!r}; use 'none' or one of {', '.join(LANGUAGES)}")
+            names = ", ".join([*LANGUAGES, *LISTS])
+            raise ValueError(f"unknown stopword list {self.stopwords_name!r}; use 'none' or one of {names}")
         self._pattern = re.compile(TOKEN_PATTERN)
-        if scheme not in SCHEMES:
-            raise ValueError(f"unknown BM25 tokenizer scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
-        self.scheme = scheme
 
     def options(self) -> dict[str, Any]:
         """Tokenizer settings (valid constructor arguments)."""
@@ -127,11 +139,14 @@ class Tokenizer:
     def tokenize(self, text: str) -> list[str]:
         """Token list of one text."""
         text = unicodedata.normalize("NFKC", text)
-        if self.scheme == "dse-1":
+        if self.scheme != "bm25s":
             text = normalise_dse1(text)
         words = self._pattern.findall(text.lower())
         words = [w for w in words if w not in self._stopwords]
-        return self._stem.stemWords(words) if self._stem is not None and words else words
+        words = self._stem.stemWords(words) if self._stem is not None and words else words
+        if self.scheme == "dse-2":
+            words += [a + PAIR + b for a, b in zip(words, words[1:])]
+        return words
 
     def tokenize_all(self, texts: Sequence[str], what: str = "texts") -> list[list[str]]:
         """Token lists of texts (an empty text gives an empty list).

@@ -38,6 +38,9 @@ _OUT_OF_MEMORY = ("out of memory", "bad_alloc", "cannot allocate memory", "faile
 _MB = 1024 * 1024
 _PAGE_SIZE = re.compile(r"^Page\s+(\d+)\s+size:\s+([\d.]+)\s*x\s*([\d.]+)")
 _MEDIA_BOX = re.compile(r"^Page\s+(\d+)\s+MediaBox:" + r"\s+(-?[\d.]+)" * 4)
+_INFO_FIELD = re.compile(r"^(Title|Subject|Keywords):[ \t]*(.*?)\s*$")
+MAX_INFO_FIELD = 1000
+"""Most characters kept of the document's title, subject or keywords."""
 _PAGES = re.compile(r"^Pages:\s+(\d+)", re.MULTILINE)
 
 
@@ -240,11 +243,13 @@ class PdfInfo:
         num_pages: Number of pages (at least 1).
         sizes: Page sizes in points (the crop box), `(width, height)` per page, or None.
         media: Media boxes in points per page (what pdftoppm renders), or None.
+        fields: The document information's "title", "subject" and "keywords" that are set.
     """
 
     num_pages: int
     sizes: tuple[Size | None, ...]
     media: tuple[Size | None, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()
 
     def render_size(self, number: int) -> Size | None:
         """The size pdftoppm renders page `number` at: its media box, else its page size."""
@@ -259,8 +264,11 @@ def parse_pdfinfo(report: str) -> PdfInfo:
     count = min(num_pages, 10**6)
     sizes: list[Size | None] = [None] * count
     media: list[Size | None] = [None] * count
+    fields: dict[str, str] = {}
     for line in report.splitlines():
-        if found := _PAGE_SIZE.match(line):
+        if (info := _INFO_FIELD.match(line)) and info.group(2):
+            fields.setdefault(info.group(1).lower(), info.group(2)[:MAX_INFO_FIELD])
+        elif found := _PAGE_SIZE.match(line):
             number = int(found.group(1))
             if 1 <= number <= count:
                 sizes[number - 1] = (float(found.group(2)), float(found.group(3)))
@@ -269,7 +277,7 @@ def parse_pdfinfo(report: str) -> PdfInfo:
             x0, y0, x1, y1 = (float(found.group(i)) for i in range(2, 6))
             if 1 <= number <= count:
                 media[number - 1] = (abs(x1 - x0), abs(y1 - y0))
-    return PdfInfo(num_pages=num_pages, sizes=tuple(sizes), media=tuple(media))
+    return PdfInfo(num_pages=num_pages, sizes=tuple(sizes), media=tuple(media), fields=tuple(fields.items()))
 
 
 def probe_pdf(

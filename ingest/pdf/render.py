@@ -250,6 +250,7 @@ def pdf_page(file: SourceFile, info: PdfInfo, number: int, dpi: int, image: Any,
             "num_pages": info.num_pages,
             "page_width_pt": size[0] if size else None,
             "page_height_pt": size[1] if size else None,
+            **dict(info.fields),  # the document's title, subject, keywords (those set)
         },
     )
 

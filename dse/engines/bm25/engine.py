@@ -11,11 +11,13 @@ replaced, kept as its test oracle) for every `method`, in the same float32 arith
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from dse.engines.bm25.documents import with_documents
 from dse.engines.bm25.postings import Postings, idf_of, load_postings, save_postings, tf_component
 from dse.engines.files import atomic_write, shard_path
 from dse.engines.results import check_allowed, check_k, empty_result, topk
@@ -43,18 +45,26 @@ class BM25Engine(SegmentedEngine):
         b: Length normalisation.
         method: bm25s variant ("lucene", "robertson", "atire", "bm25l", "bm25+").
         delta: The bm25l / bm25+ delta (bm25s's default).
+        documents: Weight of the document score in a page's score (`dse.engines.bm25.documents`;
+            pages need text-field version 2's `d:` tokens); 0: page scores alone, as
+            bm25s's. Recorded only when set, so indexes from before it keep 0.
     """
 
     kind: ClassVar[VectorKind] = "text"
     marker: ClassVar[str] = ".jsonl"
 
-    def __init__(self, k1: float = 1.5, b: float = 0.75, method: str = "lucene", delta: float = 0.5) -> None:
+    def __init__(
+        self, k1: float = 1.5, b: float = 0.75, method: str = "lucene", delta: float = 0.5, documents: float = 0.0,
+    ) -> None:
         super().__init__()
         if k1 < 0 or not 0 <= b <= 1:
             raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={k1!r}, b={b!r}")
         if method not in METHODS:
             raise ValueError(f"unknown BM25 method {method!r}; use one of {', '.join(METHODS)}")
+        if not (math.isfinite(documents) and documents >= 0):
+            raise ValueError(f"documents (the document score's weight) must be a finite number >= 0, got {documents!r}")
         self.k1, self.b, self.method, self.delta = float(k1), float(b), method, float(delta)
+        self.documents = float(documents)
         self._total_length = 0
 
     def options(self) -> dict[str, Any]:
@@ -62,6 +72,8 @@ class BM25Engine(SegmentedEngine):
         out: dict[str, Any] = {"k1": self.k1, "b": self.b, "method": self.method}
         if self.method in ("bm25l", "bm25+"):
             out["delta"] = self.delta
+        if self.documents:
+            out["documents"] = self.documents
         return out
 
     @staticmethod
@@ -130,6 +142,9 @@ class BM25Engine(SegmentedEngine):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k pages by BM25 for each token-list query (ties: lower row first).
 
+        With `documents` > 0, page scores are combined with their documents' scores
+        (`dse.engines.bm25.documents`), which count only the allowed pages.
+
         Scoring walks the postings of the query's tokens only (its cost does not grow with the
         pages a filter excludes); with `allowed`, the top-k is then taken among the allowed
         pages' scores alone. IDF and average length stay those of every stored page, deleted
@@ -144,9 +159,12 @@ class BM25Engine(SegmentedEngine):
         idx = None if mask is None else np.flatnonzero(mask)  # (m,) allowed rows
         if min(k, len(self) if idx is None else len(idx)) == 0 or not qs:
             return empty_result(len(qs))
+        scores = self.scores(qs)  # (nq, n)
+        if self.documents:
+            scores = with_documents(self, qs, scores, self.documents, mask)
         if idx is None:
-            return topk(self.scores(qs), k)
-        top, cols = topk(self.scores(qs)[:, idx], k)  # (nq, k'), (nq, k') over the allowed columns
+            return topk(scores, k)
+        top, cols = topk(scores[:, idx], k)  # (nq, k'), (nq, k') over the allowed columns
         return top, idx[cols]
 
     def tokens(self, row: int) -> list[str]:

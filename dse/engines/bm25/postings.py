@@ -12,6 +12,9 @@ import numpy as np
 
 from dse.engines.files import atomic_write
 
+FIELD_MARK = ":"
+"""In a field token (`dse.text.fields`: `d:<key>`, `t:<token>`), never in a word: page lengths count words only."""
+
 
 def idf_of(method: str) -> Callable[[int, int], float]:
     """Inverse document frequency of a term in `df` of `n` pages (bm25s's formulas)."""
@@ -83,7 +86,7 @@ class Postings:
         order = np.argsort(col, kind="stable")  # term-major, pages ascending within a term
         indptr = np.zeros(len(terms) + 1, np.int64)
         np.cumsum(np.bincount(col, minlength=len(terms)), out=indptr[1:])
-        lengths = np.asarray([len(d) for d in docs], np.int64)
+        lengths = np.asarray([sum(1 for t in d if FIELD_MARK not in t) for d in docs], np.int64)  # words only
         return cls(terms, indptr, np.asarray(rows, np.int32)[order], np.asarray(tfs, np.float32)[order], lengths,
                    [list(d) for d in docs] if keep_docs else None)
 
