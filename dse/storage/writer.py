@@ -154,9 +154,9 @@ class IndexWriter(SourceLookups):
 
     def _text_tokens(self, sources: Sequence[NewSource]) -> list[list[str]]:
         """The text side's tokens of the sources' pages, with their fields (`dse.text.fields`)."""
-        store = self.manifest.store
+        fields = self.manifest.store.get("text_fields") or {}
         tokenize = lambda text: self.tokenize([text])[0]  # noqa: E731 - the index's tokenizer, one text
-        items = [text_and_fields(p.text, src.path, src.digest, p.page, p.metadata, store, tokenize)
+        items = [text_and_fields(p.text, src.path, src.digest, p.page, p.metadata, fields, tokenize)
                  for src in sources for p in src.pages]
         return [tokens + extra for tokens, (_, extra) in zip(self.tokenize([text for text, _ in items]), items)]
 

@@ -91,15 +91,16 @@ def document_key(digest: str, metadata: Mapping[str, Any]) -> str:
 
 
 def text_and_fields(
-    text: str, source: str, digest: str, page: int, metadata: Mapping[str, Any], store: Mapping[str, Any],
+    text: str, source: str, digest: str, page: int, metadata: Mapping[str, Any], fields: Mapping[str, Any],
     tokenize: Callable[[str], list[str]],
 ) -> tuple[str, list[str]]:
-    """(text to tokenize, field tokens to append) of one page, as the index's `store` records its fields.
+    """(text to tokenize, field tokens to append) of one page, as the index's text-field record `fields` says.
 
     Version 1: the text with the source's name appended, no field tokens. Version 2: the text
     layer, and `field_tokens` (the title field on the source's first page, unless the metadata
     names another document).
     """
+    store = {"text_fields": fields}
     if fields_version(store) < 2:
         return bm25_text(text, source, source_name_weight(store)), []
     own = document_key(digest, metadata) == digest
