@@ -39,7 +39,7 @@ def lucene_oracle(docs: list[list[str]], q: list[str], k1: float = 1.5, b: float
 
 @pytest.fixture(scope="module")
 def encoder() -> BM25Encoder:
-    return BM25Encoder()
+    return BM25Encoder(scheme="dse-1")  # the pipeline these tests pin; dse-2: tests/test_text_tokenizer.py
 
 
 @pytest.mark.parametrize("n", [1, 5, 40, 200])
@@ -107,7 +107,7 @@ def test_encoder_pipeline_and_determinism(encoder: BM25Encoder) -> None:
     tokens = encoder.encode_pages([text])[0]
     assert tokens == ["runner", "were", "run", "financi", "report", "plot"]  # bm25s stopwords, 1-char words dropped
     assert encoder.encode_queries([text])[0] == tokens  # same pipeline both sides
-    assert BM25Encoder().encode_pages([text] * 3) == [tokens] * 3
+    assert BM25Encoder(scheme="dse-1").encode_pages([text] * 3) == [tokens] * 3
     assert encoder.encode_pages(["", "   ", "the and of"]) == [[], [], []]
     assert encoder.encode_queries([]) == []
 
@@ -118,11 +118,13 @@ def test_encoder_metadata_and_options() -> None:
     enc = load_encoder("bm25")
     assert enc.name == "bm25" and enc.kind == "text" and enc.input == "text"
     assert enc.dim is None and enc.model_id == "bm25s"
-    assert enc.options() == {"language": "en", "stemmer": "english", "stopwords": "en", "scheme": "dse-1"}
+    assert enc.options() == {"language": "en", "stemmer": "english", "stopwords": "en-snowball",
+                             "scheme": "dse-2"}
     again = load_encoder("bm25", model=enc.model_id, **enc.options())  # as a retriever reopens it
     assert again.encode_pages(["Running reports"]) == enc.encode_pages(["Running reports"])
-    assert BM25Encoder(stemmer="none", stopwords="none").encode_pages(["The runs"]) == [["the", "runs"]]
-    assert BM25Encoder(language="de").encode_pages(["Die Häuser"]) == [["haus"]]
+    plain = {"scheme": "dse-1"}
+    assert BM25Encoder(stemmer="none", stopwords="none", **plain).encode_pages(["The runs"]) == [["the", "runs"]]
+    assert BM25Encoder(language="de", **plain).encode_pages(["Die Häuser"]) == [["haus"]]
 
 
 def test_encoder_errors() -> None:
@@ -216,7 +218,7 @@ def test_snapshots_leave_the_original_unchanged_and_old_shards_load(tmp_path: Pa
     ("3.5 percent and 12,345,678", ["percent", "12345678"]),
 ])
 def test_dse1_scheme_writes_one_form(text: str, want: list[str]) -> None:
-    assert BM25Encoder().encode_pages([text])[0] == want
+    assert BM25Encoder(scheme="dse-1").encode_pages([text])[0] == want
 
 
 def test_bm25s_scheme_is_bm25s_plain() -> None:
@@ -237,7 +239,7 @@ def test_an_index_from_before_schemes_keeps_its_tokenizer(tmp_path) -> None:
         Retriever.create(directory, load_encoder(encoder)).close()
         manifest = json.loads((directory / "manifest.json").read_text())
         with Retriever.open(directory) as r:
-            assert r.index.tokenize(["FY2018"]) == [["fy2018", "fy", "2018"]]  # new indexes: dse-1
+            assert r.index.tokenize(["FY2018"]) == [["fy2018", "fy", "2018", "fy2018_fy", "fy_2018"]]  # dse-2
         if encoder == "bm25":
             del manifest["encoder"]["options"]["scheme"]
         else:

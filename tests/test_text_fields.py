@@ -31,4 +31,4 @@ def test_a_question_naming_the_document_finds_its_page(tmp_path: Path, encoder: 
         hits = r.search("What was Netflix's research and development expense in FY2015?", k=3, mode="text")
     assert Path(hits[0].source).name == "NETFLIX_2015_10K.pdf" and hits[0].page == 1
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
-    assert manifest["store"]["text_fields"] == {"source_name": 1}
+    assert manifest["store"]["text_fields"] == {"version": 2}

@@ -95,7 +95,7 @@ class BM25Engine(SegmentedEngine):
         """Append pages, each a list of tokens (as `dse.text.tokenizer.Tokenizer.tokenize_all` returns)."""
         docs = self._check(vectors, "pages")
         if docs:
-            self._append(Postings.build(docs, keep_docs=True))
+            self._append(Postings.build(docs, keep_docs=True, fields=self.documents > 0))
 
     def scores(self, queries: Sequence[Sequence[str]]) -> np.ndarray:
         """BM25 score of every page for every query, float32 (n_queries, n_pages)."""
@@ -200,7 +200,7 @@ class BM25Engine(SegmentedEngine):
             total = segment.pages
         else:  # an index written before postings files: tokenised text only
             docs = self._read_lines(path)
-            segment, total = Postings.build(docs[:keep], keep_docs=False), len(docs)
+            segment, total = Postings.build(docs[:keep], keep_docs=False, fields=self.documents > 0), len(docs)
         segment.shard = path
         self._append(segment.head(keep))
         return total
@@ -226,7 +226,7 @@ class BM25Engine(SegmentedEngine):
 
     def _write_shard(self, directory: Path, number: int, start: int, stop: int) -> None:
         docs = self._pending_docs(start, stop)
-        save_postings(shard_path(directory, number, _POSTINGS), Postings.build(docs, keep_docs=False))
+        save_postings(shard_path(directory, number, _POSTINGS), Postings.build(docs, keep_docs=False, fields=self.documents > 0))
         self._write_lines(shard_path(directory, number, self.marker), docs)  # commits the shard
 
     def _write_lines(self, path: Path, docs: Sequence[Sequence[str]]) -> None:
@@ -236,7 +236,7 @@ class BM25Engine(SegmentedEngine):
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         path = shard_path(directory, number, self.marker)
         docs = self._read_lines(path)[:keep]
-        save_postings(shard_path(directory, number, _POSTINGS), Postings.build(docs, keep_docs=False))
+        save_postings(shard_path(directory, number, _POSTINGS), Postings.build(docs, keep_docs=False, fields=self.documents > 0))
         self._write_lines(path, docs)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from dse.engines.files import atomic_write
 
 FIELD_MARK = ":"
-"""In a field token (`dse.text.fields`: `d:<key>`, `t:<token>`), never in a word: page lengths count words only."""
+"""In a field token (`dse.text.fields`: `d:<key>`, `t:<token>`), never in a word the tokenizer makes."""
 
 
 def idf_of(method: str) -> Callable[[int, int], float]:
@@ -73,8 +73,11 @@ class Postings:
         return 0 if col is None else int(self.indptr[col + 1] - self.indptr[col])
 
     @classmethod
-    def build(cls, docs: Sequence[Sequence[str]], keep_docs: bool) -> "Postings":
-        """Postings of token lists (duplicates counted as term frequency)."""
+    def build(cls, docs: Sequence[Sequence[str]], keep_docs: bool, fields: bool = False) -> "Postings":
+        """Postings of token lists (duplicates counted as term frequency).
+
+        With `fields`, a page's length counts its words only, not its field tokens (`FIELD_MARK`).
+        """
         terms: dict[str, int] = {}
         cols, rows, tfs = [], [], []
         for row, tokens in enumerate(docs):
@@ -86,7 +89,7 @@ class Postings:
         order = np.argsort(col, kind="stable")  # term-major, pages ascending within a term
         indptr = np.zeros(len(terms) + 1, np.int64)
         np.cumsum(np.bincount(col, minlength=len(terms)), out=indptr[1:])
-        lengths = np.asarray([sum(1 for t in d if FIELD_MARK not in t) for d in docs], np.int64)  # words only
+        lengths = np.asarray([sum(1 for t in d if FIELD_MARK not in t) if fields else len(d) for d in docs], np.int64)
         return cls(terms, indptr, np.asarray(rows, np.int32)[order], np.asarray(tfs, np.float32)[order], lengths,
                    [list(d) for d in docs] if keep_docs else None)
 
