@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Literal, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence, TypeVar
 
 from dse.types import VectorKind
 
@@ -90,6 +90,15 @@ class Encoder(ABC):
     def options(self) -> dict[str, Any]:
         """Options that change the vectors (recorded in the manifest)."""
         return {}
+
+    def for_index(self, built: Mapping[str, Any]) -> "Encoder":
+        """The encoder to use on an index whose manifest records `built` (its `encoder` entry).
+
+        Default: this encoder (the caller then checks it matches). An encoder without weights
+        whose unset settings may follow the index (BM25's tokenizer) returns one built as the
+        index records.
+        """
+        return self
 
     @abstractmethod
     def encode_queries(self, queries: Sequence[str]) -> Any:

@@ -113,6 +113,7 @@ def _evaluate_one(
             runs = _search(dataset, retriever, k, mode, [s for s in scopes if _has_scope(dataset, s)],
                            search_options or {})
             info = {**dataset.describe(), "pages_indexed": len(retriever), "failures": failures,
+                    "encoder_options": retriever.encoder.options(),  # as the index records (`Encoder.for_index`)
                     "index_seconds": round(indexed - started, 2),
                     "search_seconds": round(time.perf_counter() - indexed, 2)}
     out = []

@@ -41,7 +41,8 @@ class Retriever:
 
         Args:
             encoder: The encoder; it must match the one the index was built with
-                (EncoderMismatchError otherwise). None: that one, loaded from the manifest the
+                (EncoderMismatchError otherwise; `Encoder.for_index` first lets a BM25 encoder's
+                unset settings follow the index's, so an index built with older defaults opens). None: that one, loaded from the manifest the
                 first time queries or pages are embedded (text search, info, delete and sync
                 never load it).
             index: The open index.
@@ -54,6 +55,7 @@ class Retriever:
         if encoder is None:
             self._loader = EncoderLoader(index.manifest, **encoder_options)
         else:
+            encoder = encoder.for_index(index.manifest.encoder)  # BM25: unset settings follow the index
             check_encoder(index.manifest, encoder.describe())
         self._encoder = encoder
         self.index = index
