@@ -282,7 +282,7 @@ def test_mmlongbench_loads(shared_data: Path) -> None:
 
 
 def test_local_half_split_is_deterministic_and_disjoint(tmp_path):
-    """`half` keeps one half of the documents and only their questions; a and b partition the set."""
+    """`half` keeps the questions about one half of the documents; a and b partition the questions."""
     from dse.evaluate.local import document_half, load_local
 
     names = [f"doc{i}.png" for i in range(8)]
@@ -297,4 +297,5 @@ def test_local_half_split_is_deterministic_and_disjoint(tmp_path):
     assert set(a.query_documents.values()) | set(b.query_documents.values()) == set(names)
     assert not set(a.query_documents.values()) & set(b.query_documents.values())
     assert all(document_half(d) == "a" for d in a.query_documents.values())
-    assert set(a.corpus.files) == {n for n in names if document_half(n) == "a"}
+    assert set(a.corpus.files) == set(b.corpus.files) == set(names)  # the whole corpus: the other half distracts
+    assert a.corpus_name == b.corpus_name == tmp_path.name  # one kept index for both halves

@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rrf-k", type=float, help="hybrid mode with rrf: the constant k in 1/(k + rank) (default 60)")
     p.add_argument("--rewrite", metavar="NAME", help="rewrite each query first (prf: RM3 over the index's BM25)")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
-    p.add_argument("--half", choices=("a", "b"), help="local sets: keep one half of the documents (and their "
-                   "questions), split by a hash of the document name; tune on one half, report the other")
+    p.add_argument("--half", choices=("a", "b"), help="local sets: keep the questions about one half of the "
+                   "documents (split by sha1 of the document's file name) over the whole corpus; tune on one half, "
+                   "report the other")
     p.add_argument("--output", "-o", metavar="FILE", help="write the full result (JSON) here")
     p.add_argument("--qrels", metavar="FILE", help="TREC qrels file (with --run)")
     p.add_argument("--run", metavar="FILE", help="TREC run file to score against --qrels")

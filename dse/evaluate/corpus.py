@@ -96,6 +96,8 @@ class EvalDataset:
         query_documents: {query id: document} for sets whose questions are each about one
             document; enables the within-document scope.
         source: Where it was loaded from (hub id or path).
+        corpus_name: Name of the corpus, which keys its kept index (`evaluate(index_dir=...)`);
+            "" means `name`. The halves of a local set share the whole set's corpus and index.
     """
 
     name: str
@@ -104,6 +106,7 @@ class EvalDataset:
     corpus: Corpus = field(repr=False)
     query_documents: Mapping[str, str] = field(default_factory=dict, repr=False)
     source: str = ""
+    corpus_name: str = ""
 
     def __post_init__(self) -> None:
         missing = [q for q in self.qrels if q not in self.queries]

@@ -14,7 +14,8 @@ def load_dataset(spec: str | Path, *, split: str = "test", half: str | None = No
 
     A folder holding a `questions.jsonl` (or `.json`) is a local set (`load_local`); anything
     else is read as a ViDoRe dataset (`load_vidore`). `half` ("a"/"b", local sets only) keeps
-    one half of the documents, split by a hash of their names.
+    the questions about one half of the documents (split by a hash of their names), over the
+    whole corpus.
     """
     path = Path(spec).expanduser()
     if path.is_dir() and any((path / name).is_file() for name in QUESTION_FILES):

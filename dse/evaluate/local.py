@@ -11,6 +11,13 @@ Each question has `question` (or `query`), `doc_id` (or `source`: the document's
 relative to the documents folder) and `evidence_pages` (or `pages`: the 1-based numbers of
 the pages that answer it); `query_id` is optional (default: `q<line number>`). Other fields are
 ignored. A page's doc id is `<document>#<page>`, e.g. `report.pdf#12`.
+
+Halves (`half="a"` or `"b"`, CLI `dse eval --half`): the questions about one half of the
+documents, chosen by the document's file name alone (`document_half`: the first byte of
+sha1(name) even -> "a"), so the halves never share a document and are the same everywhere. Tune
+on one half, report the other. The corpus stays whole: every document's pages are ranked, the
+other half's as distractors (the harder setting, and the one the whole set's figures use), and
+both halves search the same index.
 """
 
 from __future__ import annotations
@@ -35,8 +42,8 @@ def load_local(
         folder: The set's folder.
         questions: The questions file (default: `questions.jsonl` or `questions.json` in `folder`).
         documents: The documents folder (default: `folder/pdfs` if it exists, else `folder`).
-        half: "a" or "b": keep only the documents of that half (and their questions), split
-            deterministically by `document_half` (a hash of the document's name); None keeps all.
+        half: "a" or "b": keep only the questions about that half's documents (`document_half`,
+            a hash of the document's name), over the whole corpus; None keeps every question.
 
     Raises:
         DatasetLoadError: A file is missing, a question is malformed or names a document
@@ -54,8 +61,6 @@ def load_local(
     if half not in (None, "a", "b"):
         raise DatasetLoadError(f"half must be 'a' or 'b', got {half!r}")
     files = sorted(relative_name(p, root) for p in ingest.discover([root]))
-    if half is not None:
-        files = [f for f in files if document_half(f) == half]
     corpus = FileCorpus(root, tuple(files))
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
@@ -65,15 +70,17 @@ def load_local(
         qid, text, doc, pages = _parse(where, record)
         if qid in queries:
             raise DatasetLoadError(f"{where}: query_id {qid!r} appears twice")
-        if half is not None and document_half(doc) != half:
-            continue
         if doc not in known:
             raise DatasetLoadError(f"{where}: document {doc!r} is not in {root}")
+        if half is not None and document_half(doc) != half:
+            continue
         queries[qid] = text
         qrels[qid] = {corpus.doc_id(str(root / doc), page): 1 for page in pages}
         query_documents[qid] = doc
     name = folder.name if half is None else f"{folder.name}[{half}]"
-    return EvalDataset(name, queries, qrels, corpus, query_documents, source=str(folder))
+    if half is not None and not queries:
+        raise DatasetLoadError(f"{qfile}: no question about a document of half {half!r}")
+    return EvalDataset(name, queries, qrels, corpus, query_documents, source=str(folder), corpus_name=folder.name)
 
 
 def document_half(doc: str) -> str:

@@ -101,7 +101,7 @@ def _evaluate_one(
     search_options: Mapping[str, Any] | None = None,
 ) -> list[DatasetScores]:
     with tempfile.TemporaryDirectory(prefix="dse-eval-") as tmp:
-        directory = Path(index_dir) / _slug(dataset.name) if index_dir else Path(tmp) / "index"
+        directory = Path(index_dir) / _slug(dataset.corpus_name or dataset.name) if index_dir else Path(tmp) / "index"
         retriever = _open_or_create(directory, encoder, store_images=index_dir is not None)
         with retriever:
             started = time.perf_counter()
