@@ -2,8 +2,9 @@
 
 Pages indexed with text-field version 2 (`dse.text.fields`) carry a `d:<key>` token naming
 their document, and the document's first page carries its title field as `t:` tokens. For a
-query, each document gets the sum of three BM25 scores (Lucene's formula, the engine's k1 and
-b), each over the documents as units:
+query, each document gets the sum, over the query's tokens, of three BM25 scores (Lucene's
+formula, the engine's k1 and b), each with documents as the units (the documents with a page the
+search may return: their number, document frequencies and average length):
 
 * its title field (file name, title, subject, keywords), the `t:` tokens;
 * its first page (where a document says what it is);
@@ -79,11 +80,16 @@ def document_map(engine: Any) -> DocumentMap:
     return engine._document_map
 
 
-def _bm25(tf: np.ndarray, df: int, n: int, lengths: np.ndarray, k1: float, b: float) -> np.ndarray:
-    """Lucene BM25 of one term over units with term frequencies `tf` (float64, one per unit)."""
+def _bm25(
+    tf: np.ndarray, df: int, n: int, lengths: np.ndarray, k1: float, b: float, present: np.ndarray
+) -> np.ndarray:
+    """Lucene BM25 of one term over units with term frequencies `tf` (float64, one per unit).
+
+    The average length is over the `present` units (documents with a live page), `n` of them.
+    """
     if df == 0 or n == 0:
         return np.zeros_like(tf)
-    avg = float(lengths.mean()) or 1.0
+    avg = float(lengths[present].mean()) or 1.0
     idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
     return idf * tf / (tf + k1 * ((1 - b) + b * lengths / avg))
 
@@ -122,12 +128,12 @@ def document_scores(
                 continue
             tf = np.bincount(dmap.doc[hit_rows], hit_tfs, minlength=n_docs)  # (n_docs,)
             if field == "title":
-                out += _bm25(tf, int((tf > 0).sum()), n, title_len, k1, b) * present
+                out += _bm25(tf, int((tf > 0).sum()), n, title_len, k1, b, present) * present
                 continue
-            out += _bm25(tf, int((tf > 0).sum()), n, doc_len, k1, b) * present
+            out += _bm25(tf, int((tf > 0).sum()), n, doc_len, k1, b, present) * present
             on_first = is_first[hit_rows]
             tf1 = np.bincount(dmap.doc[hit_rows[on_first]], hit_tfs[on_first], minlength=n_docs)  # (n_docs,)
-            out += _bm25(tf1, int((tf1 > 0).sum()), n, first_len, k1, b) * present
+            out += _bm25(tf1, int((tf1 > 0).sum()), n, first_len, k1, b, present) * present
     return out, dmap.doc
 
 
