@@ -13,6 +13,12 @@ from PIL import Image
 from dse import Retriever, load_encoder
 from dse.rewrite import Rewrite, load_rewriter
 from dse.rewrite.prf import RM3Rewriter
+from dse.text.tokenizer import PAIR
+
+
+def _words(tokens: list[str]) -> Counter:
+    """The word tokens (the "dse-2" scheme's adjacent-word pairs left out: RM3's feedback terms are words)."""
+    return Counter(t for t in tokens if PAIR not in t)
 
 TEXTS = [
     "revenue grew in the cloud segment; cloud margins and cloud revenue rose",
@@ -47,10 +53,10 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retriever]:
 def _oracle(r: Retriever, query: str, fb_docs: int, fb_terms: int, alpha: float) -> dict[str, float]:
     """RM3 written out from its definition (no df filter), for comparison."""
     hits = [sp for sp in r.index.search_text([query], fb_docs)[0] if sp.score > 0]
-    q = Counter(r.index.tokenize([query])[0])
+    q = Counter(r.index.tokenize([query])[0])  # the query model: every token of the query, its pairs too
     rel: dict[str, float] = {}
     for sp in hits:
-        counts = Counter(r.index.tokenize([sp.record.text])[0])
+        counts = _words(r.index.tokenize([sp.record.text])[0])
         top = dict(sorted(counts.items(), key=lambda tw: (-tw[1], tw[0]))[:fb_terms])
         for t, c in top.items():
             rel[t] = rel.get(t, 0.0) + c / sum(top.values()) * sp.score
@@ -72,7 +78,7 @@ def test_expanded_text_repeats_terms_by_weight_and_is_deterministic(index: Retri
     rewriter = load_rewriter("prf", fb_docs=3, fb_terms=5, max_df_ratio=None)
     out = rewriter.rewrite("cloud revenue", index.index)
     assert isinstance(out, Rewrite) and out.query == "cloud revenue" and out.rewriter == "prf"
-    tokens = Counter(index.index.tokenize([out.text])[0])
+    tokens = _words(index.index.tokenize([out.text])[0])
     for term, weight in out.terms:
         assert tokens[term] == max(1, round(weight * rewriter.resolution))
     assert set(tokens) == {t for t, _ in out.terms}
