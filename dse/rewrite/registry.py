@@ -21,7 +21,7 @@ class RewriterSpec:
 
 
 _REGISTRY: dict[str, RewriterSpec] = {}
-_PROVIDERS = ("dse.rewrite.prf",)  # modules whose import registers rewriters
+_PROVIDERS = ("dse.rewrite.prf", "dse.rewrite.llm")  # modules whose import registers rewriters
 
 
 def register_rewriter(name: str, description: str = "") -> Callable[[RewriterFactory], RewriterFactory]:
