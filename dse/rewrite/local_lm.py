@@ -1,7 +1,7 @@
 """A local transformers causal LM as the `llm` rewriter's generator: greedy, one prompt at a time.
 
-The model is the one the user names (a local directory, or a hub id they give explicitly;
-`dse.encoders.hub.load_pretrained`, which never picks one itself). A tokenizer with a chat
+The model is the local directory the user names: never a hub id, so nothing is downloaded (fetch
+one first, e.g. `huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct --local-dir DIR`). A tokenizer with a chat
 template reads BRIGHT's chat (system + user message, generation prompt); one without reads the
 prompt alone, as BRIGHT's `HFModel` does. Decoding is greedy (`do_sample=False`), so the same
 weights and query give the same rewrite, which is what makes caching them sound.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 from dse.rewrite.base import RewriteError
@@ -21,14 +22,15 @@ class LocalCausalLM:
     """Generates with `AutoModelForCausalLM.from_pretrained(model)`.
 
     Args:
-        model: Local directory (or hub id, named by the user) of a causal LM and its tokenizer.
+        model: Local directory of a causal LM and its tokenizer.
         max_new_tokens: Tokens generated at most per rewrite.
         device: "auto" (cuda, mps, cpu), or a torch device.
         dtype: "auto" (bfloat16 on cuda, else float32), float32, float16, bfloat16.
 
     Raises:
         ValueError: max_new_tokens < 1.
-        RewriteError: the model or its tokenizer does not load (the message names `model`).
+        RewriteError: `model` is not a directory, or the model or its tokenizer does not load
+            (the message names `model`).
     """
 
     def __init__(self, model: str, *, max_new_tokens: int = 512, device: str | None = "auto",
@@ -40,7 +42,11 @@ class LocalCausalLM:
 
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        self.model_id = str(model)
+        self.model_id = str(Path(model).expanduser())
+        if not Path(self.model_id).is_dir():
+            raise RewriteError(f"llm rewriter: model {model!r} is not a local directory; give the folder of a "
+                               "causal LM (e.g. after `huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct --local-dir "
+                               "DIR`), or url= for a chat endpoint")
         self.max_new_tokens = int(max_new_tokens)
         self.device = resolve_device(device)
         with needs_extras("the llm rewriter's local model"):
