@@ -6,9 +6,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
@@ -18,6 +16,7 @@ from dse.prompts import LLM_REWRITE_SYSTEM
 from dse.rewrite import Rewrite, RewriteError, load_rewriter, load_rewriters
 from dse.rewrite.chat_endpoint import EndpointError
 from dse.rewrite.llm import LLMRewriter, rewrite_prompt
+from dse.testing.chat_server import ChatServer, reply_for
 from dse.testing.server import free_port
 from dse.testing.tiny_lm import build_tiny_causal_lm
 
@@ -73,63 +72,19 @@ def test_include_query_and_bad_options(tiny_lm: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------- endpoint
-class _Endpoint:
-    """A real OpenAI-compatible /v1/chat/completions server on 127.0.0.1, in a thread."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], Any]] = []
-        self.mode = "ok"  # ok | 500 | bad-json | no-choices
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                body = json.loads(raw)
-                outer.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                if outer.mode == "500":
-                    self._send(500, b'{"error": "boom"}')
-                elif outer.mode == "bad-json":
-                    self._send(200, b"<html>not json</html>")
-                elif outer.mode == "no-choices":
-                    self._send(200, b'{"object": "chat.completion", "choices": []}')
-                else:
-                    user = body["messages"][-1]["content"]
-                    text = f"reasoning: {user.split(chr(10))[0]} needs costs and prices"
-                    self._send(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode())
-
-            def _send(self, status: int, data: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture()
-def endpoint() -> Iterator[_Endpoint]:
-    ep = _Endpoint()
-    yield ep
-    ep.close()
+def endpoint() -> Iterator[ChatServer]:
+    with ChatServer() as server:
+        yield server
 
 
-def test_endpoint_request_body_auth_and_answer(endpoint: _Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_endpoint_request_body_auth_and_answer(endpoint: ChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DSE_TEST_KEY", "sk-test-123")
     rewriter = load_rewriter("llm", url=endpoint.url, model="tiny-chat", api_key_env="DSE_TEST_KEY",
                              max_new_tokens=64, cache=False)
     out = rewriter.rewrite("why did\nmargins fall?")
-    assert out.text == "reasoning: why did margins fall? needs costs and prices"
+    assert out.text == reply_for(rewrite_prompt("why did\nmargins fall?")) == (
+        "reasoning: why did margins fall? needs costs and prices")
     path, headers, body = endpoint.requests[-1]
     assert path == "/v1/chat/completions" and headers["authorization"] == "Bearer sk-test-123"
     assert body == {"model": "tiny-chat", "max_tokens": 64, "temperature": 0.0,
@@ -143,7 +98,7 @@ def test_endpoint_request_body_auth_and_answer(endpoint: _Endpoint, monkeypatch:
 
 @pytest.mark.parametrize(("mode", "message"), [("500", "HTTP 500"), ("bad-json", "did not answer JSON"),
                                                ("no-choices", "without choices")])
-def test_endpoint_errors_name_the_url(endpoint: _Endpoint, mode: str, message: str) -> None:
+def test_endpoint_errors_name_the_url(endpoint: ChatServer, mode: str, message: str) -> None:
     endpoint.mode = mode
     rewriter = load_rewriter("llm", url=endpoint.url, model="m", cache=False)
     with pytest.raises(EndpointError, match=message) as info:
@@ -162,7 +117,7 @@ def test_unreachable_endpoint_and_bad_url() -> None:
 
 
 # ---------------------------------------------------------------------------------------- cache
-def test_cache_hits_misses_and_disk(endpoint: _Endpoint, tmp_path: Path) -> None:
+def test_cache_hits_misses_and_disk(endpoint: ChatServer, tmp_path: Path) -> None:
     path = tmp_path / "rewrites.sqlite"
     first = load_rewriter("llm", url=endpoint.url, model="m", cache_path=str(path))
     a = first.rewrite("margins")
@@ -226,7 +181,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retriever]:
         yield r
 
 
-def test_retriever_and_cli_search_the_llms_text(index: Retriever, endpoint: _Endpoint, tmp_path: Path,
+def test_retriever_and_cli_search_the_llms_text(index: Retriever, endpoint: ChatServer, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from dse.cli.main import main
 
