@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-RUNTIME_OPTIONS = ("device", "batch_size", "dtype", "trust_remote_code")  # options that do not change the vectors
+RUNTIME_OPTIONS = ("device", "batch_size", "dtype", "trust_remote_code", "truncate_queries")  # options that do not change the vectors
 
 
 class CLIError(Exception):
@@ -21,6 +21,9 @@ def runtime_flags(p: argparse.ArgumentParser) -> None:
                         "linear layers on the CPU, faster queries (vectors close to float32's)")
     p.add_argument("--trust-remote-code", action="store_const", const=True, default=None,
                    help="allow a checkpoint that ships its own Python code to run it (jina-v4); never the default")
+    p.add_argument("--truncate-queries", action="store_const", const=True, default=None,
+                   help="cut a query longer than the encoder reads to its limit (logged as a warning) instead of "
+                        "failing (dse-qwen2, gme-qwen2, qwen3-vl-embedding, the colpali families)")
 
 
 def index_model_flags(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from dse.encoders.base import Encoder, quantize_if_int8, resolve_device, resolve_dtype, run_batched
 from dse.encoders.colpali.specs import FAMILIES, FamilySpec, idefics3_tiles_per_side, set_idefics3_budget
 from dse.encoders.hub import load_pretrained
+from dse.encoders.query_length import fit_queries, tokenizer_limit
 from dse.encoders.registry import register_encoder
 
 __all__ = ["ColPaliEncoder", "ColPaliEngineEncoder", "FAMILIES", "FamilySpec", "idefics3_tiles_per_side",
@@ -37,6 +38,8 @@ class ColPaliEngineEncoder(Encoder):
         batch_size: Items per forward pass (halved automatically on out-of-memory).
         max_visual_tokens: Upper bound on image tokens per page (None: the checkpoint's default).
         revision: Hub revision (branch, tag or commit) to load.
+        truncate_queries: A text query longer than the model reads (`query_limit`) is cut to fit,
+            with a warning, instead of raising `QueryTooLongError` (`dse.encoders.query_length`).
     """
 
     kind: ClassVar[Any] = "multi"
@@ -52,6 +55,7 @@ class ColPaliEngineEncoder(Encoder):
         batch_size: int = 4,
         max_visual_tokens: int | None = None,
         revision: str | None = None,
+        truncate_queries: bool = False,
     ) -> None:
         import colpali_engine.models as cm
 
@@ -75,6 +79,7 @@ class ColPaliEngineEncoder(Encoder):
         self.family = family
         self.spec = spec
         self.batch_size = batch_size
+        self.truncate_queries = bool(truncate_queries)
         self.max_visual_tokens = None if max_visual_tokens is None else int(max_visual_tokens)
         self._model_id = str(model)
         self._requested_revision = revision
@@ -130,8 +135,19 @@ class ColPaliEngineEncoder(Encoder):
             if not isinstance(query, str):
                 raise TypeError(f"queries[{i}] is a {type(query).__name__}, expected a str "
                                 f"({self.name or self.family} takes text queries only)")
+        queries = fit_queries(queries, limit=self.query_limit, count=self.query_tokens, tokenizer=self.processor.tokenizer,
+                              encoder=self.name or self.family, truncate=self.truncate_queries)
         return self._collect(run_batched(list(queries), lambda b: self._forward(self._process_queries(b)),
                                          self.batch_size))
+
+    @property
+    def query_limit(self) -> int | None:
+        """Tokens the model reads at most: the tokenizer's `model_max_length`, else the text model's positions."""
+        return tokenizer_limit(self.processor.tokenizer, self.model.config)
+
+    def query_tokens(self, text: str) -> int:
+        """Tokens the model reads for a text query (the processor's query prefix and augmentation tokens included)."""
+        return int(self._process_queries([text])["input_ids"].shape[1])
 
     def _process_queries(self, queries: Sequence[str]) -> Any:
         """`processor.process_queries`, plus the all-prefix `token_type_ids` where the family needs them."""
@@ -197,14 +213,16 @@ def make_factory(family: str, cls: Callable[..., ColPaliEngineEncoder]) -> Calla
 
     if spec.matryoshka:
         def build(model: str | None = spec.default_model, *, device: str | None = "auto", dtype: Any = "auto",
-                  batch_size: int = 4, dim: int | None = None, revision: str | None = None) -> ColPaliEngineEncoder:
-            return cls(family, model, device=device, dtype=dtype, batch_size=batch_size, dim=dim, revision=revision)
+                  batch_size: int = 4, dim: int | None = None, revision: str | None = None,
+                  truncate_queries: bool = False) -> ColPaliEngineEncoder:
+            return cls(family, model, device=device, dtype=dtype, batch_size=batch_size, dim=dim, revision=revision,
+                       truncate_queries=truncate_queries)
     else:
         def build(model: str | None = spec.default_model, *, device: str | None = "auto", dtype: Any = "auto",
                   batch_size: int = 4, max_visual_tokens: int | None = None,
-                  revision: str | None = None) -> ColPaliEngineEncoder:
+                  revision: str | None = None, truncate_queries: bool = False) -> ColPaliEngineEncoder:
             return cls(family, model, device=device, dtype=dtype, batch_size=batch_size,
-                       max_visual_tokens=max_visual_tokens, revision=revision)
+                       max_visual_tokens=max_visual_tokens, revision=revision, truncate_queries=truncate_queries)
 
     build.__name__ = build.__qualname__ = f"load_{family.replace('.', '_')}"
     default = spec.default_model or "none: model= is required"

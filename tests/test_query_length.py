@@ -1,0 +1,73 @@
+"""The long-query policy (`dse.encoders.query_length`) on tiny checkpoints with small limits: nothing cut silently."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dse import load_encoder
+from dse.encoders.query_length import QueryTooLongError, fit_queries
+
+LIMIT = 64
+LONG = " ".join(["revenue margins fell because costs rose"] * 40)  # about 240 words
+
+
+def _small_limit(name: str, **options: Any) -> Any:
+    """A tiny encoder whose limit is LIMIT tokens (the option, or the tiny config set small)."""
+    if name in ("tiny-gme", "tiny-qwen3-vl-embedding"):
+        return load_encoder(name, device="cpu", max_length=LIMIT, **options)
+    encoder = load_encoder(name, device="cpu", **options)
+    if name == "tiny-dse":
+        encoder.model.config.text_config.max_position_embeddings = LIMIT
+    else:  # the colpali families: the tokenizer's model_max_length
+        encoder.processor.tokenizer.model_max_length = LIMIT
+    return encoder
+
+
+FAMILIES = ["tiny-dse", "tiny-gme", "tiny-qwen3-vl-embedding", "tiny-colqwen2", "tiny-biqwen2", "tiny-colpali"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_query_past_the_limit_is_an_error_naming_both_lengths(name: str) -> None:
+    encoder = _small_limit(name)
+    tokens = encoder.query_tokens(LONG)
+    assert tokens > LIMIT
+    with pytest.raises(QueryTooLongError, match=rf"queries\[1\] is {tokens} tokens long .* limit of {LIMIT} tokens") as info:
+        encoder.encode_queries(["short query", LONG])
+    assert isinstance(info.value, ValueError) and info.value.limit == LIMIT and info.value.tokens == tokens
+    assert "truncate_queries=True" in str(info.value)
+    assert len(encoder.encode_queries(["short query"])) == 1
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_truncate_queries_cuts_the_text_to_fit_with_a_warning(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    strict = _small_limit(name)
+    cutting = _small_limit(name, truncate_queries=True)
+    cut = fit_queries([LONG], limit=LIMIT, count=strict.query_tokens, tokenizer=strict.processor.tokenizer,
+                      encoder=name, truncate=True)[0]
+    assert cut and LONG.startswith(cut) and len(cut) < len(LONG)
+    assert LIMIT - 3 <= strict.query_tokens(cut) <= LIMIT  # as much of the query as fits, the template kept
+    with caplog.at_level(logging.WARNING, logger="dse.encoders.query_length"):
+        got = cutting.encode_queries([LONG, "short query"])
+    assert f"over the limit of {LIMIT}" in caplog.text and "queries[0]" in caplog.text
+    want = strict.encode_queries([cut, "short query"])
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5)
+
+
+def test_bm25_has_no_limit() -> None:
+    encoder = load_encoder("bm25")
+    tokens = encoder.encode_queries([" ".join(["margins"] * 5000)])[0]
+    assert len(tokens) == 5000
+
+
+def test_a_retriever_search_reports_the_limit(tmp_path: Any) -> None:
+    from dse import Retriever
+
+    encoder = _small_limit("tiny-colqwen2")
+    with Retriever.create(tmp_path / "idx", encoder, image_size=0) as r:
+        with pytest.raises(QueryTooLongError, match=f"limit of {LIMIT}"):
+            r.search(LONG, k=1)
