@@ -16,14 +16,12 @@ LONG = " ".join(["revenue margins fell because costs rose"] * 40)  # about 240 w
 
 
 def _small_limit(name: str, **options: Any) -> Any:
-    """A tiny encoder whose limit is LIMIT tokens (the option, or the tiny config set small)."""
+    """A tiny encoder whose limit is LIMIT tokens (the max_length option, or its query_limit set small)."""
     if name in ("tiny-gme", "tiny-qwen3-vl-embedding"):
         return load_encoder(name, device="cpu", max_length=LIMIT, **options)
     encoder = load_encoder(name, device="cpu", **options)
-    if name == "tiny-dse":
-        encoder.model.config.text_config.max_position_embeddings = LIMIT
-    else:  # the colpali families: the tokenizer's model_max_length
-        encoder.processor.tokenizer.model_max_length = LIMIT
+    assert encoder.query_limit == (4096 if name == "tiny-dse" else 1024)  # read from the tiny config at load
+    encoder.query_limit = LIMIT
     return encoder
 
 

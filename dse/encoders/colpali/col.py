@@ -102,6 +102,9 @@ class ColPaliEngineEncoder(Encoder):
         )
         if spec.budget == "idefics3" and self.max_visual_tokens is not None:
             set_idefics3_budget(self.processor, self.max_visual_tokens)
+        # tokens a text query may take, prefix and augmentation tokens included: the tokenizer's
+        # model_max_length, else the text model's positions (lower it to cap queries)
+        self.query_limit: int | None = tokenizer_limit(self.processor.tokenizer, self.model.config)
         # read right after loading, so the commit is the one the files came from
         self._identity = weights_identity(self._model_id, revision=revision, dtype=self.torch_dtype)
 
@@ -139,11 +142,6 @@ class ColPaliEngineEncoder(Encoder):
                               encoder=self.name or self.family, truncate=self.truncate_queries)
         return self._collect(run_batched(list(queries), lambda b: self._forward(self._process_queries(b)),
                                          self.batch_size))
-
-    @property
-    def query_limit(self) -> int | None:
-        """Tokens the model reads at most: the tokenizer's `model_max_length`, else the text model's positions."""
-        return tokenizer_limit(self.processor.tokenizer, self.model.config)
 
     def query_tokens(self, text: str) -> int:
         """Tokens the model reads for a text query (the processor's query prefix and augmentation tokens included)."""

@@ -123,6 +123,8 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
         if dim > self.hidden_size:
             raise ValueError(f"dim={dim} exceeds the hidden size {self.hidden_size} of {self._model_id!r}")
         self._record_weights(revision, self._dtype, self.model.config)  # right after loading
+        # tokens a text query may take, template included: the model's positions (lower it to cap queries)
+        self.query_limit: int | None = max_positions(self.model.config)
         params = inspect.signature(self.model.forward).parameters
         # Only the hidden states are used: skip computing logits over the whole sequence.
         self._forward_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
@@ -240,11 +242,6 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
         if other:
             out[other] = self._encode([self.query_message(queries[i]) for i in other])
         return out
-
-    @property
-    def query_limit(self) -> int | None:
-        """Tokens the model reads at most: the text model's `max_position_embeddings`."""
-        return max_positions(self.model.config)
 
     def query_tokens(self, text: str) -> int:
         """Tokens the model reads for a text query (its chat, the placeholder image, the suffix)."""

@@ -180,9 +180,14 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
 
     def encode_queries(self, queries: Sequence[Any]) -> np.ndarray:
         """Embed queries (str, PIL image, or (image, text)): float32 (n, dim), unit-norm rows."""
-        queries = fit_queries(queries, limit=self.max_length, count=self.query_tokens, tokenizer=self.processor.tokenizer,
+        queries = fit_queries(queries, limit=self.query_limit, count=self.query_tokens, tokenizer=self.processor.tokenizer,
                               encoder=self.name or "gme-qwen2", truncate=self.truncate_queries)
         return self._encode([(parts, self.instruction) for parts in all_parts(queries)])
+
+    @property
+    def query_limit(self) -> int:
+        """Tokens a text query may take, template included: `max_length`."""
+        return self.max_length
 
     def query_tokens(self, text: str) -> int:
         """Tokens the model reads for a text query (the template with the instruction included)."""

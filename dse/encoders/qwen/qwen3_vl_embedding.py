@@ -198,9 +198,14 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
 
     def encode_queries(self, queries: Sequence[Any]) -> np.ndarray:
         """Embed queries (str, PIL image, or (image, text)): float32 (n, dim), unit-norm rows."""
-        queries = fit_queries(queries, limit=self.max_length, count=self.query_tokens, tokenizer=self.processor.tokenizer,
+        queries = fit_queries(queries, limit=self.query_limit, count=self.query_tokens, tokenizer=self.processor.tokenizer,
                               encoder=self.name or "qwen3-vl-embedding", truncate=self.truncate_queries)
         return self._encode([self.conversation(p, self.instruction) for p in all_parts(queries)])
+
+    @property
+    def query_limit(self) -> int:
+        """Tokens a text query may take, template included: `max_length`."""
+        return self.max_length
 
     def query_tokens(self, text: str) -> int:
         """Tokens the model reads for a text query (its chat: system instruction, the text, the prompt)."""
