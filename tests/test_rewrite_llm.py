@@ -198,3 +198,28 @@ def test_retriever_and_cli_search_the_llms_text(index: Retriever, endpoint: Chat
     assert main(["search", "why?", "--index", str(index.index.directory), "--rewrite", "prf",
                  "--rewrite-option", "nonsense=1"]) == 2
     assert "nonsense are taken by none of prf" in capsys.readouterr().err
+
+
+def test_eval_with_the_llm_rewriter_records_it(endpoint: ChatServer, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from dse.cli.main import main
+    from dse.evaluate.report import EvalResult
+
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / "local"
+    shutil.copytree(root / "examples" / "corpus", data / "pdfs")
+    shutil.copy(root / "tests" / "eval_fixtures" / "example-questions.jsonl", data / "questions.jsonl")
+    out = tmp_path / "llm.json"
+    args = ["eval", str(data), "--scope", "corpus", "-k", "5", "-o", str(out), "--rewrite", "llm",
+            "--rewrite-url", endpoint.url, "--rewrite-model", "tiny-chat", "--rewrite-option",
+            f"cache_path={tmp_path / 'rw.sqlite'}", "--rewrite-option", "include_query=true"]
+    assert main(args) == 0
+    assert "rewrite llm" in capsys.readouterr().out
+    recorded = EvalResult.load(out).config["search_options"]["rewrite"]
+    assert recorded["name"] == "llm" and recorded["prompt_version"] == "1"
+    assert "tiny-chat" in recorded["identity"] and "include_query=True" in recorded["identity"]
+    asked = len(endpoint.requests)
+    assert asked == 6  # one generation per question
+    assert main(args) == 0 and len(endpoint.requests) == asked  # the second run reads the cache

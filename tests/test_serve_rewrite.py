@@ -84,7 +84,7 @@ def test_llm_rewrite_searches_the_endpoints_text(server: str, text_index: Path, 
     assert status == 200, got
     assert [h["page_id"] for h in got["hits"]] == [h.page_id for h in want]
     assert got["rewrite"]["text"] == text and got["rewrite"]["cached"] is False
-    assert got["rewrite"]["prompt_version"] == "1"
+    assert got["rewrite"]["prompt_version"] == "1" and "identity" not in got["rewrite"]  # no internal URL
     _, _, body = chat.requests[-1]
     assert len(chat.requests) == before + 1
     assert body["model"] == "tiny-chat" and body["max_tokens"] == 128
@@ -106,6 +106,28 @@ def test_rewrite_errors_are_problems(server: str, chat: ChatServer) -> None:
     assert status == 502 and "HTTP 500" in doc["detail"] and chat.url in doc["detail"]
     status, doc = _post(server, {"query": "bread", "rewrite": 3})
     assert status == 422
+    import base64
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (16, 16), "white").save(png, format="PNG")
+    status, doc = _post(server, {"image": base64.b64encode(png.getvalue()).decode(), "rewrite": "prf"})
+    assert status == 422 and "text queries only" in doc["detail"]
+
+
+def test_serve_checks_rewrite_flags_before_starting(text_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dse.cli.main import main
+
+    assert main(["serve", "--index", str(text_index), "--rewrite", "llm"]) == 2
+    assert "--rewrite llm needs --rewrite-model" in capsys.readouterr().err
+    assert main(["serve", "--index", str(text_index), "--rewrite-model", "x"]) == 2
+    assert "need --rewrite NAME" in capsys.readouterr().err
+    assert main(["serve", "--index", str(text_index), "--rewrite", "prf", "--rewrite-option", "fb_docs"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["serve", "--index", str(text_index), "--rewrite", "nope"]) == 2
+    assert "unknown rewriter 'nope'" in capsys.readouterr().err
 
 
 def test_a_server_without_rewriters_refuses_one(text_index: Path) -> None:

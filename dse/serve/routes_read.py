@@ -108,8 +108,8 @@ def search(body: SearchRequest, request: Request) -> Any:
     took = (time.perf_counter() - started) * 1000
     out = [{"query": q, "mode": mode, "took_ms": took, "hits": [_hit(svc, h, q, body.snippets) for h in hits]}
            for q, hits in zip(texts, results)]
-    for answer, rewrite in zip(out, rewrites or []):
-        answer["rewrite"] = rewrite.to_json()
+    for answer, rewrite in zip(out, rewrites or []):  # not its identity: that may name an internal endpoint
+        answer["rewrite"] = {k: v for k, v in rewrite.to_json().items() if k != "identity"}
     # the dicts are the response models' JSON already: encoded once here, not validated and
     # re-encoded by FastAPI (a third of a small search's time); the models document the API
     one = body.query is not None or body.image is not None
