@@ -61,9 +61,25 @@ def tokenizer_limit(tokenizer: Any, config: Any) -> int | None:
     return max_positions(config)
 
 
+def fit_encoder_queries(encoder: Any, queries: Sequence[Any]) -> list[Any]:
+    """`fit_queries` with an encoder's own limit, counter, tokenizer and `truncate_queries`.
+
+    Encoders without a `query_limit` (bm25, jina-v4) get their queries back unchanged.
+    """
+    limit = getattr(encoder, "query_limit", None)
+    if limit is None:
+        return list(queries)
+    overhead = getattr(encoder, "_query_overhead", None)
+    if overhead is None:  # the template's own tokens, counted once per encoder
+        overhead = encoder._query_overhead = encoder.query_tokens("")
+    return fit_queries(queries, limit=limit, count=encoder.query_tokens, tokenizer=encoder.processor.tokenizer,
+                       encoder=encoder.name or type(encoder).__name__, truncate=bool(encoder.truncate_queries),
+                       overhead=overhead)
+
+
 def fit_queries(
     queries: Sequence[Any], *, limit: int | None, count: Callable[[str], int], tokenizer: Any, encoder: str,
-    truncate: bool,
+    truncate: bool, overhead: int | None = None,
 ) -> list[Any]:
     """The queries with the long-query policy applied to the text ones (see the module docstring).
 
@@ -74,6 +90,7 @@ def fit_queries(
         tokenizer: Splits the query's own text into tokens, to cut it.
         encoder: The encoder's name, for messages.
         truncate: Cut a query over the limit (with a warning) instead of raising.
+        overhead: `count("")` when known (the template's tokens).
 
     Raises:
         QueryTooLongError: a text query over the limit, when `truncate` is False.
@@ -81,7 +98,6 @@ def fit_queries(
     out = list(queries)
     if limit is None:
         return out
-    overhead: int | None = None
     for i, query in enumerate(out):
         if not isinstance(query, str):
             continue

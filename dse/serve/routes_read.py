@@ -60,6 +60,7 @@ def index_info(request: Request) -> dict[str, Any]:
 @router.post("/v1/search", tags=["search"], summary="search the index", response_model=SearchOut | BatchOut)
 def search(body: SearchRequest, request: Request) -> Any:
     from dse.encoders.hub import ModelLoadError
+    from dse.encoders.query_length import fit_encoder_queries
     from dse.extras import MissingExtraError
     from dse.storage.manifest import EncoderMismatchError
 
@@ -93,6 +94,10 @@ def search(body: SearchRequest, request: Request) -> Any:
     if rewrites is not None:
         queries = [r.text for r in rewrites]
     try:
+        if body.image is None and mode != "text" and not getattr(svc.retriever.encoder, "truncate_queries", True):
+            # the long-query policy here, in this request's thread: a query too long is this
+            # request's 422, never an error for the others its batch would be encoded with
+            fit_encoder_queries(svc.retriever.encoder, queries)
         if body.image is None and mode != "text" and svc.config.query_cache > 0:
             # encoded before taking a search slot, so that queries arriving together share one
             # encoder batch; the search below finds them in the batcher's cache

@@ -19,7 +19,7 @@ import numpy as np
 from dse.encoders.base import Encoder, quantize_if_int8, resolve_device, resolve_dtype, run_batched
 from dse.encoders.colpali.specs import FAMILIES, FamilySpec, idefics3_tiles_per_side, set_idefics3_budget
 from dse.encoders.hub import load_pretrained
-from dse.encoders.query_length import fit_queries, tokenizer_limit
+from dse.encoders.query_length import fit_encoder_queries, tokenizer_limit
 from dse.encoders.registry import register_encoder
 
 __all__ = ["ColPaliEncoder", "ColPaliEngineEncoder", "FAMILIES", "FamilySpec", "idefics3_tiles_per_side",
@@ -138,8 +138,7 @@ class ColPaliEngineEncoder(Encoder):
             if not isinstance(query, str):
                 raise TypeError(f"queries[{i}] is a {type(query).__name__}, expected a str "
                                 f"({self.name or self.family} takes text queries only)")
-        queries = fit_queries(queries, limit=self.query_limit, count=self.query_tokens, tokenizer=self.processor.tokenizer,
-                              encoder=self.name or self.family, truncate=self.truncate_queries)
+        queries = fit_encoder_queries(self, queries)  # the long-query policy (dse.encoders.query_length)
         return self._collect(run_batched(list(queries), lambda b: self._forward(self._process_queries(b)),
                                          self.batch_size))
 

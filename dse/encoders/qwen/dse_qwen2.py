@@ -17,7 +17,7 @@ from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_
 from dse.encoders.hub import load_pretrained
 from dse.encoders.qwen.prefix_cache import QueryPrefixCache
 from dse.encoders.queries import all_parts, query_parts
-from dse.encoders.query_length import fit_queries, max_positions
+from dse.encoders.query_length import fit_encoder_queries, max_positions
 from dse.encoders.registry import register_encoder
 from dse.prompts import DSE_PAGE_PROMPT, DSE_QUERY_TEMPLATE, DSE_SUFFIX
 
@@ -230,9 +230,7 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
 
     def encode_queries(self, queries: Sequence[Any]) -> np.ndarray:
         """Embed queries (str, PIL image, or (image, text)): float32 (n, dim), unit-norm rows."""
-        queries = fit_queries(queries, limit=self.query_limit, count=self.query_tokens,
-                              tokenizer=self.processor.tokenizer, encoder=self.name or "dse-qwen2",
-                              truncate=self.truncate_queries)
+        queries = fit_encoder_queries(self, queries)  # the long-query policy (dse.encoders.query_length)
         parts = all_parts(queries)  # a bad query is named by its position
         text = [i for i, p in enumerate(parts) if p.image is None]
         other = [i for i, p in enumerate(parts) if p.image is not None]

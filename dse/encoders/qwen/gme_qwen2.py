@@ -23,7 +23,7 @@ from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_
 from dse.encoders.hub import load_pretrained
 from dse.encoders.qwen.prefix_cache import QueryPrefixCache
 from dse.encoders.queries import QueryParts, all_parts
-from dse.encoders.query_length import fit_queries
+from dse.encoders.query_length import fit_encoder_queries
 from dse.encoders.qwen.dse_qwen2 import PIXEL_UNIT, _check_pixel_budget
 from dse.encoders.registry import register_encoder
 from dse.prompts import GME_DEFAULT_INSTRUCTION, GME_IMAGE_TOKENS, GME_QUERY_INSTRUCTION, GME_TEMPLATE
@@ -180,8 +180,7 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
 
     def encode_queries(self, queries: Sequence[Any]) -> np.ndarray:
         """Embed queries (str, PIL image, or (image, text)): float32 (n, dim), unit-norm rows."""
-        queries = fit_queries(queries, limit=self.query_limit, count=self.query_tokens, tokenizer=self.processor.tokenizer,
-                              encoder=self.name or "gme-qwen2", truncate=self.truncate_queries)
+        queries = fit_encoder_queries(self, queries)  # the long-query policy (dse.encoders.query_length)
         return self._encode([(parts, self.instruction) for parts in all_parts(queries)])
 
     @property

@@ -19,7 +19,7 @@ from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_
 from dse.encoders.hub import load_pretrained
 from dse.encoders.qwen.prefix_cache import QueryPrefixCache
 from dse.encoders.queries import QueryParts, all_parts
-from dse.encoders.query_length import fit_queries
+from dse.encoders.query_length import fit_encoder_queries
 from dse.encoders.registry import register_encoder
 from dse.prompts import QWEN3VL_DEFAULT_INSTRUCTION, QWEN3VL_EMPTY_TEXT, QWEN3VL_QUERY_INSTRUCTION
 
@@ -198,8 +198,7 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
 
     def encode_queries(self, queries: Sequence[Any]) -> np.ndarray:
         """Embed queries (str, PIL image, or (image, text)): float32 (n, dim), unit-norm rows."""
-        queries = fit_queries(queries, limit=self.query_limit, count=self.query_tokens, tokenizer=self.processor.tokenizer,
-                              encoder=self.name or "qwen3-vl-embedding", truncate=self.truncate_queries)
+        queries = fit_encoder_queries(self, queries)  # the long-query policy (dse.encoders.query_length)
         return self._encode([self.conversation(p, self.instruction) for p in all_parts(queries)])
 
     @property
