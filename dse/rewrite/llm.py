@@ -91,6 +91,8 @@ class LLMRewriter(QueryRewriter):
                 from dse.rewrite.local_lm import LocalCausalLM
 
                 generator = LocalCausalLM(model, max_new_tokens=max_new_tokens, device=device, dtype=dtype)
+        if not (callable(getattr(generator, "generate", None)) and hasattr(generator, "identity")):
+            raise TypeError(f"generator must have generate(system, prompt) and identity, got {type(generator).__name__}")
         self.generator = generator
         self.include_query = bool(include_query)
         self.cache = RewriteCache(cache_path or default_cache_path()) if cache else None
