@@ -43,7 +43,21 @@ JINA_V4_QUERY_PROMPT_NAME = "query"
 # The ColPali family's query prefix and augmentation tokens belong to colpali-engine's processors
 # (`process_queries`); dse passes queries through unchanged and records colpali-engine's version.
 
-PROMPT_VERSIONS = MappingProxyType({"dse": "1", "qwen3vl": "1", "gme": "1", "jina-v4": "1"})
+# The `llm` query rewriter (dse.rewrite.llm): BRIGHT's reasoning rewrite, letter for letter as in
+# xlang-ai/BRIGHT's reason.py (commit 84af2f2a): the query (newlines made spaces), a blank line,
+# the three instructions, a final newline. Chat models get BRIGHT's OpenAI system message (no
+# full stop, as there); a model without a chat template reads the prompt alone (its HFModel).
+LLM_REWRITE_TEMPLATE = (
+    "{query}\n\n"
+    "Instructions:\n"
+    "1. Identify the essential problem.\n"
+    "2. Think step by step to reason and describe what information could be relevant and helpful to address the "
+    "questions in detail.\n"
+    "3. Draft an answer with as many thoughts as you have.\n"
+)
+LLM_REWRITE_SYSTEM = "You are a helpful assistant"
+
+PROMPT_VERSIONS = MappingProxyType({"dse": "1", "qwen3vl": "1", "gme": "1", "jina-v4": "1", "llm-rewrite": "1"})
 
 PROMPTS = MappingProxyType(
     {
@@ -59,5 +73,7 @@ PROMPTS = MappingProxyType(
         "gme.query_instruction": GME_QUERY_INSTRUCTION,
         "jina-v4.task": JINA_V4_TASK,
         "jina-v4.query_prompt_name": JINA_V4_QUERY_PROMPT_NAME,
+        "llm-rewrite.template": LLM_REWRITE_TEMPLATE,
+        "llm-rewrite.system": LLM_REWRITE_SYSTEM,
     }
 )

@@ -24,13 +24,20 @@ PINNED = {
     "GME_QUERY_INSTRUCTION": "Find a screenshot that relevant to the user's question.",
     "JINA_V4_TASK": "retrieval",
     "JINA_V4_QUERY_PROMPT_NAME": "query",
+    "LLM_REWRITE_TEMPLATE": (
+        "{query}\n\nInstructions:\n1. Identify the essential problem.\n2. Think step by step to reason and describe "
+        "what information could be relevant and helpful to address the questions in detail.\n3. Draft an answer "
+        "with as many thoughts as you have.\n"
+    ),
+    "LLM_REWRITE_SYSTEM": "You are a helpful assistant",
 }
 
 
 def test_prompt_versions_are_pinned() -> None:
     """Bump a family's version when one of its strings changes; never the others' (their indexes stay valid)."""
     assert prompts.PROMPT_VERSION == "1"
-    assert dict(prompts.PROMPT_VERSIONS) == {"dse": "1", "qwen3vl": "1", "gme": "1", "jina-v4": "1"}
+    assert dict(prompts.PROMPT_VERSIONS) == {"dse": "1", "qwen3vl": "1", "gme": "1", "jina-v4": "1",
+                                            "llm-rewrite": "1"}
 
 
 def test_encoders_record_their_familys_version() -> None:
@@ -73,6 +80,8 @@ def test_prompts_mapping_is_frozen_and_complete() -> None:
         "jina-v4.task": "retrieval",
         "jina-v4.query_prompt_name": "query",
         "gme.query_instruction": PINNED["GME_QUERY_INSTRUCTION"],
+        "llm-rewrite.template": PINNED["LLM_REWRITE_TEMPLATE"],
+        "llm-rewrite.system": "You are a helpful assistant",
     }
     with pytest.raises(TypeError):
         prompts.PROMPTS["dse.suffix"] = "x"  # type: ignore[index]
@@ -87,4 +96,15 @@ def test_gme_template_formats() -> None:
     assert text == (
         "<|im_start|>system\nI.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>q"
         "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>"
+    )
+
+
+def test_llm_rewrite_template_formats_as_brights() -> None:
+    """xlang-ai/BRIGHT reason.py: f'{cur_post}\\n\\nInstructions:\\n1. ...' with the query's newlines made spaces."""
+    from dse.rewrite.llm import rewrite_prompt
+
+    assert rewrite_prompt("why\ndoes it rain?") == (
+        "why does it rain?\n\nInstructions:\n1. Identify the essential problem.\n2. Think step by step to reason and "
+        "describe what information could be relevant and helpful to address the questions in detail.\n3. Draft an "
+        "answer with as many thoughts as you have.\n"
     )

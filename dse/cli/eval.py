@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from dse.cli.common import CLIError, runtime, runtime_flags
+from dse.cli.common import CLIError, load_rewrites, rewrite_flags, runtime, runtime_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight", type=float, help="hybrid mode, weighted fusion: lambda in norm(bm25) + lambda * "
                    "norm(visual) (default 1)")
     p.add_argument("--rrf-k", type=float, help="hybrid mode with rrf: the constant k in 1/(k + rank) (default 60)")
-    p.add_argument("--rewrite", metavar="NAME", help="rewrite each query first (prf: RM3 over the index's BM25)")
+    rewrite_flags(p)
     p.add_argument("--split", default="test", help="dataset split (default: test)")
     p.add_argument("--half", choices=("a", "b"), help="local sets: keep the questions about one half of the "
                    "documents (split by sha1 of the document's file name) over the whole corpus; tune on one half, "
@@ -109,8 +109,9 @@ def _evaluate(args: argparse.Namespace) -> int:
              if value is not None}
     if fused and args.mode != "hybrid":
         raise CLIError(f"--{'/--'.join(k.replace('_', '-') for k in fused)} need --mode hybrid")
-    if args.rewrite:
-        fused["rewrite"] = args.rewrite  # a registry name: recorded as given in the result
+    rewriters = load_rewrites(args)
+    if rewriters:
+        fused["rewrite"] = next(iter(rewriters.values()))  # recorded by its describe() in the result
     result = evaluate(sets, encoder, index_dir=args.index_dir, k=args.k, mode=args.mode, scopes=scopes, dpi=dpi,
                       progress=True, search_options=fused)
     if args.output:
@@ -131,5 +132,6 @@ def _header(config: dict[str, Any] | Any) -> str:
     model = f" ({enc.get('model')})" if enc.get("model") else ""
     mode = f", mode {config['mode']}" if config.get("mode") else ""
     fused = config.get("search_options") or {}
-    mode += "".join(f", {key} {value}" for key, value in fused.items())
+    mode += "".join(f", {key} {value['name'] if isinstance(value, dict) and 'name' in value else value}"
+                    for key, value in fused.items())
     return f"encoder {enc['name']}{model}, k={config['k']}{mode}, dse {config['dse_version']}\n\n"

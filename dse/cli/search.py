@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from dse.cli.common import CLIError, index_model_flags, open_options, runtime, runtime_flags
+from dse.cli.common import CLIError, index_model_flags, load_rewrites, open_options, rewrite_flags, runtime, runtime_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,8 +85,7 @@ def _ranking_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rerank-model", metavar="MODEL", help="hub id or local directory for --rerank")
     g.add_argument("--alpha", type=float, default=0.5, help="reranking: weight of the first stage (default 0.5)")
     g.add_argument("--depth", type=int, default=50, help="reranking: first-stage pages rescored (default 50)")
-    g.add_argument("--rewrite", metavar="NAME", help="rewrite each query first (prf: RM3 pseudo-relevance feedback "
-                   "over the index's BM25)")
+    rewrite_flags(g)
     g.add_argument("--explain", metavar="PAGE_ID",
                    help="write the similarity map of QUERY over this page to --out (multi-vector indexes)")
     g.add_argument("--out", metavar="PNG", help="with --explain: the image to write")
@@ -95,13 +94,9 @@ def _ranking_flags(p: argparse.ArgumentParser) -> None:
 def _ranking_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword options of `Retriever.search` from the ranking flags."""
     options: dict[str, Any] = {"mode": args.mode, "fusion": args.fusion, "weight": args.weight, "rrf_k": args.rrf_k}
-    if args.rewrite:
-        from dse.rewrite import load_rewriter
-
-        try:
-            options["rewrite"] = load_rewriter(args.rewrite)
-        except (ValueError, TypeError) as exc:
-            raise CLIError(f"--rewrite {args.rewrite}: {exc}") from exc
+    rewriters = load_rewrites(args)
+    if rewriters:
+        options["rewrite"] = next(iter(rewriters.values()))
     if args.rerank:
         from dse.encoders.registry import load_encoder
         from dse.retrieve.rerank import MaxSimReranker

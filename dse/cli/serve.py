@@ -7,7 +7,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from dse.cli.common import CLIError, index_model_flags, runtime, runtime_flags
+from dse.cli.common import CLIError, index_model_flags, rewrite_flags, rewrite_options, runtime, runtime_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="load a visual index's encoder at the first visual query, not at start")
     p.add_argument("--allow-private", action="store_true",
                    help="URLs submitted for indexing may reach loopback and private addresses")
+    rewrite_flags(p, repeatable=True)
     runtime_flags(p)
     index_model_flags(p)
     p.set_defaults(func=run)
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from dse.backends import index_exists
+    from dse.rewrite.registry import check_rewriters
     from dse.serve.app import create_app
     from dse.serve.service import ServeConfig
 
@@ -60,12 +62,23 @@ def run(args: argparse.Namespace) -> int:
         _limit_threads(args.threads)
     if args.max_k < 1 or args.max_upload_mb <= 0 or args.max_searches < 0:
         raise CLIError("--max-k must be >= 1, --max-upload-mb > 0 and --max-searches >= 0")
+    options = rewrite_options(args)
+    if options and not args.rewrite:
+        raise CLIError("--rewrite-model, --rewrite-url and --rewrite-option need --rewrite NAME")
+    if "llm" in args.rewrite and not args.rewrite_model:
+        raise CLIError("--rewrite llm needs --rewrite-model (a local causal LM directory, or with --rewrite-url the "
+                       "endpoint's model name)")
+    try:
+        check_rewriters(args.rewrite, options)  # names and options now; the models load at start
+    except ValueError as exc:
+        raise CLIError(f"--rewrite {' '.join(args.rewrite)}: {exc}") from exc
     config = ServeConfig(
         index=Path(args.index), token=token, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_k=args.max_k, batch_queries=args.batch_queries, batch_wait_ms=args.batch_wait_ms,
         query_cache=args.query_cache, allow_private=args.allow_private, runtime=tuple(runtime(args).items()),
         rerank=tuple(args.rerank), preload=args.preload, max_searches=args.max_searches,
         model=args.model, allow_index_model=args.allow_index_model,
+        rewrite=tuple(args.rewrite), rewrite_options=tuple(options.items()),
     )
     app = create_app(config)
     where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"

@@ -86,13 +86,22 @@ def evaluate(
         scores.extend(_evaluate_one(dataset, encoder, index_dir, k, mode, scopes, metrics, dpi, progress,
                                     dict(search_options or {})))
     config = {
-        "encoder": encoder.describe(), "k": k, "mode": mode, "search_options": dict(search_options or {}),
+        "encoder": encoder.describe(), "k": k, "mode": mode, "search_options": _recorded(search_options),
         "scopes": list(scopes), "dpi": dpi,
         "index_dir": str(index_dir) if index_dir else None, "datasets": [d.describe() for d in sets],
         "dse_version": __version__, "machine": _machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return EvalResult(config, tuple(scores))
+
+
+def _recorded(search_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The search options as the result records them: a rewriter object by its `describe()`."""
+    out = dict(search_options or {})
+    rewrite = out.get("rewrite")
+    if rewrite is not None and not isinstance(rewrite, str) and hasattr(rewrite, "describe"):
+        out["rewrite"] = rewrite.describe()
+    return out
 
 
 def _evaluate_one(

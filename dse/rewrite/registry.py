@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from dse.rewrite.base import QueryRewriter
 
@@ -21,7 +21,7 @@ class RewriterSpec:
 
 
 _REGISTRY: dict[str, RewriterSpec] = {}
-_PROVIDERS = ("dse.rewrite.prf",)  # modules whose import registers rewriters
+_PROVIDERS = ("dse.rewrite.prf", "dse.rewrite.llm")  # modules whose import registers rewriters
 
 
 def register_rewriter(name: str, description: str = "") -> Callable[[RewriterFactory], RewriterFactory]:
@@ -62,3 +62,41 @@ def load_rewriter(name: str, **options: Any) -> QueryRewriter:
     if not isinstance(rewriter, QueryRewriter):
         raise TypeError(f"rewriter {name!r} built a {type(rewriter).__name__}, not a QueryRewriter")
     return rewriter
+
+
+def rewriter_parameters(name: str) -> frozenset[str]:
+    """The keyword options the rewriter registered as `name` takes (ValueError: unknown name)."""
+    import inspect
+
+    _load_providers()
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise ValueError(f"unknown rewriter {name!r}; use one of {', '.join(sorted(_REGISTRY))}")
+    params = inspect.signature(spec.factory).parameters.values()
+    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def load_rewriters(names: Sequence[str], options: Mapping[str, Any] | None = None) -> dict[str, QueryRewriter]:
+    """The rewriters `names`, each built with the `options` it takes (a server's or a command's set).
+
+    Each option goes to every named rewriter whose factory takes it (`model` and `url` to `llm`,
+    `fb_docs` to `prf`, `max_new_tokens` to `llm`, ...).
+
+    Raises:
+        ValueError: an unknown name, a name given twice, or an option none of them takes.
+    """
+    options = dict(options or {})
+    taken = check_rewriters(names, options)
+    return {name: load_rewriter(name, **{k: v for k, v in options.items() if k in taken[name]}) for name in names}
+
+
+def check_rewriters(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    """Each name's options, after checking the names exist and every option has a taker (ValueError)."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"a rewriter is named twice: {', '.join(names)}")
+    taken = {name: rewriter_parameters(name) for name in names}
+    unused = sorted(set(options) - set().union(*taken.values())) if taken else sorted(options)
+    if unused:
+        raise ValueError(f"rewriter option(s) {', '.join(unused)} are taken by none of "
+                         f"{', '.join(names) or '(no rewriter named)'}")
+    return taken

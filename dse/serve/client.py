@@ -74,9 +74,13 @@ class Client:
     def search_many(
         self, queries: Sequence[str], k: int = 10, *, mode: str | None = None, fusion: str = "rrf",
         rrf_k: float = 60.0, weight: float = 1.0, rerank: str | None = None, alpha: float = 0.5, depth: int = 50,
-        where: Mapping[str, Any] | None = None,
+        where: Mapping[str, Any] | None = None, rewrite: str | None = None,
     ) -> list[list[Hit]]:
-        """The top-k pages for each query, as `Retriever.search_many` (a reranker by its name on the server)."""
+        """The top-k pages for each query, as `Retriever.search_many`.
+
+        A reranker and a rewriter are named (`rerank="colqwen2"`, `rewrite="llm"`): the server's
+        own, those `dse serve --rerank / --rewrite` started it with (`info()`).
+        """
         if isinstance(queries, str):
             raise TypeError("search_many takes a list of queries; use search() for one")
         if not queries:
@@ -87,6 +91,10 @@ class Client:
             body["rerank"] = rerank
         if where is not None:
             body["where"] = dict(where)
+        if rewrite is not None:
+            if not isinstance(rewrite, str):
+                raise TypeError(f"rewrite is a rewriter's name on the server (e.g. 'prf'), got {type(rewrite).__name__}")
+            body["rewrite"] = rewrite
         out = self._json("POST", "/v1/search", body)
         return [[_hit(h) for h in result["hits"]] for result in out["results"]]
 

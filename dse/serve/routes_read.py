@@ -53,12 +53,14 @@ def index_info(request: Request) -> dict[str, Any]:
     return {"manifest": info, "pages": info["pages"], "sources": info["sources"], "kind": kind, "modes": modes,
             "default_mode": modes[0], "explain": kind == "multi", "metadata_fields": fields,
             "writable": bool(svc.config.token), "rerankers": sorted(getattr(svc, "rerankers", {}) or {}),
+            "rewriters": sorted(getattr(svc, "rewriters", {}) or {}),
             "max_k": svc.config.max_k}
 
 
 @router.post("/v1/search", tags=["search"], summary="search the index", response_model=SearchOut | BatchOut)
 def search(body: SearchRequest, request: Request) -> Any:
     from dse.encoders.hub import ModelLoadError
+    from dse.encoders.query_length import fit_encoder_queries
     from dse.extras import MissingExtraError
     from dse.storage.manifest import EncoderMismatchError
 
@@ -88,11 +90,18 @@ def search(body: SearchRequest, request: Request) -> Any:
         options.update(rerank=reranker, alpha=body.alpha, depth=max(body.depth, body.k))
     mode = body.mode or ("text" if svc.index.manifest.kind == "text" else "visual")
     started = time.perf_counter()
+    rewrites = _rewrite(svc, body, texts)  # before a search slot: an LLM's seconds never hold one
+    if rewrites is not None:
+        queries = [r.text for r in rewrites]
     try:
+        if body.image is None and mode != "text" and not getattr(svc.retriever.encoder, "truncate_queries", True):
+            # the long-query policy here, in this request's thread: a query too long is this
+            # request's 422, never an error for the others its batch would be encoded with
+            fit_encoder_queries(svc.retriever.encoder, queries)
         if body.image is None and mode != "text" and svc.config.query_cache > 0:
             # encoded before taking a search slot, so that queries arriving together share one
             # encoder batch; the search below finds them in the batcher's cache
-            svc.batcher(texts)
+            svc.batcher(queries)
         with svc.search_slots:  # at most max_searches at once: the rest queue here, not in the scorers
             results = svc.retriever.search_many(queries, body.k, **options)
     except (ModelLoadError, MissingExtraError, OSError) as exc:
@@ -104,12 +113,41 @@ def search(body: SearchRequest, request: Request) -> Any:
     took = (time.perf_counter() - started) * 1000
     out = [{"query": q, "mode": mode, "took_ms": took, "hits": [_hit(svc, h, q, body.snippets) for h in hits]}
            for q, hits in zip(texts, results)]
+    for answer, rewrite in zip(out, rewrites or []):  # not its identity: that may name an internal endpoint
+        answer["rewrite"] = {k: v for k, v in rewrite.to_json().items() if k != "identity"}
     # the dicts are the response models' JSON already: encoded once here, not validated and
     # re-encoded by FastAPI (a third of a small search's time); the models document the API
     one = body.query is not None or body.image is not None
     payload = out[0] if one else {"mode": mode, "took_ms": took, "results": out}
     return Response(json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
                     media_type="application/json")
+
+
+def _rewrite(svc: Service, body: SearchRequest, texts: list[str]) -> Any:
+    """The request's queries rewritten by the rewriter it names (None: no rewrite asked).
+
+    422 for a rewriter this server does not offer or an image query; 502 when the rewriter's
+    model or endpoint fails (`RewriteError`).
+    """
+    from dse.retrieve.rewriting import rewrite_queries
+    from dse.rewrite import RewriteError
+
+    if body.rewrite is None:
+        return None
+    offered = getattr(svc, "rewriters", {}) or {}
+    rewriter = offered.get(body.rewrite)
+    if rewriter is None:
+        names = ", ".join(sorted(offered)) or "none"
+        raise ApiError(422, f"rewrite {body.rewrite!r} is not offered by this server (offered: {names}; start it "
+                            f"with dse serve --rewrite {body.rewrite} ...)")
+    if body.image is not None:
+        raise ApiError(422, "'rewrite' applies to text queries only, not to an image query")
+    try:
+        return rewrite_queries(texts, rewriter, svc.index, body.where)
+    except RewriteError as exc:
+        raise ApiError(502, f"rewrite {body.rewrite!r} failed: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ApiError(422, str(exc)) from None
 
 
 def _image_query(encoded: str) -> Any:

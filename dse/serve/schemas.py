@@ -33,6 +33,10 @@ class SearchRequest(BaseModel):
     alpha: float = Field(0.5, ge=0, le=1, description="reranking: weight of the first stage")
     depth: int = Field(50, ge=1, le=1000, description="reranking: first-stage pages rescored")
     snippets: bool = Field(True, description="include text snippets with highlights")
+    rewrite: Optional[str] = Field(
+        None, max_length=64,
+        description="rewrite each text query first with a rewriter the server offers (GET /v1/index: 'rewriters'; "
+                    "prf, llm); the answer's 'rewrite' shows the text searched")
 
 
 class HitOut(BaseModel):
@@ -58,6 +62,7 @@ class SearchOut(BaseModel):
     mode: str
     took_ms: float
     hits: list[HitOut]
+    rewrite: Optional[dict[str, Any]] = Field(None, description="with 'rewrite': the rewriter and the text searched")
 
 
 class BatchOut(BaseModel):

@@ -50,6 +50,9 @@ class ServeConfig:
         allow_private: URLs submitted for indexing may reach loopback / private addresses.
         runtime: Encoder options that do not change the vectors (device, batch_size, dtype).
         rerank: Multi-vector encoders offered as rerankers (`"rerank": NAME` in a search).
+        rewrite: Query rewriters offered (`"rewrite": NAME` in a search), built at start.
+        rewrite_options: Their options (`dse.rewrite.load_rewriters`: each goes to the rewriters
+            that take it), e.g. (("model", "/models/qwen2.5-0.5b-instruct"),).
         model: The weights the index was built with, at another path or named to confirm them.
         allow_index_model: Load the hub model the manifest names without it being named.
         preload: Load a visual index's encoder when the server starts (in the background)
@@ -71,6 +74,8 @@ class ServeConfig:
     allow_private: bool = False
     runtime: tuple[tuple[str, Any], ...] = ()
     rerank: tuple[str, ...] = ()
+    rewrite: tuple[str, ...] = ()
+    rewrite_options: tuple[tuple[str, Any], ...] = ()
     preload: bool = True
     model: str | None = None
     allow_index_model: bool = False
@@ -106,6 +111,7 @@ class Service:
         from dse.serve.jobs import JobQueue
 
         self.config = config
+        self.rewriters = _rewriters(config)  # first: a rewriter that does not load fails before any thread starts
         chosen = {"model": config.model} if config.model else {}
         if config.allow_index_model:
             chosen["allow_index_model"] = True
@@ -236,6 +242,13 @@ def _reranker(name: str, runtime: dict[str, Any]) -> Any:
     from dse.retrieve.rerank import MaxSimReranker
 
     return MaxSimReranker(load_encoder(name, **runtime))
+
+
+def _rewriters(config: ServeConfig) -> dict[str, Any]:
+    """The query rewriters offered, built now (a model that does not load fails the start, named)."""
+    from dse.rewrite import load_rewriters
+
+    return load_rewriters(list(config.rewrite), dict(config.rewrite_options)) if config.rewrite else {}
 
 
 def _sha256(path: Path) -> str:

@@ -16,6 +16,7 @@ _LAZY = {
     "build_tiny_colqwen2_5": "dse.testing.tiny_colpali",
     "build_tiny_colpali": "dse.testing.tiny_colpali",
     "build_tiny_colsmol": "dse.testing.tiny_colpali",
+    "build_tiny_causal_lm": "dse.testing.tiny_lm",
     "tiny_checkpoint": "dse.testing.tiny",
     "TINY_MODELS": "dse.testing.tiny",
 }

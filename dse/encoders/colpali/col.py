@@ -19,6 +19,7 @@ import numpy as np
 from dse.encoders.base import Encoder, quantize_if_int8, resolve_device, resolve_dtype, run_batched
 from dse.encoders.colpali.specs import FAMILIES, FamilySpec, idefics3_tiles_per_side, set_idefics3_budget
 from dse.encoders.hub import load_pretrained
+from dse.encoders.query_length import fit_encoder_queries, tokenizer_limit
 from dse.encoders.registry import register_encoder
 
 __all__ = ["ColPaliEncoder", "ColPaliEngineEncoder", "FAMILIES", "FamilySpec", "idefics3_tiles_per_side",
@@ -37,6 +38,8 @@ class ColPaliEngineEncoder(Encoder):
         batch_size: Items per forward pass (halved automatically on out-of-memory).
         max_visual_tokens: Upper bound on image tokens per page (None: the checkpoint's default).
         revision: Hub revision (branch, tag or commit) to load.
+        truncate_queries: A text query longer than the model reads (`query_limit`) is cut to fit,
+            with a warning, instead of raising `QueryTooLongError` (`dse.encoders.query_length`).
     """
 
     kind: ClassVar[Any] = "multi"
@@ -52,6 +55,7 @@ class ColPaliEngineEncoder(Encoder):
         batch_size: int = 4,
         max_visual_tokens: int | None = None,
         revision: str | None = None,
+        truncate_queries: bool = False,
     ) -> None:
         import colpali_engine.models as cm
 
@@ -75,6 +79,7 @@ class ColPaliEngineEncoder(Encoder):
         self.family = family
         self.spec = spec
         self.batch_size = batch_size
+        self.truncate_queries = bool(truncate_queries)
         self.max_visual_tokens = None if max_visual_tokens is None else int(max_visual_tokens)
         self._model_id = str(model)
         self._requested_revision = revision
@@ -97,6 +102,9 @@ class ColPaliEngineEncoder(Encoder):
         )
         if spec.budget == "idefics3" and self.max_visual_tokens is not None:
             set_idefics3_budget(self.processor, self.max_visual_tokens)
+        # tokens a text query may take, prefix and augmentation tokens included: the tokenizer's
+        # model_max_length, else the text model's positions (lower it to cap queries)
+        self.query_limit: int | None = tokenizer_limit(self.processor.tokenizer, self.model.config)
         # read right after loading, so the commit is the one the files came from
         self._identity = weights_identity(self._model_id, revision=revision, dtype=self.torch_dtype)
 
@@ -130,8 +138,13 @@ class ColPaliEngineEncoder(Encoder):
             if not isinstance(query, str):
                 raise TypeError(f"queries[{i}] is a {type(query).__name__}, expected a str "
                                 f"({self.name or self.family} takes text queries only)")
+        queries = fit_encoder_queries(self, queries)  # the long-query policy (dse.encoders.query_length)
         return self._collect(run_batched(list(queries), lambda b: self._forward(self._process_queries(b)),
                                          self.batch_size))
+
+    def query_tokens(self, text: str) -> int:
+        """Tokens the model reads for a text query (the processor's query prefix and augmentation tokens included)."""
+        return int(self._process_queries([text])["input_ids"].shape[1])
 
     def _process_queries(self, queries: Sequence[str]) -> Any:
         """`processor.process_queries`, plus the all-prefix `token_type_ids` where the family needs them."""
@@ -197,14 +210,16 @@ def make_factory(family: str, cls: Callable[..., ColPaliEngineEncoder]) -> Calla
 
     if spec.matryoshka:
         def build(model: str | None = spec.default_model, *, device: str | None = "auto", dtype: Any = "auto",
-                  batch_size: int = 4, dim: int | None = None, revision: str | None = None) -> ColPaliEngineEncoder:
-            return cls(family, model, device=device, dtype=dtype, batch_size=batch_size, dim=dim, revision=revision)
+                  batch_size: int = 4, dim: int | None = None, revision: str | None = None,
+                  truncate_queries: bool = False) -> ColPaliEngineEncoder:
+            return cls(family, model, device=device, dtype=dtype, batch_size=batch_size, dim=dim, revision=revision,
+                       truncate_queries=truncate_queries)
     else:
         def build(model: str | None = spec.default_model, *, device: str | None = "auto", dtype: Any = "auto",
                   batch_size: int = 4, max_visual_tokens: int | None = None,
-                  revision: str | None = None) -> ColPaliEngineEncoder:
+                  revision: str | None = None, truncate_queries: bool = False) -> ColPaliEngineEncoder:
             return cls(family, model, device=device, dtype=dtype, batch_size=batch_size,
-                       max_visual_tokens=max_visual_tokens, revision=revision)
+                       max_visual_tokens=max_visual_tokens, revision=revision, truncate_queries=truncate_queries)
 
     build.__name__ = build.__qualname__ = f"load_{family.replace('.', '_')}"
     default = spec.default_model or "none: model= is required"

@@ -17,6 +17,7 @@ from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_
 from dse.encoders.hub import load_pretrained
 from dse.encoders.qwen.prefix_cache import QueryPrefixCache
 from dse.encoders.queries import all_parts, query_parts
+from dse.encoders.query_length import fit_encoder_queries, max_positions
 from dse.encoders.registry import register_encoder
 from dse.prompts import DSE_PAGE_PROMPT, DSE_QUERY_TEMPLATE, DSE_SUFFIX
 
@@ -45,6 +46,9 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
         revision: Hub revision (branch, tag or commit) to load.
         prefix_cache: Encode the chat prefix every text query shares once and keep its key/value
             cache (`QueryPrefixCache`): the same vectors up to rounding, about half the time a query.
+        truncate_queries: A text query longer than the model reads (`query_limit`: its
+            `max_position_embeddings`) is cut to fit, with a warning, instead of raising
+            `QueryTooLongError` (`dse.encoders.query_length`).
 
     Raises:
         ValueError: A bad `dim`, pixel budget or batch size.
@@ -69,6 +73,7 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
         batch_size: int = 8,
         revision: str | None = None,
         prefix_cache: bool = True,
+        truncate_queries: bool = False,
     ) -> None:
         from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
@@ -87,6 +92,7 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
         self.max_pixels = int(max_pixels)
         self.min_pixels = int(min_pixels)
         self.batch_size = batch_size
+        self.truncate_queries = bool(truncate_queries)
         hub_kwargs: dict[str, Any] = {"revision": revision} if revision else {}
         self.model = load_pretrained(
             Qwen2VLForConditionalGeneration.from_pretrained, self._model_id, "model", dtype=self._dtype, **hub_kwargs
@@ -117,6 +123,8 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
         if dim > self.hidden_size:
             raise ValueError(f"dim={dim} exceeds the hidden size {self.hidden_size} of {self._model_id!r}")
         self._record_weights(revision, self._dtype, self.model.config)  # right after loading
+        # tokens a text query may take, template included: the model's positions (lower it to cap queries)
+        self.query_limit: int | None = max_positions(self.model.config)
         params = inspect.signature(self.model.forward).parameters
         # Only the hidden states are used: skip computing logits over the whole sequence.
         self._forward_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
@@ -222,6 +230,7 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
 
     def encode_queries(self, queries: Sequence[Any]) -> np.ndarray:
         """Embed queries (str, PIL image, or (image, text)): float32 (n, dim), unit-norm rows."""
+        queries = fit_encoder_queries(self, queries)  # the long-query policy (dse.encoders.query_length)
         parts = all_parts(queries)  # a bad query is named by its position
         text = [i for i, p in enumerate(parts) if p.image is None]
         other = [i for i, p in enumerate(parts) if p.image is not None]
@@ -231,6 +240,10 @@ class DSEQwen2Encoder(LoadedWeights, Encoder):
         if other:
             out[other] = self._encode([self.query_message(queries[i]) for i in other])
         return out
+
+    def query_tokens(self, text: str) -> int:
+        """Tokens the model reads for a text query (its chat, the placeholder image, the suffix)."""
+        return int(self.prepare_inputs([self.query_message(text)])["input_ids"].shape[1])
 
     def encode_pages(self, pages: Sequence[Any]) -> np.ndarray:
         """Embed page images (PIL): float32 (n, dim), unit-norm rows."""

@@ -23,6 +23,7 @@ from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_
 from dse.encoders.hub import load_pretrained
 from dse.encoders.qwen.prefix_cache import QueryPrefixCache
 from dse.encoders.queries import QueryParts, all_parts
+from dse.encoders.query_length import fit_encoder_queries
 from dse.encoders.qwen.dse_qwen2 import PIXEL_UNIT, _check_pixel_budget
 from dse.encoders.registry import register_encoder
 from dse.prompts import GME_DEFAULT_INSTRUCTION, GME_IMAGE_TOKENS, GME_QUERY_INSTRUCTION, GME_TEMPLATE
@@ -41,12 +42,14 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
             (CPU: dynamic int8 linear layers, faster queries).
         min_image_tokens: Smallest visual token count of an image (the card's 256).
         max_image_tokens: Visual token budget of an image (the card's 1280).
-        max_length: Token budget of one input (the card's 1800; longer inputs are truncated).
+        max_length: Token budget of one input (the card's 1800). A text query over it raises
+            `QueryTooLongError` (`dse.encoders.query_length`); pages are truncated by the processor.
         instruction: The query instruction (GME's ViDoRe instruction by default).
         batch_size: Starting batch size (halved on out-of-memory).
         revision: Hub revision to load.
         prefix_cache: Encode the instruction every text query starts with once and keep its
             key/value cache (`QueryPrefixCache`): the same vectors up to rounding.
+        truncate_queries: Cut a text query over `max_length` to fit (a warning) instead of raising.
     """
 
     prompt_family: ClassVar[str | None] = "gme"
@@ -68,6 +71,7 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
         batch_size: int = 8,
         revision: str | None = None,
         prefix_cache: bool = True,
+        truncate_queries: bool = False,
     ) -> None:
         from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
@@ -84,6 +88,7 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
         self.max_length = int(max_length)
         self.instruction = instruction
         self.batch_size = batch_size
+        self.truncate_queries = bool(truncate_queries)
         hub: dict[str, Any] = {"revision": revision} if revision else {}
         self.model = load_pretrained(
             Qwen2VLForConditionalGeneration.from_pretrained, self._model_id, "model", dtype=self._dtype, **hub
@@ -175,7 +180,17 @@ class GMEQwen2Encoder(LoadedWeights, Encoder):
 
     def encode_queries(self, queries: Sequence[Any]) -> np.ndarray:
         """Embed queries (str, PIL image, or (image, text)): float32 (n, dim), unit-norm rows."""
+        queries = fit_encoder_queries(self, queries)  # the long-query policy (dse.encoders.query_length)
         return self._encode([(parts, self.instruction) for parts in all_parts(queries)])
+
+    @property
+    def query_limit(self) -> int:
+        """Tokens a text query may take, template included: `max_length`."""
+        return self.max_length
+
+    def query_tokens(self, text: str) -> int:
+        """Tokens the model reads for a text query (the template with the instruction included)."""
+        return len(self.processor.tokenizer(self.text(QueryParts(None, text), self.instruction))["input_ids"])
 
     def encode_pages(self, pages: Sequence[Any]) -> np.ndarray:
         """Embed page images (PIL) with the default instruction: float32 (n, dim), unit-norm rows."""

@@ -19,6 +19,7 @@ from dse.encoders.base import Encoder, LoadedWeights, quantize_if_int8, resolve_
 from dse.encoders.hub import load_pretrained
 from dse.encoders.qwen.prefix_cache import QueryPrefixCache
 from dse.encoders.queries import QueryParts, all_parts
+from dse.encoders.query_length import fit_encoder_queries
 from dse.encoders.registry import register_encoder
 from dse.prompts import QWEN3VL_DEFAULT_INSTRUCTION, QWEN3VL_EMPTY_TEXT, QWEN3VL_QUERY_INSTRUCTION
 
@@ -45,13 +46,15 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
             (2048 for the 2B model, 4096 for the 8B; the card documents 64 and up).
         min_pixels: Smallest pixel count of an image (the reference's 4*32*32).
         max_pixels: Pixel budget of an image (the reference's 1800*32*32).
-        max_length: Token budget of one input (the reference's 8192).
+        max_length: Token budget of one input (the reference's 8192). A text query over it raises
+            `QueryTooLongError` (`dse.encoders.query_length`); pages are truncated by the processor.
         instruction: The query instruction (the reference's ViDoRe one by default); pages take the
             reference's default instruction.
         batch_size: Starting batch size (halved on out-of-memory).
         revision: Hub revision to load.
         prefix_cache: Encode the system turn every text query starts with once and keep its
             key/value cache (`QueryPrefixCache`): the same vectors up to rounding.
+        truncate_queries: Cut a text query over `max_length` to fit (a warning) instead of raising.
     """
 
     prompt_family: ClassVar[str | None] = "qwen3vl"
@@ -74,6 +77,7 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
         batch_size: int = 8,
         revision: str | None = None,
         prefix_cache: bool = True,
+        truncate_queries: bool = False,
     ) -> None:
         from transformers import Qwen3VLModel, Qwen3VLProcessor
 
@@ -91,6 +95,7 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
         self.min_pixels, self.max_pixels, self.max_length = int(min_pixels), int(max_pixels), int(max_length)
         self.instruction = instruction
         self.batch_size = batch_size
+        self.truncate_queries = bool(truncate_queries)
         hub: dict[str, Any] = {"revision": revision} if revision else {}
         # The reference's Qwen3VLForEmbedding is Qwen3VLModel (no LM head) under `model.`: load that.
         self.model = load_pretrained(Qwen3VLModel.from_pretrained, self._model_id, "model", dtype=self._dtype, **hub)
@@ -193,7 +198,17 @@ class Qwen3VLEmbeddingEncoder(LoadedWeights, Encoder):
 
     def encode_queries(self, queries: Sequence[Any]) -> np.ndarray:
         """Embed queries (str, PIL image, or (image, text)): float32 (n, dim), unit-norm rows."""
+        queries = fit_encoder_queries(self, queries)  # the long-query policy (dse.encoders.query_length)
         return self._encode([self.conversation(p, self.instruction) for p in all_parts(queries)])
+
+    @property
+    def query_limit(self) -> int:
+        """Tokens a text query may take, template included: `max_length`."""
+        return self.max_length
+
+    def query_tokens(self, text: str) -> int:
+        """Tokens the model reads for a text query (its chat: system instruction, the text, the prompt)."""
+        return len(self.processor.tokenizer(self.chat_texts([self.query_conversation(text)])[0])["input_ids"])
 
     def encode_pages(self, pages: Sequence[Any]) -> np.ndarray:
         """Embed page images (PIL): float32 (n, dim), unit-norm rows."""

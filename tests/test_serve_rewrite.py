@@ -1,0 +1,137 @@
+"""`"rewrite"` in the server's search: a real `dse serve` (prf, and llm at a real local chat endpoint)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import dse
+from dse.rewrite import load_rewriter
+from dse.rewrite.llm import rewrite_prompt
+from dse.testing.chat_server import ChatServer, reply_for
+from dse.testing.server import serve_index
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "corpus"
+
+
+def _post(url: str, body: Any) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url + "/v1/search", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        assert exc.headers["content-type"].startswith("application/problem+json")
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def text_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("serve-rewrite")
+    shutil.copytree(EXAMPLES, root / "corpus")
+    with dse.Retriever.create(root / "idx", dse.load_encoder("bm25")) as r:
+        assert r.add([root / "corpus"], workers=0).pages == 11
+    return root / "idx"
+
+
+@pytest.fixture(scope="module")
+def chat() -> Iterator[ChatServer]:
+    with ChatServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(text_index: Path, chat: ChatServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    args = ["--rewrite", "prf", "--rewrite", "llm", "--rewrite-url", chat.url, "--rewrite-model", "tiny-chat",
+            "--rewrite-option", "max_new_tokens=128"]
+    env = {"DSE_CACHE_DIR": str(tmp_path_factory.mktemp("serve-rewrite-cache"))}
+    with serve_index(text_index, args=args, env=env) as url:
+        yield url
+
+
+def test_index_lists_the_rewriters(server: str) -> None:
+    assert dse.Client(server).info()["rewriters"] == ["llm", "prf"]
+
+
+def test_prf_rewrite_equals_the_retriever(server: str, text_index: Path) -> None:
+    with dse.Retriever.open(text_index) as r:
+        for query in ("oven temperature for bread", "revenue by segment"):
+            status, got = _post(server, {"query": query, "k": 5, "rewrite": "prf"})
+            assert status == 200, got
+            want = r.search(query, 5, rewrite="prf")
+            assert [h["page_id"] for h in got["hits"]] == [h.page_id for h in want]
+            expanded = load_rewriter("prf").rewrite(query, r.index)
+            assert got["query"] == query and got["rewrite"]["text"] == expanded.text
+            assert got["rewrite"]["rewriter"] == "prf"
+        assert dse.Client(server).search_many(["revenue"], 3, rewrite="prf") == r.search_many(["revenue"], 3,
+                                                                                               rewrite="prf")
+
+
+def test_llm_rewrite_searches_the_endpoints_text(server: str, text_index: Path, chat: ChatServer) -> None:
+    query = "why would a bakery raise its oven temperature?"
+    text = reply_for(rewrite_prompt(query))
+    with dse.Retriever.open(text_index) as r:
+        want = r.search(text, 4)
+    before = len(chat.requests)
+    status, got = _post(server, {"query": query, "k": 4, "rewrite": "llm"})
+    assert status == 200, got
+    assert [h["page_id"] for h in got["hits"]] == [h.page_id for h in want]
+    assert got["rewrite"]["text"] == text and got["rewrite"]["cached"] is False
+    assert got["rewrite"]["prompt_version"] == "1" and "identity" not in got["rewrite"]  # no internal URL
+    _, _, body = chat.requests[-1]
+    assert len(chat.requests) == before + 1
+    assert body["model"] == "tiny-chat" and body["max_tokens"] == 128
+    assert body["messages"][-1] == {"role": "user", "content": rewrite_prompt(query)}
+    assert dse.Client(server).search(query, 4, rewrite="llm") == want  # cached now: no new request
+    assert len(chat.requests) == before + 1
+    status, batch = _post(server, {"queries": [query, "solar"], "k": 2, "rewrite": "llm"})
+    assert status == 200 and [res["rewrite"]["cached"] for res in batch["results"]] == [True, False]
+
+
+def test_rewrite_errors_are_problems(server: str, chat: ChatServer) -> None:
+    status, doc = _post(server, {"query": "bread", "rewrite": "nope"})
+    assert status == 422 and "'nope'" in doc["detail"] and "offered: llm, prf" in doc["detail"]
+    chat.mode = "500"
+    try:
+        status, doc = _post(server, {"query": "a question never asked before", "rewrite": "llm"})
+    finally:
+        chat.mode = "ok"
+    assert status == 502 and "HTTP 500" in doc["detail"] and chat.url in doc["detail"]
+    status, doc = _post(server, {"query": "bread", "rewrite": 3})
+    assert status == 422
+    import base64
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (16, 16), "white").save(png, format="PNG")
+    status, doc = _post(server, {"image": base64.b64encode(png.getvalue()).decode(), "rewrite": "prf"})
+    assert status == 422 and "text queries only" in doc["detail"]
+
+
+def test_serve_checks_rewrite_flags_before_starting(text_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dse.cli.main import main
+
+    assert main(["serve", "--index", str(text_index), "--rewrite", "llm"]) == 2
+    assert "--rewrite llm needs --rewrite-model" in capsys.readouterr().err
+    assert main(["serve", "--index", str(text_index), "--rewrite-model", "x"]) == 2
+    assert "need --rewrite NAME" in capsys.readouterr().err
+    assert main(["serve", "--index", str(text_index), "--rewrite", "prf", "--rewrite-option", "fb_docs"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["serve", "--index", str(text_index), "--rewrite", "nope"]) == 2
+    assert "unknown rewriter 'nope'" in capsys.readouterr().err
+
+
+def test_a_server_without_rewriters_refuses_one(text_index: Path) -> None:
+    with serve_index(text_index) as url:
+        status, doc = _post(url, {"query": "bread", "rewrite": "prf"})
+        assert status == 422 and "'prf' is not offered" in doc["detail"] and "offered: none" in doc["detail"]
+        assert dse.Client(url).info()["rewriters"] == []
