@@ -1,4 +1,5 @@
-"""One suite, every backend: the embedded index directory and Qdrant (qdrant-client's local mode).
+"""One suite, every backend: the embedded index directory and Qdrant (qdrant-client's local mode,
+with the page-mean and the grid pooling of multi-vector pages).
 
 Precomputed random vectors (multi- and single-vector) are checked against brute-force exact
 scores; filters, text search, delete, update and move behave the same on both backends.
@@ -15,15 +16,19 @@ from dse.backends import NewPage, NewSource, backend_class, open_backend
 from dse.storage.filters import FilterError
 
 DIM = 16
-BACKENDS = ["directory", "qdrant"]
+BACKENDS = ["directory", "qdrant", "qdrant-grid"]
+CLASSES = {"directory": "directory", "qdrant": "qdrant", "qdrant-grid": "qdrant"}
 WORDS = ["revenue", "segment", "growth", "margin", "forecast", "dividend", "liability", "asset"]
 
 
 def _options(backend: str, tmp: Path) -> dict:
-    if backend == "qdrant":
-        pytest.importorskip("qdrant_client")
-        return {"qdrant": str(tmp / "qdrant-data"), "collection": "test"}
-    return {}
+    if backend == "directory":
+        return {}
+    pytest.importorskip("qdrant_client")
+    options = {"qdrant": str(tmp / "qdrant-data"), "collection": "test"}
+    if backend == "qdrant-grid":
+        options.update(pooling="grid", grid_rows=2)
+    return options
 
 
 def _encoder(kind: str) -> dict:
@@ -60,7 +65,7 @@ def _exact(kind, sources, vectors, q, allowed=None):
 
 
 def _make(backend, tmp, kind):
-    index = backend_class(backend).create(tmp / "idx", _encoder(kind), _options(backend, tmp), image_size=0)
+    index = backend_class(CLASSES[backend]).create(tmp / "idx", _encoder(kind), _options(backend, tmp), image_size=0)
     sources, vectors = _corpus(kind)
     index.add_sources(sources, vectors)
     return index, sources, vectors
@@ -146,7 +151,7 @@ def test_delete_update_move(backend, tmp_path):
             index.page(f"{2:016x}-p00001")
     # reopened through the manifest's backend: the same state
     with open_backend(tmp_path / "idx") as again:
-        assert type(again).__name__ == {"directory": "PageIndex", "qdrant": "QdrantIndex"}[backend]
+        assert type(again).__name__ == {"directory": "PageIndex", "qdrant": "QdrantIndex"}[CLASSES[backend]]
         assert len(again) == 21
 
 
