@@ -1,5 +1,5 @@
-"""One suite, every backend: the embedded index directory and Qdrant (qdrant-client's local mode,
-with the page-mean and the grid pooling of multi-vector pages).
+"""One suite, every backend: the embedded index directory and Qdrant: qdrant-client's local mode
+(with the page-mean and the grid pooling of multi-vector pages) and qdrant-edge-py (`edge:PATH`).
 
 Precomputed random vectors (multi- and single-vector) are checked against brute-force exact
 scores; filters, text search, delete, update and move behave the same on both backends.
@@ -16,8 +16,8 @@ from dse.backends import NewPage, NewSource, backend_class, open_backend
 from dse.storage.filters import FilterError
 
 DIM = 16
-BACKENDS = ["directory", "qdrant", "qdrant-grid"]
-CLASSES = {"directory": "directory", "qdrant": "qdrant", "qdrant-grid": "qdrant"}
+BACKENDS = ["directory", "qdrant", "qdrant-grid", "qdrant-edge", "qdrant-edge-grid"]
+CLASSES = {name: name.split("-")[0] for name in BACKENDS}
 WORDS = ["revenue", "segment", "growth", "margin", "forecast", "dividend", "liability", "asset"]
 
 
@@ -26,7 +26,10 @@ def _options(backend: str, tmp: Path) -> dict:
         return {}
     pytest.importorskip("qdrant_client")
     options = {"qdrant": str(tmp / "qdrant-data"), "collection": "test"}
-    if backend == "qdrant-grid":
+    if "edge" in backend:
+        pytest.importorskip("qdrant_edge")
+        options["qdrant"] = f"edge:{tmp / 'edge-data'}"
+    if backend.endswith("grid"):
         options.update(pooling="grid", grid_rows=2)
     return options
 
@@ -153,6 +156,9 @@ def test_delete_update_move(backend, tmp_path):
     with open_backend(tmp_path / "idx") as again:
         assert type(again).__name__ == {"directory": "PageIndex", "qdrant": "QdrantIndex"}[CLASSES[backend]]
         assert len(again) == 21
+        if "edge" in backend:
+            assert type(again.client).__name__ == "EdgeClient"
+            assert again.manifest.store["qdrant"]["location"] == f"edge:{tmp_path / 'edge-data'}"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -29,12 +29,18 @@ class QdrantOptionError(ValueError):
 
 
 def connect(location: str) -> Any:
-    """A `QdrantClient` for a URL (server or cluster; API key from QDRANT_API_KEY) or a local-mode path."""
+    """A `QdrantClient` for a URL (server or cluster; API key from QDRANT_API_KEY) or a local-mode path,
+    or an `EdgeClient` for ``edge:PATH`` (qdrant-edge-py shards in PATH)."""
     from dse.extras import require
 
     require(["qdrant_client"], "the Qdrant backend")
     from qdrant_client import QdrantClient
 
+    from dse.backends.qdrant.edge import EDGE_PREFIX, EdgeClient, is_edge
+
+    if is_edge(location):
+        require(["qdrant_edge"], "the Qdrant backend's edge mode (edge:PATH)")
+        return EdgeClient(location[len(EDGE_PREFIX):])
     if location.startswith(("http://", "https://")):
         return QdrantClient(url=location, api_key=os.environ.get("QDRANT_API_KEY") or None)
     return QdrantClient(path=os.path.expanduser(location))
@@ -44,6 +50,10 @@ def public_location(location: str) -> str:
     """The location as recorded in the manifest: a URL without user info or query (no secrets)."""
     from urllib.parse import urlsplit, urlunsplit
 
+    from dse.backends.qdrant.edge import EDGE_PREFIX, is_edge
+
+    if is_edge(location):
+        return EDGE_PREFIX + os.path.abspath(os.path.expanduser(location[len(EDGE_PREFIX):]))
     if not location.startswith(("http://", "https://")):
         return os.path.abspath(os.path.expanduser(location))
     parts = urlsplit(location)
