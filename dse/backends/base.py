@@ -143,6 +143,14 @@ class IndexBackend(ABC):
     def view(self) -> Any:
         """The committed state searches use now (pass it to `search` / `search_text` to pin one state)."""
 
+    def unchanged(self, view: Any) -> bool:
+        """True if searches on `view` saw one committed state (a backend whose views pin it: always).
+
+        A backend without snapshots (Qdrant) returns False when a write landed since `view` was
+        taken, and the caller re-runs the searches that must agree (a hybrid search's two sides).
+        """
+        return True
+
     @abstractmethod
     def search(
         self, queries: Any, k: int, where: Mapping[str, Any] | None = None, view: Any = None

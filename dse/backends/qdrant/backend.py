@@ -4,8 +4,9 @@ The index directory keeps the manifest (backend, collection, location without se
 stored page images; a URL location is a Qdrant server or cluster (API key: QDRANT_API_KEY), a
 path is qdrant-client's embedded local mode (one process at a time). Writes are idempotent
 upserts on stable point ids (uuid5 of the page id), waited for, so a finished add is searchable
-at once and a killed `dse index` re-runs cleanly. Qdrant serves its latest state: `view()` pins
-nothing and `refresh()` has nothing to load.
+at once and a killed `dse index` re-runs cleanly. Qdrant serves its latest state: `refresh()`
+has nothing to load and `view()` pins nothing; it is the write epoch, which `unchanged` checks
+after a hybrid search's two requests (`dse.backends.qdrant.epoch`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 from PIL import Image
 
 from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend
+from dse.backends.qdrant import epoch
 from dse.backends.qdrant import filters as qfilters
 from dse.backends.qdrant import query
 from dse.backends.qdrant.catalogue import PayloadCatalogue
@@ -118,8 +120,10 @@ class QdrantIndex(IndexBackend):
         self.client.close()
 
     def refresh(self) -> int:
-        """Nothing to load: Qdrant answers from its latest state."""
-        return 0
+        """Re-read the manifest's counters; nothing else to load: Qdrant answers from its latest state."""
+        before = int(self.manifest.store["qdrant"]["rows"])
+        self.manifest = read_manifest(self.directory)
+        return int(self.manifest.store["qdrant"]["rows"]) - before
 
     # ---------------------------------------------------------------- counts and lookups
     def __len__(self) -> int:
@@ -169,7 +173,12 @@ class QdrantIndex(IndexBackend):
 
     # ---------------------------------------------------------------- searching
     def view(self) -> Any:
-        return None
+        """The write epoch now (`dse.backends.qdrant.epoch.QdrantView`): Qdrant has no read snapshots."""
+        return epoch.current(self.directory)
+
+    def unchanged(self, view: Any) -> bool:
+        """True if no dse write changed points since `view` (the searches on it saw one state)."""
+        return view is None or epoch.unchanged(self.directory, view)
 
     def _filter(self, where: Mapping[str, Any] | None) -> Any:
         if where is None:
@@ -266,9 +275,12 @@ class QdrantIndex(IndexBackend):
         if self.read_only:
             raise ReadOnlyIndexError(f"{self.directory}: opened read-only; nothing can be added or deleted")
 
-    def _write_lock(self) -> WriteLock:
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """The index's write lock, with the write epoch odd while held (`dse.backends.qdrant.epoch`)."""
         self._check_writable()
-        return WriteLock(self.directory / LOCK_NAME, timeout=60.0)
+        with WriteLock(self.directory / LOCK_NAME, timeout=60.0), epoch.writing(self):
+            yield
 
 
 __all__ = ["QdrantIndex", "payload_of", "vectors_of"]
