@@ -175,3 +175,19 @@ def test_text_query_without_terms(backend, tmp_path):
     with index:
         hits = index.search_text(["the and of", ""], 3)
         assert all(h.score == 0 for q in hits for h in q)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["multi", "single"])
+def test_live_pages_and_their_vectors(backend, kind, tmp_path):
+    index, sources, vectors = _make(backend, tmp_path, kind)
+    with index:
+        index.delete(sources=["/docs/src1.pdf"])
+        live = [(p.page_id, v) for src, vecs in zip(sources, vectors) if src.path != "/docs/src1.pdf"
+                for p, v in zip(src.pages, vecs)]
+        assert [r.page_id for r in index.live_pages()] == [pid for pid, _ in live]
+        got = index.page_vectors([pid for pid, _ in live[::-1]])
+        for (_, want), have in zip(live[::-1], got):
+            np.testing.assert_allclose(have, want, rtol=2e-3, atol=2e-3)  # float16 storage in some engines
+        with pytest.raises(KeyError):
+            index.page_vectors([f"{1:016x}-p00001"])

@@ -19,13 +19,13 @@ from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 
 from PIL import Image
 
-from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend
+from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend, check_vector_kind
 from dse.backends.qdrant import epoch
 from dse.backends.qdrant import filters as qfilters
 from dse.backends.qdrant import query
 from dse.backends.qdrant.catalogue import PayloadCatalogue
-from dse.backends.qdrant.points import payload_of, point_id, vectors_of
-from dse.backends.qdrant.schema import check_options, connect, create_collection, index_payload_field, public_location
+from dse.backends.qdrant.points import payload_of, point_id, record_of, vectors_of
+from dse.backends.qdrant.schema import DENSE, MULTI, check_options, connect, create_collection, index_payload_field, public_location
 from dse.backends.records import Counts, DeleteReport, NewSource, PageRecord, ScoredPage
 from dse.storage import images
 from dse.storage.layout import IMAGES_DIR, LOCK_NAME, ReadOnlyIndexError, image_name, media_read_only, source_spellings
@@ -137,6 +137,20 @@ class QdrantIndex(IndexBackend):
 
     def page(self, page_id: str) -> PageRecord:
         return self.catalogue.page(page_id)
+
+    def live_pages(self) -> list[PageRecord]:
+        return sorted((record_of(p) for _, p in self.catalogue.scroll()), key=lambda r: r.row)
+
+    def page_vectors(self, page_ids: Sequence[str]) -> list[Any]:
+        import numpy as np
+
+        name = MULTI if check_vector_kind(self.manifest.kind, self.directory) == "multi" else DENSE
+        got = {str(r.id): r.vector[name] for r in self.client.retrieve(
+            self.collection, [point_id(p) for p in page_ids], with_payload=False, with_vectors=[name])}
+        missing = [p for p in page_ids if point_id(p) not in got]
+        if missing:
+            raise KeyError(f"no live page has the id {missing[0]!r}")
+        return [np.asarray(got[point_id(p)], dtype=np.float32) for p in page_ids]  # (tokens, dim) or (dim,)
 
     def page_image(self, page_id: str) -> Image.Image:
         with self.open_page_image(page_id) as fh, Image.open(fh) as img:

@@ -136,11 +136,12 @@ class EdgeClient:
             with_vector=False))
         return [_point(p) for p in points], None if nxt is None else str(nxt)
 
-    def retrieve(self, name: str, ids: Sequence[str], with_payload: Any = True, with_vectors: bool = False) -> list[Any]:
+    def retrieve(self, name: str, ids: Sequence[str], with_payload: Any = True, with_vectors: Any = False) -> list[Any]:
         if not ids:
             return []
+        vectors = list(with_vectors) if isinstance(with_vectors, (list, tuple)) else bool(with_vectors)
         got = self._shard(name).retrieve(list(ids), with_payload=_with_payload(self.edge, with_payload),
-                                         with_vector=False)
+                                         with_vector=vectors)
         return [_point(p) for p in got]
 
     def query_batch_points(self, name: str, requests: Sequence[Any]) -> list[Any]:
@@ -150,8 +151,9 @@ class EdgeClient:
 
 
 def _point(p: Any) -> Any:
-    """A record with a string id (edge gives UUID objects) and its payload and score."""
-    return SimpleNamespace(id=str(p.id), payload=p.payload or {}, score=float(getattr(p, "score", 0.0) or 0.0))
+    """A record with a string id (edge gives UUID objects), its payload, score and named vectors."""
+    return SimpleNamespace(id=str(p.id), payload=p.payload or {}, score=float(getattr(p, "score", 0.0) or 0.0),
+                           vector=getattr(p, "vector", None))
 
 
 def _with_payload(e: Any, with_payload: Any) -> Any:
