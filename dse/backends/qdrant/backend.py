@@ -2,7 +2,8 @@
 
 The index directory keeps the manifest (backend, collection, location without secrets) and the
 stored page images; a URL location is a Qdrant server or cluster (API key: QDRANT_API_KEY), a
-path is qdrant-client's embedded local mode (one process at a time). Writes are idempotent
+path is qdrant-client's embedded local mode, ``edge:PATH`` qdrant-edge-py's in-process shards
+(`dse.backends.qdrant.edge`; both one process at a time). Writes are idempotent
 upserts on stable point ids (uuid5 of the page id), waited for, so a finished add is searchable
 at once and a killed `dse index` re-runs cleanly. Qdrant serves its latest state: `refresh()`
 has nothing to load and `view()` pins nothing; it is the write epoch, which `unchanged` checks
@@ -56,7 +57,8 @@ class QdrantIndex(IndexBackend):
         """A new index directory and its collection; `engine_options` must name `qdrant` (URL or path).
 
         Options: `qdrant` (location), `collection` (default: the directory's name), `prefetch`,
-        `hnsw_ef`, `quantization` ("scalar" | "binary", single vectors), `shard_number`,
+        `hnsw_ef`, `quantization` ("scalar" | "binary", single vectors), `pooling` ("mean" |
+        "grid", multi vectors) and `grid_rows` (`dse.backends.qdrant.pooling`), `shard_number`,
         `replication_factor`, `write_consistency_factor`, `on_disk`.
         """
         from dse import __version__
@@ -65,7 +67,8 @@ class QdrantIndex(IndexBackend):
         options = check_options(engine_options or {})
         location = options.pop("qdrant", None)
         if not location:
-            raise ValueError("the qdrant backend needs a location: --qdrant http(s)://host:6333 or a local path")
+            raise ValueError("the qdrant backend needs a location: --qdrant http(s)://host:6333, a local path "
+                             "or edge:PATH")
         directory = Path(directory).expanduser()
         if (directory / "manifest.json").exists():
             raise FileExistsError(f"{directory}: an index already exists here; open it instead")

@@ -49,7 +49,16 @@ class EdgeClient:
         if name not in self._shards:
             if not self.collection_exists(name):
                 raise ValueError(f"qdrant-edge: no collection {name!r} under {self.folder}")
-            self._shards[name] = self.edge.EdgeShard.load(str(self._path(name)))
+            try:
+                self._shards[name] = self.edge.EdgeShard.load(str(self._path(name)))
+            except Exception as exc:  # noqa: BLE001 - qdrant-edge raises a plain Exception
+                if "WouldBlock" not in str(exc):
+                    raise
+                from dse.storage.lock import IndexLockedError
+
+                raise IndexLockedError(
+                    f"edge:{self.folder}: collection {name!r} is open in another process (qdrant-edge allows one "
+                    f"process at a time): stop the other dse index / serve, or use a Qdrant server") from None
         return self._shards[name]
 
     def create_collection(self, collection_name: str, vectors_config: Mapping[str, Any],
