@@ -76,6 +76,7 @@ def main() -> None:
     p.add_argument("--pooling", default="mean,grid", help="first-stage poolings to measure (mean, grid)")
     p.add_argument("--grid-rows", type=int, default=16,
                    help="grid pooling: rows of consecutive tokens a page is read as (the corpus has no patch grid)")
+    p.add_argument("--hnsw-ef", default="0", help="HNSW ef of the prefetch stage to measure (0: Qdrant's default)")
     p.add_argument("--qdrant", default="local",
                    help="local (qdrant-client's local mode), edge (qdrant-edge-py) or a Qdrant URL")
     args = p.parse_args()
@@ -97,15 +98,15 @@ def main() -> None:
             qd, t_q = build("qdrant", Path(tmp) / f"qd-{pooling}", corpus, args.pages, args.dim, options)
             result[f"qdrant_{pooling}_build_s"] = round(t_q, 2)
             result[f"qdrant_{pooling}_build_ratio"] = round(t_q / t_emb, 2)
-            for limit in (int(x) for x in args.prefetch.split(",")):
-                qd.options["prefetch"] = limit
-                got, p50, p95 = timed(qd, queries, 10)
-                recall = float(np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(got, exact)]))
-                result[f"qdrant_{pooling}_prefetch_{limit}"] = {
-                    "recall@10": round(recall, 4), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2),
-                    "p50_ratio": round(p50 / result["embedded_exact"]["p50_ms"], 2)}
-                print(f"qdrant {pooling} prefetch {limit}: recall@10 {recall:.3f}, p50 {p50:.1f} ms, "
-                      f"p95 {p95:.1f} ms", file=sys.stderr)
+            for ef in (int(x) for x in args.hnsw_ef.split(",")):
+                for limit in (int(x) for x in args.prefetch.split(",")):
+                    qd.options.update(prefetch=limit, hnsw_ef=ef or None)
+                    got, p50, p95 = timed(qd, queries, 10)
+                    recall = float(np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(got, exact)]))
+                    name = f"qdrant_{pooling}_prefetch_{limit}" + (f"_ef_{ef}" if ef else "")
+                    result[name] = {"recall@10": round(recall, 4), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2),
+                                    "p50_ratio": round(p50 / result["embedded_exact"]["p50_ms"], 2)}
+                    print(f"{name}: recall@10 {recall:.3f}, p50 {p50:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
             qd.close()
     result["load_after"] = "%.1f %.1f %.1f" % os.getloadavg()
     print(json.dumps(result))

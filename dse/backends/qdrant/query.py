@@ -25,11 +25,13 @@ def visual(client: Any, name: str, kind: str, queries: Any, k: int, flt: Any, op
         if kind == "multi":
             arr = np.asarray(q, dtype=np.float32)  # (tokens, dim)
             limit = max(int(options.get("prefetch", DEFAULT_PREFETCH)), k)
+            ef = models.SearchParams(hnsw_ef=int(options["hnsw_ef"])) if options.get("hnsw_ef") else None
             if options.get("pooling") == "grid":
-                prefetch: Any = [models.Prefetch(query=arr.tolist(), using=name, limit=limit, filter=flt)
+                prefetch: Any = [models.Prefetch(query=arr.tolist(), using=name, limit=limit, filter=flt, params=ef)
                                  for name in (ROWS, COLS)]
             else:
-                prefetch = models.Prefetch(query=arr.mean(axis=0).tolist(), using=POOLED, limit=limit, filter=flt)
+                prefetch = models.Prefetch(query=arr.mean(axis=0).tolist(), using=POOLED, limit=limit, filter=flt,
+                                           params=ef)
             requests.append(models.QueryRequest(prefetch=prefetch, query=arr.tolist(), using=MULTI, limit=k,
                                                 filter=flt, with_payload=True))
         elif kind == "single":
