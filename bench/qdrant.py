@@ -1,14 +1,18 @@
-"""Qdrant backend (local mode) vs the embedded index on the realistic multi-vector corpus of bench/late.py.
+"""Qdrant backend vs the embedded index on the realistic multi-vector corpus of bench/late.py.
 
-    python bench/qdrant.py --pages 1000 --tokens 128 --queries 30     # last line is JSON
+    python bench/qdrant.py --pages 20000 --tokens 128 --queries 30 --qdrant edge \
+        --prefetch 200,1000,2000,5000 --pooling mean,grid --grid-rows 16      # last line is JSON
 
 Both backends get the same pages (bench/corpus_late.py's RealisticCorpus), committed in groups
-through `IndexBackend.add_sources`: the embedded index directory (exact MaxSim engine, the
-oracle) and `QdrantIndex` in qdrant-client's local mode (pooled-mean prefetch, then MaxSim over
-the multivector field). Reported: build time, warm p50/p95 of one query per call (no query
-encoding), recall@10 against exact MaxSim at each prefetch limit. Local mode is brute force in
-Python (no HNSW, no server): its latencies say nothing of a Qdrant server, so corpora here are
-small; a server run needs `--qdrant http://host:6333` (not possible on these machines).
+of 100 through `IndexBackend.add_sources`: the embedded index directory (exact MaxSim engine,
+the oracle) and `QdrantIndex`, once per pooling (`mean`: page-mean prefetch; `grid`: row and
+column means of `--grid-rows` rows of consecutive tokens, the corpus having no patch grid), then
+exact MaxSim over the multivector field. Reported: build time (edge: HNSW optimisation
+included), warm p50/p95 of one query per call (no query encoding), recall@10 against exact
+MaxSim at each prefetch limit (and `--hnsw-ef` values). `--qdrant local` is qdrant-client's local
+mode, brute force in Python (no HNSW): its latencies say nothing of a server; `--qdrant edge` is
+qdrant-edge-py, Qdrant's engine in this process as one shard (no server, no network, no
+sharding); a server run needs `--qdrant http://host:6333` (not possible on these machines).
 """
 
 from __future__ import annotations
