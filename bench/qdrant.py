@@ -1,14 +1,18 @@
-"""Qdrant backend (local mode) vs the embedded index on the realistic multi-vector corpus of bench/late.py.
+"""Qdrant backend vs the embedded index on the realistic multi-vector corpus of bench/late.py.
 
-    python bench/qdrant.py --pages 1000 --tokens 128 --queries 30     # last line is JSON
+    python bench/qdrant.py --pages 20000 --tokens 128 --queries 30 --qdrant edge \
+        --prefetch 200,1000,2000,5000 --pooling mean,grid --grid-rows 16      # last line is JSON
 
 Both backends get the same pages (bench/corpus_late.py's RealisticCorpus), committed in groups
-through `IndexBackend.add_sources`: the embedded index directory (exact MaxSim engine, the
-oracle) and `QdrantIndex` in qdrant-client's local mode (pooled-mean prefetch, then MaxSim over
-the multivector field). Reported: build time, warm p50/p95 of one query per call (no query
-encoding), recall@10 against exact MaxSim at each prefetch limit. Local mode is brute force in
-Python (no HNSW, no server): its latencies say nothing of a Qdrant server, so corpora here are
-small; a server run needs `--qdrant http://host:6333` (not possible on these machines).
+of 100 through `IndexBackend.add_sources`: the embedded index directory (exact MaxSim engine,
+the oracle) and `QdrantIndex`, once per pooling (`mean`: page-mean prefetch; `grid`: row and
+column means of `--grid-rows` rows of consecutive tokens, the corpus having no patch grid), then
+exact MaxSim over the multivector field. Reported: build time (edge: HNSW optimisation
+included), warm p50/p95 of one query per call (no query encoding), recall@10 against exact
+MaxSim at each prefetch limit (and `--hnsw-ef` values). `--qdrant local` is qdrant-client's local
+mode, brute force in Python (no HNSW): its latencies say nothing of a server; `--qdrant edge` is
+qdrant-edge-py, Qdrant's engine in this process as one shard (no server, no network, no
+sharding); a server run needs `--qdrant http://host:6333` (not possible on these machines).
 """
 
 from __future__ import annotations
@@ -40,7 +44,19 @@ def build(backend: str, directory: Path, corpus: RealisticCorpus, pages: int, di
         src = NewSource(f"/bench/doc{start}.pdf", f"d{start}", "pdf",
                         tuple(NewPage(f"{i:016x}-p00001", 1, "", None, {}) for i in ids))
         index.add_sources([src], [[corpus.page(i) for i in ids]])
+    optimize = getattr(getattr(index, "client", None), "optimize", None)
+    if optimize is not None:  # qdrant-edge: build the HNSW graphs now (`dse index` does it when it closes)
+        optimize()
     return index, time.perf_counter() - t0
+
+
+def location(qdrant: str, folder: Path) -> str:
+    """The `qdrant` option of a bench collection: a local-mode folder, an edge: folder or the URL."""
+    if qdrant == "local":
+        return str(folder)
+    if qdrant == "edge":
+        return f"edge:{folder}"
+    return qdrant
 
 
 def timed(index, queries: list[np.ndarray], k: int) -> tuple[list[list[str]], float, float]:  # noqa: ANN001
@@ -61,33 +77,41 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--queries", type=int, default=30)
     p.add_argument("--prefetch", default="50,200,1000", help="prefetch limits to measure")
-    p.add_argument("--qdrant", help="a Qdrant URL (default: local mode in a temporary folder)")
+    p.add_argument("--pooling", default="mean,grid", help="first-stage poolings to measure (mean, grid)")
+    p.add_argument("--grid-rows", type=int, default=16,
+                   help="grid pooling: rows of consecutive tokens a page is read as (the corpus has no patch grid)")
+    p.add_argument("--hnsw-ef", default="0", help="HNSW ef of the prefetch stage to measure (0: Qdrant's default)")
+    p.add_argument("--qdrant", default="local",
+                   help="local (qdrant-client's local mode), edge (qdrant-edge-py) or a Qdrant URL")
     args = p.parse_args()
     load = "%.1f %.1f %.1f" % os.getloadavg()
     corpus = RealisticCorpus(args.pages, 0, args.tokens, args.dim)
     targets = np.random.default_rng(99).choice(args.pages, args.queries, replace=False)
     queries = [corpus.query(int(t)) for t in targets]
     result: dict = {"pages": args.pages, "tokens": args.tokens, "dim": args.dim, "queries": args.queries,
-                    "load_before": load, "qdrant": args.qdrant or "local mode (brute force Python)"}
+                    "load_before": load, "qdrant": args.qdrant, "grid_rows": args.grid_rows}
     with tempfile.TemporaryDirectory() as tmp:
         emb, t_emb = build("directory", Path(tmp) / "emb", corpus, args.pages, args.dim, {})
         exact, p50, p95 = timed(emb, queries, 10)
         result["embedded_exact"] = {"build_s": round(t_emb, 2), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2)}
         print(f"embedded exact MaxSim: build {t_emb:.1f} s, p50 {p50:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
-        qd, t_q = build("qdrant", Path(tmp) / "qd", corpus, args.pages, args.dim,
-                        {"qdrant": args.qdrant or str(Path(tmp) / "qdrant-data"), "collection": "bench"})
-        result["qdrant_build_s"] = round(t_q, 2)
-        result["build_ratio"] = round(t_q / t_emb, 2)
-        for limit in (int(x) for x in args.prefetch.split(",")):
-            qd.options["prefetch"] = limit
-            got, p50, p95 = timed(qd, queries, 10)
-            recall = float(np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(got, exact)]))
-            result[f"qdrant_prefetch_{limit}"] = {"recall@10": round(recall, 4), "p50_ms": round(p50, 2),
-                                                  "p95_ms": round(p95, 2),
-                                                  "p50_ratio": round(p50 / result["embedded_exact"]["p50_ms"], 2)}
-            print(f"qdrant prefetch {limit}: recall@10 {recall:.3f}, p50 {p50:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
-        qd.close()
         emb.close()
+        for pooling in args.pooling.split(","):
+            options = {"qdrant": location(args.qdrant, Path(tmp) / f"qdrant-{pooling}"), "collection": f"bench-{pooling}",
+                       "pooling": pooling, **({"grid_rows": args.grid_rows} if pooling == "grid" else {})}
+            qd, t_q = build("qdrant", Path(tmp) / f"qd-{pooling}", corpus, args.pages, args.dim, options)
+            result[f"qdrant_{pooling}_build_s"] = round(t_q, 2)
+            result[f"qdrant_{pooling}_build_ratio"] = round(t_q / t_emb, 2)
+            for ef in (int(x) for x in args.hnsw_ef.split(",")):
+                for limit in (int(x) for x in args.prefetch.split(",")):
+                    qd.options.update(prefetch=limit, hnsw_ef=ef or None)
+                    got, p50, p95 = timed(qd, queries, 10)
+                    recall = float(np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(got, exact)]))
+                    name = f"qdrant_{pooling}_prefetch_{limit}" + (f"_ef_{ef}" if ef else "")
+                    result[name] = {"recall@10": round(recall, 4), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2),
+                                    "p50_ratio": round(p50 / result["embedded_exact"]["p50_ms"], 2)}
+                    print(f"{name}: recall@10 {recall:.3f}, p50 {p50:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
+            qd.close()
     result["load_after"] = "%.1f %.1f %.1f" % os.getloadavg()
     print(json.dumps(result))
 

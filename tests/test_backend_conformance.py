@@ -1,4 +1,5 @@
-"""One suite, every backend: the embedded index directory and Qdrant (qdrant-client's local mode).
+"""One suite, every backend: the embedded index directory and Qdrant: qdrant-client's local mode
+(with the page-mean and the grid pooling of multi-vector pages) and qdrant-edge-py (`edge:PATH`).
 
 Precomputed random vectors (multi- and single-vector) are checked against brute-force exact
 scores; filters, text search, delete, update and move behave the same on both backends.
@@ -15,15 +16,22 @@ from dse.backends import NewPage, NewSource, backend_class, open_backend
 from dse.storage.filters import FilterError
 
 DIM = 16
-BACKENDS = ["directory", "qdrant"]
+BACKENDS = ["directory", "qdrant", "qdrant-grid", "qdrant-edge", "qdrant-edge-grid"]
+CLASSES = {name: name.split("-")[0] for name in BACKENDS}
 WORDS = ["revenue", "segment", "growth", "margin", "forecast", "dividend", "liability", "asset"]
 
 
 def _options(backend: str, tmp: Path) -> dict:
-    if backend == "qdrant":
-        pytest.importorskip("qdrant_client")
-        return {"qdrant": str(tmp / "qdrant-data"), "collection": "test"}
-    return {}
+    if backend == "directory":
+        return {}
+    pytest.importorskip("qdrant_client")
+    options = {"qdrant": str(tmp / "qdrant-data"), "collection": "test"}
+    if "edge" in backend:
+        pytest.importorskip("qdrant_edge")
+        options["qdrant"] = f"edge:{tmp / 'edge-data'}"
+    if backend.endswith("grid"):
+        options.update(pooling="grid", grid_rows=2)
+    return options
 
 
 def _encoder(kind: str) -> dict:
@@ -60,7 +68,7 @@ def _exact(kind, sources, vectors, q, allowed=None):
 
 
 def _make(backend, tmp, kind):
-    index = backend_class(backend).create(tmp / "idx", _encoder(kind), _options(backend, tmp), image_size=0)
+    index = backend_class(CLASSES[backend]).create(tmp / "idx", _encoder(kind), _options(backend, tmp), image_size=0)
     sources, vectors = _corpus(kind)
     index.add_sources(sources, vectors)
     return index, sources, vectors
@@ -146,8 +154,11 @@ def test_delete_update_move(backend, tmp_path):
             index.page(f"{2:016x}-p00001")
     # reopened through the manifest's backend: the same state
     with open_backend(tmp_path / "idx") as again:
-        assert type(again).__name__ == {"directory": "PageIndex", "qdrant": "QdrantIndex"}[backend]
+        assert type(again).__name__ == {"directory": "PageIndex", "qdrant": "QdrantIndex"}[CLASSES[backend]]
         assert len(again) == 21
+        if "edge" in backend:
+            assert type(again.client).__name__ == "EdgeClient"
+            assert again.manifest.store["qdrant"]["location"] == f"edge:{tmp_path / 'edge-data'}"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -164,3 +175,19 @@ def test_text_query_without_terms(backend, tmp_path):
     with index:
         hits = index.search_text(["the and of", ""], 3)
         assert all(h.score == 0 for q in hits for h in q)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["multi", "single"])
+def test_live_pages_and_their_vectors(backend, kind, tmp_path):
+    index, sources, vectors = _make(backend, tmp_path, kind)
+    with index:
+        index.delete(sources=["/docs/src1.pdf"])
+        live = [(p.page_id, v) for src, vecs in zip(sources, vectors) if src.path != "/docs/src1.pdf"
+                for p, v in zip(src.pages, vecs)]
+        assert [r.page_id for r in index.live_pages()] == [pid for pid, _ in live]
+        got = index.page_vectors([pid for pid, _ in live[::-1]])
+        for (_, want), have in zip(live[::-1], got):
+            np.testing.assert_allclose(have, want, rtol=2e-3, atol=2e-3)  # float16 storage in some engines
+        with pytest.raises(KeyError):
+            index.page_vectors([f"{1:016x}-p00001"])

@@ -1,4 +1,5 @@
-"""`dse index --backend qdrant` end to end (qdrant-client's local mode), and a re-run after kill -9."""
+"""`dse index --backend qdrant` end to end (qdrant-client's local mode), and a re-run after kill -9
+(local mode and qdrant-edge-py)."""
 
 from __future__ import annotations
 
@@ -58,10 +59,14 @@ def test_hybrid_with_a_tiny_single_vector_encoder(tmp_path: Path, corpus: Path, 
     assert Path(json.loads(out)[0]["source"]).name == "bird-field-guide.pdf"
 
 
-def test_rerun_after_kill_9(tmp_path: Path, corpus: Path) -> None:
-    idx, data = tmp_path / "idx", tmp_path / "q"
+@pytest.mark.parametrize("mode", ["local", "edge"])
+def test_rerun_after_kill_9(tmp_path: Path, corpus: Path, mode: str) -> None:
+    idx, data = tmp_path / "idx", str(tmp_path / "q")
+    if mode == "edge":
+        pytest.importorskip("qdrant_edge")
+        data = f"edge:{data}"
     cmd = [sys.executable, "-m", "dse.cli.main", "index", str(corpus), "--index", str(idx), "--backend", "qdrant",
-           "--qdrant", str(data), "--commit-pages", "1", "--workers", "0", "--no-progress"]
+           "--qdrant", data, "--commit-pages", "1", "--workers", "0", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

@@ -161,6 +161,20 @@ def test_bm25_on_a_beir_set_scores_the_text(tmp_path: Path) -> None:
     assert scores.info["pages_indexed"] == 4 and result.config["encoder"]["name"] == "bm25"
 
 
+def test_bm25_on_a_qdrant_index_scores_as_on_the_embedded_one(tmp_path: Path) -> None:
+    pytest.importorskip("qdrant_client")
+    ds = load_vidore(str(_write_beir(_beir_tables(False), "to_parquet", tmp_path)))
+    embedded = evaluate(ds, "bm25").get("beir")
+    result = evaluate(ds, "bm25", index_dir=tmp_path / "kept", backend="qdrant",
+                      backend_options={"qdrant": str(tmp_path / "q")})
+    qdrant = result.get("beir")
+    assert result.config["backend"] == "qdrant" and qdrant.info["pages_indexed"] == 4
+    assert qdrant.per_query == embedded.per_query  # the padding (every live page) comes from live_pages()
+    from dse.backends import backend_name
+
+    assert [backend_name(p) for p in (tmp_path / "kept").iterdir()] == ["qdrant"]
+
+
 def test_visual_encoder_reuses_a_kept_index(tmp_path: Path, tiny_dse) -> None:
     ds = load_vidore(str(_write_qa(_qa_table(), "to_parquet", tmp_path)))
     first = evaluate(ds, tiny_dse, index_dir=tmp_path / "idx", k=3)

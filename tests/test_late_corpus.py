@@ -145,3 +145,27 @@ def test_export_vectors_round_trip(tmp_path: Path, corpus: Path) -> None:
     assert np.allclose(c.page(1), want_p.astype(np.float16), atol=1e-3)
     assert np.allclose(c.queries[0], want_q, atol=1e-6)
     assert np.load(out)["doc_starts"].tolist() == [0, 3]
+
+
+def test_export_vectors_from_a_qdrant_index(tmp_path: Path, corpus: Path) -> None:
+    """`dse export-vectors` reads a Qdrant-backed index through the IndexBackend interface: the same file."""
+    pytest.importorskip("qdrant_client")
+    from dse.cli import export_vectors
+    from dse.cli.main import main
+
+    config = str(ROOT / "configs" / "tiny-colqwen2.yaml")
+    files = [str(corpus / "acme-q3-2025-report.pdf"), str(corpus / "bird-field-guide.pdf")]
+    assert main(["index", *files, "--index", str(tmp_path / "a"), "--config", config, "--no-progress"]) == 0
+    assert main(["index", *files, "--index", str(tmp_path / "b"), "--config", config, "--backend", "qdrant",
+                 "--qdrant", str(tmp_path / "q"), "--no-progress"]) == 0
+    queries = tmp_path / "q.txt"
+    queries.write_text("revenue by segment\n")
+    for name in ("a", "b"):
+        assert export_vectors.run(argparse.Namespace(index=str(tmp_path / name), out=str(tmp_path / f"{name}.npz"),
+                                                     queries=str(queries), limit=0)) == 0
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    assert b["page_ids"].tolist() == a["page_ids"].tolist() and len(a["page_ids"]) > 3
+    for key in ("page_offsets", "doc_starts"):
+        assert b[key].tolist() == a[key].tolist(), key
+    assert np.allclose(b["page_tokens"].astype(np.float32), a["page_tokens"].astype(np.float32), atol=2e-3)
+    assert np.allclose(b["query_tokens"], a["query_tokens"], atol=1e-5)

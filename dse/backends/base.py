@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 DEFAULT_IMAGE_SIZE = 768  # long side, in pixels, of the stored page images
 
 
+def check_vector_kind(kind: str, directory: Path) -> str:
+    """`kind` if the index stores page vectors ("multi" or "single"); ValueError naming the index if not."""
+    if kind not in ("multi", "single"):
+        raise ValueError(f"{directory} is a text (bm25) index: it stores no page vectors")
+    return kind
+
+
 class IndexBackend(ABC):
     """An index opened for searching and adding pages.
 
@@ -98,6 +105,21 @@ class IndexBackend(ABC):
         """The live page with this id (KeyError naming it if absent)."""
 
     @abstractmethod
+    def live_pages(self) -> list[PageRecord]:
+        """Every live page, in commit order (sources as added, pages in order)."""
+
+    @abstractmethod
+    def page_vectors(self, page_ids: Sequence[str]) -> list[Any]:
+        """The stored vectors of live pages, in the encoder's page output format.
+
+        Multi-vector: float32 (tokens, dim) per page; single-vector: float32 (dim,) per page.
+
+        Raises:
+            KeyError: a page is not live.
+            ValueError: the index is a text (bm25) index, which stores no vectors.
+        """
+
+    @abstractmethod
     def page_image(self, page_id: str) -> Image.Image:
         """The stored image of a page, RGB (errors: `open_page_image`)."""
 
@@ -142,6 +164,14 @@ class IndexBackend(ABC):
     @abstractmethod
     def view(self) -> Any:
         """The committed state searches use now (pass it to `search` / `search_text` to pin one state)."""
+
+    def unchanged(self, view: Any) -> bool:
+        """True if searches on `view` saw one committed state (a backend whose views pin it: always).
+
+        A backend without snapshots (Qdrant) returns False when a write landed since `view` was
+        taken, and the caller re-runs the searches that must agree (a hybrid search's two sides).
+        """
+        return True
 
     @abstractmethod
     def search(

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="copy an embedded index into Qdrant (no re-encoding)")
     p.add_argument("--index", required=True, metavar="DIR", help="the embedded index to read")
     p.add_argument("--qdrant", required=True, metavar="URL_OR_PATH",
-                   help="http(s)://host:6333 (API key from QDRANT_API_KEY) or a local-mode folder")
+                   help="http(s)://host:6333 (API key from QDRANT_API_KEY), a local-mode folder or edge:FOLDER")
     p.add_argument("--out", required=True, metavar="DIR", help="the new, Qdrant-backed index directory")
     p.add_argument("--collection", metavar="NAME", help="collection name (default: the new directory's name)")
     p.set_defaults(func=run)

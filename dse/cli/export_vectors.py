@@ -4,7 +4,7 @@ The file is what `python bench/late.py --corpus FILE` benchmarks, so anyone with
 embeddings checks the engines on their own data:
 
 - ``page_tokens`` float16 (T, dim) and ``page_offsets`` int64 (pages + 1,): the live pages in
-  row order (deleted pages left out), ``page_ids`` and ``doc_starts`` (first exported page of
+  commit order (deleted pages left out; any backend: `IndexBackend.live_pages` / `page_vectors`), ``page_ids`` and ``doc_starts`` (first exported page of
   each source: pages of a source are consecutive);
 - with ``--queries FILE`` (one query a line; ``query<TAB>page_id`` names the page it was
   written for): ``query_tokens`` float32 (Tq, dim), ``query_offsets`` (queries + 1,) encoded
@@ -18,6 +18,8 @@ import os
 import sys
 
 from dse.cli.common import CLIError
+
+EXPORT_BATCH = 256  # pages whose vectors are read per request
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,23 +56,20 @@ def run(args: argparse.Namespace) -> int:
     with Retriever.open(os.path.expanduser(args.index)) as r:
         if r.index.manifest.encoder.get("kind") != "multi":
             raise CLIError(f"{args.index} is not a multi-vector index (export-vectors reads page token matrices)")
-        view = r.index.view()
-        engine = view.engine
-        deleted = set(int(x) for x in view.deleted)
-        rows = [row for row in range(view.rows) if row not in deleted][: args.limit or None]
-        records = r.index.catalogue.pages(rows)
-        tokens, offsets, doc_starts, last = [], [0], [], None
-        for i, (row, rec) in enumerate(zip(rows, records)):
-            t = engine.page_tokens(row)  # (tokens, dim)
-            tokens.append(t.astype(np.float16))
-            offsets.append(offsets[-1] + len(t))
-            if rec.source != last:
-                doc_starts.append(i)
-                last = rec.source
-        dim = int(engine.dim or 0)
+        records = r.index.live_pages()[: args.limit or None]  # any backend: the IndexBackend interface
+        tokens, offsets, doc_starts, last, dim = [], [0], [], None, int(r.index.manifest.encoder.get("dim") or 0)
+        for start in range(0, len(records), EXPORT_BATCH):
+            batch = records[start : start + EXPORT_BATCH]
+            for i, (rec, t) in enumerate(zip(batch, r.index.page_vectors([x.page_id for x in batch])), start=start):
+                tokens.append(np.asarray(t).astype(np.float16))  # (tokens, dim)
+                offsets.append(offsets[-1] + len(t))
+                dim = int(t.shape[1])
+                if rec.source != last:
+                    doc_starts.append(i)
+                    last = rec.source
         out = {"page_tokens": np.concatenate(tokens) if tokens else np.zeros((0, dim), np.float16),
                "page_offsets": np.asarray(offsets, np.int64), "page_ids": np.asarray([rec.page_id for rec in records]),
-               "doc_starts": np.asarray(doc_starts + [len(rows)], np.int64)}
+               "doc_starts": np.asarray(doc_starts + [len(records)], np.int64)}
         if args.queries:
             texts, targets = _read_queries(args.queries)
             encoded = r.encode_queries(texts)  # list of (tokens, dim)
@@ -81,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
             out["query_texts"] = np.asarray(texts)
     np.savez(os.path.expanduser(args.out), **out)
     n_q = len(out.get("query_offsets", [0])) - 1
-    print(f"wrote {len(rows)} page(s) ({len(out['page_tokens'])} tokens, dim {dim}) and {n_q} query(ies) "
+    print(f"wrote {len(records)} page(s) ({len(out['page_tokens'])} tokens, dim {dim}) and {n_q} query(ies) "
           f"to {args.out}", file=sys.stderr)
     return 0

@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a new index: where its vectors live (default directory: the index directory itself)")
     p.add_argument("--qdrant", metavar="URL_OR_PATH",
                    help="--backend qdrant: http(s)://host:6333 (server or cluster; API key from QDRANT_API_KEY) "
-                        "or a folder (qdrant-client's local mode, one process at a time)")
+                        "or a folder (qdrant-client's local mode, one process at a time) or edge:FOLDER "
+                        "(qdrant-edge-py: Qdrant's engine in this process, one process at a time)")
     p.add_argument("--collection", metavar="NAME", help="--backend qdrant: collection name (default: the index's name)")
     p.add_argument("--sync", action="store_true",
                    help="first delete indexed sources under the given folders that no longer exist on disk "
@@ -214,7 +215,8 @@ def _qdrant_options(index_config: Mapping[str, Any], args: argparse.Namespace) -
     """Options of a new Qdrant-backed index: the config's `index: qdrant:` section, then the flags.
 
     Keys: `url` (or --qdrant), `collection`, `prefetch`, `hnsw_ef`, `quantization` (scalar |
-    binary), `shard_number`, `replication_factor`, `write_consistency_factor`, `on_disk`.
+    binary), `pooling` (mean | grid) and `grid_rows`, `shard_number`, `replication_factor`,
+    `write_consistency_factor`, `on_disk`.
     """
     section = dict(index_config.get("qdrant") or {})
     location = args.qdrant or section.pop("url", None) or section.pop("path", None)

@@ -43,6 +43,8 @@ def evaluate(
     dpi: int | None = None,
     progress: bool = False,
     search_options: Mapping[str, Any] | None = None,
+    backend: str = "directory",
+    backend_options: Mapping[str, Any] | None = None,
     **encoder_options: Any,
 ) -> EvalResult:
     """Index each dataset's corpus with `encoder`, run its queries and score the rankings.
@@ -63,6 +65,11 @@ def evaluate(
         progress: Show a progress bar while indexing files (on a terminal).
         search_options: Further `Retriever.search_many` options, e.g. {"fusion": "weighted",
             "weight": 0.3} with mode="hybrid" (recorded in the result's configuration).
+        backend: The backend of new indexes ("directory" or "qdrant"; a kept index is opened
+            with the backend its manifest names).
+        backend_options: Options of new indexes: with backend="qdrant", {"qdrant": URL, path or
+            "edge:PATH", ...} (`QdrantIndex.create`); the collection defaults to the dataset's
+            slug.
         **encoder_options: With a registry name: options such as device, batch_size, dim.
 
     Returns:
@@ -83,12 +90,13 @@ def evaluate(
         encoder = load_encoder(encoder, model=model, **encoder_options)
     scores: list[DatasetScores] = []
     for dataset in sets:
+        store = (backend, dict(backend_options or {}))
         scores.extend(_evaluate_one(dataset, encoder, index_dir, k, mode, scopes, metrics, dpi, progress,
-                                    dict(search_options or {})))
+                                    dict(search_options or {}), store))
     config = {
         "encoder": encoder.describe(), "k": k, "mode": mode, "search_options": _recorded(search_options),
         "scopes": list(scopes), "dpi": dpi,
-        "index_dir": str(index_dir) if index_dir else None, "datasets": [d.describe() for d in sets],
+        "index_dir": str(index_dir) if index_dir else None, "backend": backend, "datasets": [d.describe() for d in sets],
         "dse_version": __version__, "machine": _machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -108,10 +116,15 @@ def _evaluate_one(
     dataset: EvalDataset, encoder: Encoder, index_dir: str | Path | None, k: int, mode: str | None,
     scopes: Sequence[str], metrics: Sequence[str], dpi: int | None, progress: bool,
     search_options: Mapping[str, Any] | None = None,
+    store: tuple[str, dict[str, Any]] = ("directory", {}),
 ) -> list[DatasetScores]:
     with tempfile.TemporaryDirectory(prefix="dse-eval-") as tmp:
-        directory = Path(index_dir) / _slug(dataset.corpus_name or dataset.name) if index_dir else Path(tmp) / "index"
-        retriever = _open_or_create(directory, encoder, store_images=index_dir is not None)
+        name = _slug(dataset.corpus_name or dataset.name)
+        directory = Path(index_dir) / name if index_dir else Path(tmp) / "index"
+        backend, options = store
+        if backend != "directory":
+            options = {"collection": name, **options}
+        retriever = _open_or_create(directory, encoder, index_dir is not None, backend, options)
         with retriever:
             started = time.perf_counter()
             failures = _index(dataset, retriever, dpi, progress)
@@ -136,13 +149,15 @@ def _has_scope(dataset: EvalDataset, scope: str) -> bool:
     return scope == "corpus" or bool(dataset.query_documents)
 
 
-def _open_or_create(directory: Path, encoder: Encoder, store_images: bool) -> Retriever:
+def _open_or_create(directory: Path, encoder: Encoder, store_images: bool, backend: str = "directory",
+                    options: Mapping[str, Any] | None = None) -> Retriever:
     from dse.backends import DEFAULT_IMAGE_SIZE
     from dse.backends import index_exists
 
     if index_exists(directory):
         return Retriever.open(directory, encoder)
-    return Retriever.create(directory, encoder, image_size=DEFAULT_IMAGE_SIZE if store_images else 0)
+    return Retriever.create(directory, encoder, image_size=DEFAULT_IMAGE_SIZE if store_images else 0,
+                            engine=options or None, backend=backend)
 
 
 def _index(dataset: EvalDataset, retriever: Retriever, dpi: int | None, progress: bool) -> list[str]:
@@ -219,8 +234,7 @@ def _search(
 
 def _pages_in_order(retriever: Retriever) -> list[Hit]:
     """Every live page as a zero-score hit, in index order (sources as added, pages in order)."""
-    catalogue = retriever.index.catalogue
-    records = catalogue.pages(catalogue.rows_where("1 = 1", []))
+    records = retriever.index.live_pages()  # any backend (IndexBackend), in commit order
     return [Hit(r.page_id, r.source, r.page, 0.0, 0, r.metadata) for r in records]
 
 

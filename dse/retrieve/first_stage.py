@@ -10,6 +10,8 @@ from dse.retrieve.hybrid import FUSION_DEPTH, MODES, fuse
 from dse.retrieve.rerank import Reranker
 from dse.retrieve.results import Hit
 
+PIN_ATTEMPTS = 3  # hybrid searches re-run when a write landed between their two sides (backends without snapshots)
+
 
 def search_mode(index: IndexBackend, mode: str | None) -> str:
     """The search mode, checked against what this index holds (None: its own ranking).
@@ -50,11 +52,14 @@ def first_stage(
         return [as_hits(s, drop_zero=True) for s in index.search_text(texts(queries), k, where)]
     deep = k if mode == "visual" else max(k, FUSION_DEPTH)
     encoded = encode(queries)
-    view = index.view()  # both sides of a hybrid search rank the same committed state
-    visual = [as_hits(s, drop_zero=False) for s in index.search(encoded, deep, where, view=view)]
     if mode == "visual":
-        return visual
-    text = [as_hits(s, drop_zero=True) for s in index.search_text(texts(queries), deep, where, view=view)]
+        return [as_hits(s, drop_zero=False) for s in index.search(encoded, deep, where)]
+    for _ in range(PIN_ATTEMPTS):  # both sides of a hybrid search rank the same committed state
+        view = index.view()
+        visual = [as_hits(s, drop_zero=False) for s in index.search(encoded, deep, where, view=view)]
+        text = [as_hits(s, drop_zero=True) for s in index.search_text(texts(queries), deep, where, view=view)]
+        if index.unchanged(view):  # always, where views pin a state; Qdrant: no write landed meanwhile
+            break
     return [fuse(v, t, k, fusion=fusion, rrf_k=rrf_k, weight=weight) for v, t in zip(visual, text)]
 
 

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
-from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend
+from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend, check_vector_kind
 from dse.backends.records import Counts, PageRecord, ScoredPage
 from dse.storage.catalogue import Catalogue
 from dse.storage.images import open_stored
@@ -288,6 +288,19 @@ class PageIndex(IndexWriter, IndexBackend):
     def page(self, page_id: str) -> PageRecord:
         """The catalogued page with this id."""
         return self.catalogue.page(page_id)
+
+    def live_pages(self) -> list[PageRecord]:
+        """Every live page of the current view, in commit order (row)."""
+        view = self._view
+        deleted = set(int(x) for x in view.deleted)
+        return self.catalogue.pages(r for r in range(view.rows) if r not in deleted)
+
+    def page_vectors(self, page_ids: Sequence[str]) -> list[Any]:
+        """The stored vectors of live pages, in the encoder's page format (ValueError: a bm25 index)."""
+        engine, rows = self._view.engine, {r.page_id: r.row for r in self.catalogue.live_pages(page_ids=page_ids)}
+        if check_vector_kind(self.manifest.kind, self.directory) == "multi":
+            return [engine.page_tokens(rows[p]) for p in page_ids]  # (tokens, dim) each; KeyError: not live
+        return [engine.vectors(rows[p], rows[p] + 1)[0] for p in page_ids]  # (dim,) each
 
     def sources(self) -> list[dict[str, Any]]:
         """Every live source: path, digest, kind, pages, added."""

@@ -2,10 +2,12 @@
 
 The index directory keeps the manifest (backend, collection, location without secrets) and the
 stored page images; a URL location is a Qdrant server or cluster (API key: QDRANT_API_KEY), a
-path is qdrant-client's embedded local mode (one process at a time). Writes are idempotent
+path is qdrant-client's embedded local mode, ``edge:PATH`` qdrant-edge-py's in-process shards
+(`dse.backends.qdrant.edge`; both one process at a time). Writes are idempotent
 upserts on stable point ids (uuid5 of the page id), waited for, so a finished add is searchable
-at once and a killed `dse index` re-runs cleanly. Qdrant serves its latest state: `view()` pins
-nothing and `refresh()` has nothing to load.
+at once and a killed `dse index` re-runs cleanly. Qdrant serves its latest state: `refresh()`
+has nothing to load and `view()` pins nothing; it is the write epoch, which `unchanged` checks
+after a hybrid search's two requests (`dse.backends.qdrant.epoch`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 
 from PIL import Image
 
-from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend
+from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend, check_vector_kind
+from dse.backends.qdrant import epoch
 from dse.backends.qdrant import filters as qfilters
 from dse.backends.qdrant import query
 from dse.backends.qdrant.catalogue import PayloadCatalogue
-from dse.backends.qdrant.points import payload_of, point_id, vectors_of
-from dse.backends.qdrant.schema import check_options, connect, create_collection, index_payload_field, public_location
+from dse.backends.qdrant.points import payload_of, point_id, record_of, vectors_of
+from dse.backends.qdrant.schema import DENSE, MULTI, check_options, connect, create_collection, index_payload_field, public_location
 from dse.backends.records import Counts, DeleteReport, NewSource, PageRecord, ScoredPage
 from dse.storage import images
 from dse.storage.layout import IMAGES_DIR, LOCK_NAME, ReadOnlyIndexError, image_name, media_read_only, source_spellings
@@ -54,7 +57,8 @@ class QdrantIndex(IndexBackend):
         """A new index directory and its collection; `engine_options` must name `qdrant` (URL or path).
 
         Options: `qdrant` (location), `collection` (default: the directory's name), `prefetch`,
-        `hnsw_ef`, `quantization` ("scalar" | "binary", single vectors), `shard_number`,
+        `hnsw_ef`, `quantization` ("scalar" | "binary", single vectors), `pooling` ("mean" |
+        "grid", multi vectors) and `grid_rows` (`dse.backends.qdrant.pooling`), `shard_number`,
         `replication_factor`, `write_consistency_factor`, `on_disk`.
         """
         from dse import __version__
@@ -63,7 +67,8 @@ class QdrantIndex(IndexBackend):
         options = check_options(engine_options or {})
         location = options.pop("qdrant", None)
         if not location:
-            raise ValueError("the qdrant backend needs a location: --qdrant http(s)://host:6333 or a local path")
+            raise ValueError("the qdrant backend needs a location: --qdrant http(s)://host:6333, a local path "
+                             "or edge:PATH")
         directory = Path(directory).expanduser()
         if (directory / "manifest.json").exists():
             raise FileExistsError(f"{directory}: an index already exists here; open it instead")
@@ -118,8 +123,10 @@ class QdrantIndex(IndexBackend):
         self.client.close()
 
     def refresh(self) -> int:
-        """Nothing to load: Qdrant answers from its latest state."""
-        return 0
+        """Re-read the manifest's counters; nothing else to load: Qdrant answers from its latest state."""
+        before = int(self.manifest.store["qdrant"]["rows"])
+        self.manifest = read_manifest(self.directory)
+        return int(self.manifest.store["qdrant"]["rows"]) - before
 
     # ---------------------------------------------------------------- counts and lookups
     def __len__(self) -> int:
@@ -133,6 +140,20 @@ class QdrantIndex(IndexBackend):
 
     def page(self, page_id: str) -> PageRecord:
         return self.catalogue.page(page_id)
+
+    def live_pages(self) -> list[PageRecord]:
+        return sorted((record_of(p) for _, p in self.catalogue.scroll()), key=lambda r: r.row)
+
+    def page_vectors(self, page_ids: Sequence[str]) -> list[Any]:
+        import numpy as np
+
+        name = MULTI if check_vector_kind(self.manifest.kind, self.directory) == "multi" else DENSE
+        got = {str(r.id): r.vector[name] for r in self.client.retrieve(
+            self.collection, [point_id(p) for p in page_ids], with_payload=False, with_vectors=[name])}
+        missing = [p for p in page_ids if point_id(p) not in got]
+        if missing:
+            raise KeyError(f"no live page has the id {missing[0]!r}")
+        return [np.asarray(got[point_id(p)], dtype=np.float32) for p in page_ids]  # (tokens, dim) or (dim,)
 
     def page_image(self, page_id: str) -> Image.Image:
         with self.open_page_image(page_id) as fh, Image.open(fh) as img:
@@ -169,7 +190,12 @@ class QdrantIndex(IndexBackend):
 
     # ---------------------------------------------------------------- searching
     def view(self) -> Any:
-        return None
+        """The write epoch now (`dse.backends.qdrant.epoch.QdrantView`): Qdrant has no read snapshots."""
+        return epoch.current(self.directory)
+
+    def unchanged(self, view: Any) -> bool:
+        """True if no dse write changed points since `view` (the searches on it saw one state)."""
+        return view is None or epoch.unchanged(self.directory, view)
 
     def _filter(self, where: Mapping[str, Any] | None) -> Any:
         if where is None:
@@ -266,9 +292,12 @@ class QdrantIndex(IndexBackend):
         if self.read_only:
             raise ReadOnlyIndexError(f"{self.directory}: opened read-only; nothing can be added or deleted")
 
-    def _write_lock(self) -> WriteLock:
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """The index's write lock, with the write epoch odd while held (`dse.backends.qdrant.epoch`)."""
         self._check_writable()
-        return WriteLock(self.directory / LOCK_NAME, timeout=60.0)
+        with WriteLock(self.directory / LOCK_NAME, timeout=60.0), epoch.writing(self):
+            yield
 
 
 __all__ = ["QdrantIndex", "payload_of", "vectors_of"]

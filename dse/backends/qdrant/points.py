@@ -9,7 +9,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from dse.backends.qdrant.schema import DENSE, MULTI, POOLED, SPARSE
+from dse.backends.qdrant.pooling import grid_pool
+from dse.backends.qdrant.schema import COLS, DENSE, MULTI, POOLED, ROWS, SPARSE
 from dse.backends.records import NewPage, NewSource, PageRecord
 
 NAMESPACE = uuid.UUID("6f1c3e0a-9d5b-5a7e-8c2f-0d5e13a4b713")  # dse pages; never change (ids are stored)
@@ -42,8 +43,9 @@ def sparse_query(tokens: Sequence[str]) -> tuple[list[int], list[float]]:
     return ids, [float(counts[i]) for i in ids]
 
 
-def vectors_of(kind: str, vector: Any, tokens: Sequence[str], avg_len: float) -> dict[str, Any]:
-    """The named vectors of one page: the encoder's (by kind) and the BM25 sparse vector."""
+def vectors_of(kind: str, vector: Any, tokens: Sequence[str], avg_len: float,
+               options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The named vectors of one page: the encoder's (by kind, pooled by `options`) and the BM25 sparse vector."""
     from qdrant_client import models
 
     ids, values = sparse_page(tokens, avg_len)
@@ -51,7 +53,11 @@ def vectors_of(kind: str, vector: Any, tokens: Sequence[str], avg_len: float) ->
     if kind == "multi":
         arr = np.asarray(vector, dtype=np.float32)  # (tokens, dim)
         out[MULTI] = arr.tolist()
-        out[POOLED] = arr.mean(axis=0).tolist()  # (dim,)
+        if (options or {}).get("pooling") == "grid":
+            rows, cols = grid_pool(arr, int((options or {})["grid_rows"]))  # (rows + extra, dim), (cols + extra, dim)
+            out[ROWS], out[COLS] = rows.tolist(), cols.tolist()
+        else:
+            out[POOLED] = arr.mean(axis=0).tolist()  # (dim,)
     elif kind == "single":
         out[DENSE] = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()  # (dim,)
     return out

@@ -7,12 +7,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from dse.backends.qdrant.points import record_of, sparse_query
-from dse.backends.qdrant.schema import DEFAULT_PREFETCH, DENSE, MULTI, POOLED, SPARSE
+from dse.backends.qdrant.schema import COLS, DEFAULT_PREFETCH, DENSE, MULTI, POOLED, ROWS, SPARSE
 from dse.backends.records import ScoredPage
 
 
 def visual(client: Any, name: str, kind: str, queries: Any, k: int, flt: Any, options: dict[str, Any]) -> list[list[ScoredPage]]:
-    """Top-k pages per encoded query: exact MaxSim over the pooled prefetch (multi), dense (single), sparse (text)."""
+    """Top-k pages per encoded query: exact MaxSim over the pooled prefetch (multi), dense (single), sparse (text).
+
+    A multi-vector query prefetches `prefetch` pages by the pooled first stage (the page mean, or
+    with ``pooling: grid`` `prefetch` by the row means and `prefetch` by the column means, MaxSim
+    of the query's tokens over each) and ranks their union by exact MaxSim over `mv`.
+    """
     from qdrant_client import models
 
     requests = []
@@ -20,7 +25,13 @@ def visual(client: Any, name: str, kind: str, queries: Any, k: int, flt: Any, op
         if kind == "multi":
             arr = np.asarray(q, dtype=np.float32)  # (tokens, dim)
             limit = max(int(options.get("prefetch", DEFAULT_PREFETCH)), k)
-            prefetch = models.Prefetch(query=arr.mean(axis=0).tolist(), using=POOLED, limit=limit, filter=flt)
+            ef = models.SearchParams(hnsw_ef=int(options["hnsw_ef"])) if options.get("hnsw_ef") else None
+            if options.get("pooling") == "grid":
+                prefetch: Any = [models.Prefetch(query=arr.tolist(), using=name, limit=limit, filter=flt, params=ef)
+                                 for name in (ROWS, COLS)]
+            else:
+                prefetch = models.Prefetch(query=arr.mean(axis=0).tolist(), using=POOLED, limit=limit, filter=flt,
+                                           params=ef)
             requests.append(models.QueryRequest(prefetch=prefetch, query=arr.tolist(), using=MULTI, limit=k,
                                                 filter=flt, with_payload=True))
         elif kind == "single":

@@ -2,8 +2,10 @@
 
 Vectors of a point (one point per page):
 
-- multi-vector encoders: ``mv`` (multivector, MAX_SIM, on disk, HNSW off: m=0) and ``pooled``
-  (the page's mean token, HNSW) for the prefetch stage;
+- multi-vector encoders: ``mv`` (multivector, MAX_SIM, on disk, HNSW off: m=0) and the pooled
+  first stage the prefetch searches (`dse.backends.qdrant.pooling`): ``pooled`` (the page's mean
+  token, HNSW) with ``pooling: mean``, or ``rows`` and ``cols`` (multivectors of the grid's row
+  and column means, MAX_SIM, HNSW) with ``pooling: grid``;
 - single-vector encoders: ``dense`` (dot product on unit rows, HNSW, optional scalar or binary
   quantisation with rescoring);
 - every index: ``bm25`` (sparse, IDF modifier) over the pages' text.
@@ -15,6 +17,7 @@ import os
 from typing import Any, Mapping
 
 MULTI, POOLED, DENSE, SPARSE = "mv", "pooled", "dense", "bm25"
+ROWS, COLS = "rows", "cols"  # pooling: grid
 CLUSTER_KEYS = ("shard_number", "replication_factor", "write_consistency_factor", "on_disk")
 DEFAULT_PREFETCH = 200  # pooled candidates rescored by exact MaxSim per query
 PAYLOAD_INDEXES = {"source": "keyword", "page_id": "keyword", "digest": "keyword", "kind": "keyword",
@@ -26,12 +29,18 @@ class QdrantOptionError(ValueError):
 
 
 def connect(location: str) -> Any:
-    """A `QdrantClient` for a URL (server or cluster; API key from QDRANT_API_KEY) or a local-mode path."""
+    """A `QdrantClient` for a URL (server or cluster; API key from QDRANT_API_KEY) or a local-mode path,
+    or an `EdgeClient` for ``edge:PATH`` (qdrant-edge-py shards in PATH)."""
     from dse.extras import require
 
     require(["qdrant_client"], "the Qdrant backend")
     from qdrant_client import QdrantClient
 
+    from dse.backends.qdrant.edge import EDGE_PREFIX, EdgeClient, is_edge
+
+    if is_edge(location):
+        require(["qdrant_edge"], "the Qdrant backend's edge mode (edge:PATH)")
+        return EdgeClient(location[len(EDGE_PREFIX):])
     if location.startswith(("http://", "https://")):
         return QdrantClient(url=location, api_key=os.environ.get("QDRANT_API_KEY") or None)
     return QdrantClient(path=os.path.expanduser(location))
@@ -41,6 +50,10 @@ def public_location(location: str) -> str:
     """The location as recorded in the manifest: a URL without user info or query (no secrets)."""
     from urllib.parse import urlsplit, urlunsplit
 
+    from dse.backends.qdrant.edge import EDGE_PREFIX, is_edge
+
+    if is_edge(location):
+        return EDGE_PREFIX + os.path.abspath(os.path.expanduser(location[len(EDGE_PREFIX):]))
     if not location.startswith(("http://", "https://")):
         return os.path.abspath(os.path.expanduser(location))
     parts = urlsplit(location)
@@ -50,8 +63,14 @@ def public_location(location: str) -> str:
 
 
 def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The backend's options checked: quantization, prefetch, hnsw_ef and cluster settings."""
+    """The backend's options checked: quantization, prefetch, hnsw_ef, pooling and cluster settings."""
+    from dse.backends.qdrant.pooling import PoolingError, check_pooling
+
     out = dict(options)
+    try:
+        check_pooling(out)
+    except PoolingError as exc:
+        raise QdrantOptionError(str(exc)) from None
     q = out.get("quantization")
     if q not in (None, "scalar", "binary"):
         raise QdrantOptionError(f"qdrant quantization {q!r}: use 'scalar', 'binary' or none")
@@ -72,7 +91,13 @@ def create_collection(client: Any, name: str, kind: str, dim: int | None, option
             size=int(dim), distance=models.Distance.DOT, on_disk=True,
             multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
             hnsw_config=models.HnswConfigDiff(m=0))
-        vectors[POOLED] = models.VectorParams(size=int(dim), distance=models.Distance.DOT, on_disk=on_disk)
+        if options.get("pooling") == "grid":
+            for field in (ROWS, COLS):
+                vectors[field] = models.VectorParams(
+                    size=int(dim), distance=models.Distance.DOT, on_disk=on_disk,
+                    multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM))
+        else:
+            vectors[POOLED] = models.VectorParams(size=int(dim), distance=models.Distance.DOT, on_disk=on_disk)
     elif kind == "single":
         vectors[DENSE] = models.VectorParams(size=int(dim), distance=models.Distance.DOT, on_disk=on_disk)
     quant = None

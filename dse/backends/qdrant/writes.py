@@ -38,7 +38,8 @@ def add_sources(index: QdrantIndex, sources: Sequence[NewSource], vectors: Seque
         points, rows = [], []
         for page, vec, tok in zip(src.pages, vecs, toks):
             points.append(models.PointStruct(id=point_id(page.page_id), payload=payload_of(src, page, row, added),
-                                             vector=vectors_of(index.manifest.kind, vec, tok, avg_len)))
+                                             vector=vectors_of(index.manifest.kind, vec, tok, avg_len,
+                                                               index.options)))
             rows.append(row)
             row += 1
         for key, value in {k: v for p in src.pages for k, v in p.metadata.items()}.items():
