@@ -282,6 +282,10 @@ class PageIndex(IndexWriter, IndexBackend):
         """The catalogued page with this id."""
         return self.catalogue.page(page_id)
 
+    def page_texts(self, page_ids: Sequence[str]) -> dict[str, str]:
+        """The text layers of the live pages among `page_ids`, read in one query."""
+        return {rec.page_id: rec.text for rec in self.catalogue.live_pages(page_ids=page_ids)}
+
     def sources(self) -> list[dict[str, Any]]:
         """Every live source: path, digest, kind, pages, added."""
         return self.catalogue.sources()
