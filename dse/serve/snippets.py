@@ -138,8 +138,7 @@ class CachedTokenizer:
         return set(words & found)
 
     def _learn(self, texts: frozenset[str] | set[str]) -> None:
-        known = self._tokens
-        missing = {t for t in texts if t not in known}
+        missing = texts.difference(self._tokens)  # in C: a set against a dict's keys
         if not missing:
             return
         if len(self._tokens) + len(missing) > self._max:
