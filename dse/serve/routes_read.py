@@ -99,7 +99,8 @@ def _search(svc: Service, body: SearchRequest) -> Response:
         if body.image is None and mode != "text" and svc.config.query_cache > 0:
             # encoded before taking a search slot, so that queries arriving together share one
             # encoder batch; the search below finds them in the batcher's cache
-            svc.batcher(texts)
+            with svc.batcher.expecting(len(texts)):
+                svc.batcher(texts)
         with svc.search_slots:  # at most max_searches at once: the rest queue here, not in the scorers
             results = svc.retriever.search_many(queries, body.k, **options)
     except (ModelLoadError, MissingExtraError, OSError) as exc:
