@@ -528,3 +528,26 @@ def test_queries_arriving_together_are_encoded_in_one_batch(tmp_path: Path) -> N
         assert [h.page_id for h in again] == [h.page_id for h in got[queries[0]]]
         assert np.allclose(batcher([queries[0]]), encoder.encode_queries([queries[0]]), atol=1e-5)
     batcher.close()
+
+
+def test_an_announced_query_alone_is_encoded_without_waiting_for_others() -> None:
+    from dse.serve.batching import QueryBatcher
+
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> Any:
+        calls.append(list(texts))
+        return np.ones((len(texts), 4), dtype=np.float32)  # (n, dim)
+
+    batcher = QueryBatcher(encode, max_batch=16, max_wait_ms=600_000, cache_size=0)  # would wait 10 minutes
+    done: list[Any] = []
+
+    def one() -> None:
+        with batcher.expecting(2):  # one search of two queries: the batch waits for both, not longer
+            done.append(batcher(["alone", "too"]))
+
+    t = threading.Thread(target=one, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert done and done[0].shape == (2, 4) and sorted(q for c in calls for q in c) == ["alone", "too"]
+    batcher.close()

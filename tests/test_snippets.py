@@ -74,3 +74,26 @@ def test_snippet_cache_gives_the_uncached_snippet(size: int) -> None:
         assert cache(pid, query) == snippet(pages[pid], query, tokenize, width=60), (pid, query)
     with pytest.raises(KeyError):
         cache("gone", "margin")
+
+
+def test_snippets_of_many_pages_equal_one_by_one() -> None:
+    from dse.serve.snippets import CachedTokenizer, PageText, SnippetCache
+
+    tokenize = BM25Encoder().encode_pages
+    rng = random.Random(7)
+    pages = {f"p{i}": " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 80))) for i in range(20)}
+    fetched: list[list[str]] = []
+
+    def page_texts(ids):  # one read for the pages not cached; a page that is gone is left out
+        fetched.append(list(ids))
+        return {pid: PageText.of(pages[pid]) for pid in ids if pid in pages}
+
+    cache = SnippetCache(CachedTokenizer(tokenize), lambda pid: PageText.of(pages[pid]), width=60,
+                         page_texts=page_texts)
+    for _ in range(50):
+        ids = rng.sample(sorted(pages), 5) + ["gone"]
+        query = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 3)))
+        got = cache.many(ids, query)
+        assert got[-1] is None
+        assert got[:-1] == [snippet(pages[pid], query, tokenize, width=60) for pid in ids[:-1]], query
+    assert all(len(ids) == len(set(ids)) for ids in fetched)

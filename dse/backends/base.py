@@ -104,6 +104,19 @@ class IndexBackend(ABC):
     def page(self, page_id: str) -> PageRecord:
         """The live page with this id (KeyError naming it if absent)."""
 
+    def page_texts(self, page_ids: Sequence[str]) -> dict[str, str]:
+        """The text layers of the live pages among `page_ids` (a page that is not live is left out).
+
+        A backend that can read them in one request overrides this loop over `page`.
+        """
+        out = {}
+        for page_id in page_ids:
+            try:
+                out[page_id] = self.page(page_id).text
+            except KeyError:
+                pass
+        return out
+
     @abstractmethod
     def live_pages(self) -> list[PageRecord]:
         """Every live page, in commit order (sources as added, pages in order)."""

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-searches", type=int, default=0,
                    help="searches scored at once; more wait their turn (default 0: one at a time, each parallel "
                         "inside; visual queries are encoded before, in shared batches)")
+    p.add_argument("--search-threads", type=int, default=2, metavar="N",
+                   help="threads that run searches (scoring, snippets, answers; default 2); more requests wait "
+                        "their turn on the event loop, the other routes have their own pool")
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads torch and BLAS may use for encoding and scoring (default: one per core); on a "
                         "small machine 1 leaves the cores to the request threads")
@@ -60,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise CLIError(f"--threads must be >= 1, got {args.threads}")
         _limit_threads(args.threads)
-    if args.max_k < 1 or args.max_upload_mb <= 0 or args.max_searches < 0:
-        raise CLIError("--max-k must be >= 1, --max-upload-mb > 0 and --max-searches >= 0")
+    if args.max_k < 1 or args.max_upload_mb <= 0 or args.max_searches < 0 or args.search_threads < 1:
+        raise CLIError("--max-k and --search-threads must be >= 1, --max-upload-mb > 0 and --max-searches >= 0")
     options = rewrite_options(args)
     if options and not args.rewrite:
         raise CLIError("--rewrite-model, --rewrite-url and --rewrite-option need --rewrite NAME")
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         max_k=args.max_k, batch_queries=args.batch_queries, batch_wait_ms=args.batch_wait_ms,
         query_cache=args.query_cache, allow_private=args.allow_private, runtime=tuple(runtime(args).items()),
         rerank=tuple(args.rerank), preload=args.preload, max_searches=args.max_searches,
+        search_threads=args.search_threads,
         model=args.model, allow_index_model=args.allow_index_model,
         rewrite=tuple(args.rewrite), rewrite_options=tuple(options.items()),
     )

@@ -2,17 +2,20 @@
 
 A visual query costs one encoder forward pass. On a GPU a batch of 16 queries costs about what
 one does, so queries that arrive together (within `max_wait_ms` of the first) are encoded in one
-batch by one worker thread; threads wait for their own rows. Embeddings are kept in an LRU cache
+batch by one worker thread; threads wait for their own rows. The first query waits for others
+only while more are on the way: the server announces its searches (`expecting`), so a query
+alone is encoded at once. Embeddings are kept in an LRU cache
 keyed by the query text, so a repeated query (a shared link, a refreshed page) is not encoded
 again. The encoder runs in one thread only, which also keeps torch from oversubscribing cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -46,6 +49,8 @@ class QueryBatcher:
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        self._expected = 0  # queries of the searches under way (`expecting`), submitted or not yet
+        self._expected_lock = threading.Lock()
         self.batches = 0  # encoder calls made (for tests and the bench)
         self.encoded = 0  # queries encoded
         self.hits = 0  # cache hits
@@ -60,6 +65,21 @@ class QueryBatcher:
         if rows and all(isinstance(r, np.ndarray) and r.ndim == 1 for r in rows):
             return np.stack(rows)  # (n, dim): a single-vector encoder
         return rows  # list of (tokens_i, dim): a multi-vector encoder
+
+    @contextlib.contextmanager
+    def expecting(self, n: int) -> Iterator[None]:
+        """Announce `n` queries coming from one search: a batch waits for them, and for no others.
+
+        Without announcements (callers that do not use this) the first query of a batch waits the
+        full `max_wait_ms` for others, as before.
+        """
+        with self._expected_lock:
+            self._expected += n
+        try:
+            yield
+        finally:
+            with self._expected_lock:
+                self._expected -= n
 
     def close(self) -> None:
         """Stop the worker thread (queries still queued are answered first)."""
@@ -99,6 +119,8 @@ class QueryBatcher:
             batch = [first]
             deadline = time.monotonic() + self.max_wait
             while len(batch) < self.max_batch:
+                if 0 < self._expected <= len(batch) and self._queue.empty():
+                    break  # every query announced is here: nothing to wait for
                 timeout = deadline - time.monotonic()
                 try:
                     item = self._queue.get(timeout=max(timeout, 0)) if timeout > 0 else self._queue.get_nowait()

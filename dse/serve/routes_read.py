@@ -58,13 +58,20 @@ def index_info(request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/search", tags=["search"], summary="search the index", response_model=SearchOut | BatchOut)
-def search(body: SearchRequest, request: Request) -> Any:
+async def search(body: SearchRequest, request: Request) -> Any:
+    # the work runs on the service's few search threads (`--search-threads`), not on the pool of
+    # 40 that the other routes share: more threads than cores only fight over the GIL
+    svc = _service(request)
+    return await svc.run_search(_search, svc, body)
+
+
+def _search(svc: Service, body: SearchRequest) -> Response:
+    """A search request's answer (on a search thread)."""
     from dse.encoders.hub import ModelLoadError
     from dse.encoders.query_length import fit_encoder_queries
     from dse.extras import MissingExtraError
     from dse.storage.manifest import EncoderMismatchError
 
-    svc = _service(request)
     if body.image is not None:
         if body.queries is not None:
             raise ApiError(422, "an image query is one query: give 'image' (and optionally 'query'), not 'queries'")
@@ -101,7 +108,8 @@ def search(body: SearchRequest, request: Request) -> Any:
         if body.image is None and mode != "text" and svc.config.query_cache > 0:
             # encoded before taking a search slot, so that queries arriving together share one
             # encoder batch; the search below finds them in the batcher's cache
-            svc.batcher(queries)
+            with svc.batcher.expecting(len(queries)):
+                svc.batcher(queries)
         with svc.search_slots:  # at most max_searches at once: the rest queue here, not in the scorers
             results = svc.retriever.search_many(queries, body.k, **options)
     except (ModelLoadError, MissingExtraError, OSError) as exc:
@@ -111,7 +119,7 @@ def search(body: SearchRequest, request: Request) -> Any:
     except (ValueError, TypeError, KeyError) as exc:
         raise ApiError(422, str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)) from None
     took = (time.perf_counter() - started) * 1000
-    out = [{"query": q, "mode": mode, "took_ms": took, "hits": [_hit(svc, h, q, body.snippets) for h in hits]}
+    out = [{"query": q, "mode": mode, "took_ms": took, "hits": _hits(svc, hits, q, body.snippets)}
            for q, hits in zip(texts, results)]
     for answer, rewrite in zip(out, rewrites or []):  # not its identity: that may name an internal endpoint
         answer["rewrite"] = {k: v for k, v in rewrite.to_json().items() if k != "identity"}
@@ -176,15 +184,15 @@ def _image_query(encoded: str) -> Any:
         raise ApiError(422, f"'image' is not a picture dse can read (PNG, JPEG, WebP): {exc}") from None
 
 
-def _hit(svc: Service, hit: Any, query: str, snippets: bool) -> dict[str, Any]:
+def _hits(svc: Service, hits: list[Any], query: str, snippets: bool) -> list[dict[str, Any]]:
+    """The hits of one query as JSON objects, with their snippets (a page deleted since: none)."""
+    found = svc.snippets.many([h.page_id for h in hits], query) if snippets and hits else [None] * len(hits)
+    return [_hit(h, s) for h, s in zip(hits, found)]
+
+
+def _hit(hit: Any, found: Any) -> dict[str, Any]:
     kind = hit.metadata.get("kind") if isinstance(hit.metadata, dict) else None
-    text, marks = "", ()
-    if snippets:
-        try:
-            found = svc.snippets(hit.page_id, query)
-            text, marks = found.text, found.highlights
-        except KeyError:  # deleted since the search: its hit stands, without a snippet
-            pass
+    text, marks = (found.text, found.highlights) if found is not None else ("", ())
     return {"page_id": hit.page_id, "source": hit.source, "source_name": _name(hit.source), "page": hit.page,
             "score": float(hit.score), "rank": hit.rank, "image_url": f"/v1/pages/{hit.page_id}/image",
             "source_url": source_url(hit.source, hit.page, kind), "snippet": text,

@@ -15,9 +15,10 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dse.serve.lru import LruCache
 from dse.serve.problems import ApiError
@@ -25,6 +26,7 @@ from dse.serve.snippets import CachedTokenizer, PageText, SnippetCache
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 UPLOADS_DIR = "uploads"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -46,6 +48,8 @@ class ServeConfig:
         map_cache: Similarity maps (page, query) kept in the LRU cache.
         max_searches: Searches scored at once; more wait their turn (0: one at a time). Visual
             queries are encoded before, in shared batches.
+        search_threads: Threads that run search requests (scoring, snippets, the answer's JSON);
+            more requests wait for one on the event loop.
         refresh_interval: Seconds between checks for commits made elsewhere.
         allow_private: URLs submitted for indexing may reach loopback / private addresses.
         runtime: Encoder options that do not change the vectors (device, batch_size, dtype).
@@ -70,6 +74,7 @@ class ServeConfig:
     query_cache: int = 1024
     map_cache: int = 32
     max_searches: int = 0
+    search_threads: int = 2
     refresh_interval: float = 0.25
     allow_private: bool = False
     runtime: tuple[tuple[str, Any], ...] = ()
@@ -125,18 +130,30 @@ class Service:
         self.rerankers = {name: _reranker(name, runtime) for name in config.rerank}
         self.tokenize = CachedTokenizer(self.index.tokenize)  # snippets: each word tokenized once
         self._page_texts = LruCache(4096)  # page_id -> PageText (a page id names its bytes: never stale)
-        self.snippets = SnippetCache(self.tokenize, self.page_text)  # (page_id, query tokens) -> Snippet
+        # (page_id, query tokens) -> Snippet; the texts of a search's pages are read together
+        self.snippets = SnippetCache(self.tokenize, self.page_text, page_texts=self.page_texts)
         self.similarity_maps = LruCache(config.map_cache)  # (page_id, query) -> (token maps, image size)
         # one search at a time by default: each is parallel inside (BLAS, FAISS, numba) where it
         # can be, and concurrent searches only fight over the GIL (2 cores, BM25, 8 threads sharing
         # a Retriever: 219 searches/s at once, 477 one at a time)
         self.search_slots = threading.BoundedSemaphore(config.max_searches or 1)
+        if config.search_threads < 1:
+            raise ValueError(f"search_threads must be >= 1, got {config.search_threads}")
+        self._search_limiter: Any = None  # anyio.CapacityLimiter(search_threads), made in the event loop
         self._stop = threading.Event()
         self._file_checks: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256
         self._refresher = threading.Thread(target=self._refresh_loop, name="dse-refresh", daemon=True)
         self._refresher.start()
         if config.preload and self.index.manifest.kind != "text":
             threading.Thread(target=self._preload, name="dse-preload", daemon=True).start()
+
+    async def run_search(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on one of the `search_threads` threads (awaited on the event loop)."""
+        import anyio
+
+        if self._search_limiter is None:
+            self._search_limiter = anyio.CapacityLimiter(self.config.search_threads)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._search_limiter)
 
     def _preload(self) -> None:
         """Load the index's encoder now, so the first visual query does not wait for the model."""
@@ -163,6 +180,15 @@ class Service:
             found = PageText.of(self.index.page(page_id).text)
             self._page_texts.put(page_id, found)
         return found
+
+    def page_texts(self, page_ids: list[str]) -> dict[str, PageText]:
+        """`page_text` of several pages, those not kept read from the index together (gone: left out)."""
+        out = {pid: found for pid in page_ids if (found := self._page_texts.get(pid)) is not None}
+        missing = [pid for pid in page_ids if pid not in out]
+        for pid, text in (self.index.page_texts(missing) if missing else {}).items():
+            out[pid] = PageText.of(text)
+            self._page_texts.put(pid, out[pid])
+        return out
 
     # ------------------------------------------------------------------ freshness
     def _refresh_loop(self) -> None:

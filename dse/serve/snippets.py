@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dse.serve.lru import LruCache
@@ -50,7 +50,8 @@ class PageText:
 
 
 def snippet(
-    text: str | PageText, query: str, tokenize: Callable[[Sequence[str]], list[list[str]]], width: int = 240
+    text: str | PageText, query: str, tokenize: Callable[[Sequence[str]], list[list[str]]], width: int = 240,
+    wanted: frozenset[str] | None = None,
 ) -> Snippet:
     """The `width`-character window of `text` holding the most query matches (its start if none).
 
@@ -60,18 +61,20 @@ def snippet(
         tokenize: The index's tokenizer (texts -> token lists), e.g. `PageIndex.tokenize`, or
             a `CachedTokenizer` over it (faster).
         width: Characters in the window, about.
+        wanted: The query's tokens, when the caller has them already (one query, many pages).
     """
     page = text if isinstance(text, PageText) else PageText.of(text)
     flat = page.flat
     if not flat:
         return Snippet("", ())
-    wanted = set(tokenize([query])[0]) if query.strip() else set()
+    if wanted is None:
+        wanted = frozenset(tokenize([query])[0]) if query.strip() else frozenset()
     hits: list[tuple[int, int]] = []
     if wanted:
         if isinstance(tokenize, CachedTokenizer):
             matching = tokenize.matching(page.words, wanted)
         else:
-            matching = _matching_words(set(page.words), wanted, tokenize)
+            matching = _matching_words(set(page.words), set(wanted), tokenize)
         hits = _occurrences(flat, matching)
     start = _best_start(flat, hits, width)
     stop = min(len(flat), start + width)
@@ -89,26 +92,43 @@ class CachedTokenizer:
     """A tokenizer that remembers the tokens of each word it has seen (pages share most words).
 
     It also knows, for each token, the words seen that give it, so the words of a page that
-    match a query are found by set operations (`matching`). Safe to share across request
-    threads; when it holds `max_words` words it starts again empty.
+    match a query are found by set operations (`matching`). Only words (`\\w+` runs, what pages
+    are made of) are learned: a query's tokens are kept apart, in a small LRU cache, so that
+    distinct queries do not grow the token -> words sets every `matching` goes through. Safe to
+    share across request threads; when it holds `max_words` words it starts again empty.
 
     Args:
         tokenize: The index's tokenizer (texts -> token lists).
         max_words: Words remembered at most.
+        max_queries: Queries whose tokens are remembered at most.
     """
 
-    def __init__(self, tokenize: Callable[[Sequence[str]], list[list[str]]], max_words: int = 200_000) -> None:
+    def __init__(self, tokenize: Callable[[Sequence[str]], list[list[str]]], max_words: int = 200_000,
+                 max_queries: int = 4096) -> None:
         self._tokenize = tokenize
         self._max = int(max_words)
         self._tokens: dict[str, list[str]] = {}
         self._words: dict[str, set[str]] = {}  # token -> the words seen that give it
+        self._queries = LruCache(max_queries)  # query -> its token list
         self._lock = threading.Lock()
 
     def __call__(self, texts: Sequence[str]) -> list[list[str]]:
         """Token lists of `texts` (words, or a query), as the wrapped tokenizer gives them."""
-        self._learn(set(texts))
+        words = {t for t in texts if _WORD.fullmatch(t)}
+        self._learn(words)
         known = self._tokens
-        return [known[t] if t in known else self._tokenize([t])[0] for t in texts]
+        return [known[t] if t in known else self._query(t) for t in texts]
+
+    def query_tokens(self, query: str) -> frozenset[str]:
+        """The distinct tokens of a query (none for a blank one)."""
+        return frozenset(self([query])[0]) if query.strip() else frozenset()
+
+    def _query(self, text: str) -> list[str]:
+        found = self._queries.get(text)
+        if found is None:
+            found = self._tokenize([text])[0]
+            self._queries.put(text, found)
+        return found
 
     def matching(self, words: frozenset[str] | set[str], wanted: set[str]) -> set[str]:
         """The words among `words` that give one of the tokens `wanted`."""
@@ -118,8 +138,7 @@ class CachedTokenizer:
         return set(words & found)
 
     def _learn(self, texts: frozenset[str] | set[str]) -> None:
-        known = self._tokens
-        missing = {t for t in texts if t not in known}
+        missing = texts.difference(self._tokens)  # in C: a set against a dict's keys
         if not missing:
             return
         if len(self._tokens) + len(missing) > self._max:
@@ -145,22 +164,54 @@ class SnippetCache:
         page_text: Page id -> its text (or `PageText`); KeyError for a page that is gone.
         size: Snippets kept (0: none, each is computed).
         width: Characters in a window, about.
+        page_texts: Page ids -> their texts (or `PageText`s), fetched together (a page that is
+            gone left out); default: `page_text` one page at a time.
     """
 
     def __init__(self, tokenize: Callable[[Sequence[str]], list[list[str]]],
-                 page_text: Callable[[str], "str | PageText"], size: int = 16_384, width: int = 240) -> None:
+                 page_text: Callable[[str], "str | PageText"], size: int = 16_384, width: int = 240,
+                 page_texts: Callable[[Sequence[str]], Mapping[str, "str | PageText"]] | None = None) -> None:
         self._tokenize, self._page_text, self._width = tokenize, page_text, width
+        self._page_texts = page_texts or self._one_by_one
         self._cache = LruCache(size)
 
     def __call__(self, page_id: str, query: str) -> Snippet:
         """The snippet of page `page_id` for `query` (KeyError: no such page)."""
-        wanted = tuple(sorted(set(self._tokenize([query])[0]))) if query.strip() else ()
-        key = (page_id, wanted)
-        found = self._cache.get(key)
+        found = self.many([page_id], query)[0]
         if found is None:
-            found = snippet(self._page_text(page_id), query, self._tokenize, self._width)
-            self._cache.put(key, found)
+            raise KeyError(f"no page {page_id!r} in this index")
         return found
+
+    def many(self, page_ids: Sequence[str], query: str) -> list[Snippet | None]:
+        """The snippets of several pages for one query, in order (None for a page that is gone).
+
+        The query is tokenized once and the texts of the pages not cached are fetched together.
+        """
+        wanted = self._wanted(query)
+        out: list[Snippet | None] = [self._cache.get((pid, wanted)) for pid in page_ids]
+        missing = [pid for pid, found in zip(page_ids, out) if found is None]
+        if not missing:
+            return out
+        texts = self._page_texts(list(dict.fromkeys(missing)))
+        for i, pid in enumerate(page_ids):
+            if out[i] is None and pid in texts:
+                out[i] = snippet(texts[pid], query, self._tokenize, self._width, wanted=wanted)
+                self._cache.put((pid, wanted), out[i])
+        return out
+
+    def _wanted(self, query: str) -> frozenset[str]:
+        if isinstance(self._tokenize, CachedTokenizer):
+            return self._tokenize.query_tokens(query)
+        return frozenset(self._tokenize([query])[0]) if query.strip() else frozenset()
+
+    def _one_by_one(self, page_ids: Sequence[str]) -> dict[str, "str | PageText"]:
+        out = {}
+        for pid in page_ids:
+            try:
+                out[pid] = self._page_text(pid)
+            except KeyError:
+                pass
+        return out
 
 
 def _matching_words(

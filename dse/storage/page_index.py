@@ -302,6 +302,10 @@ class PageIndex(IndexWriter, IndexBackend):
             return [engine.page_tokens(rows[p]) for p in page_ids]  # (tokens, dim) each; KeyError: not live
         return [engine.vectors(rows[p], rows[p] + 1)[0] for p in page_ids]  # (dim,) each
 
+    def page_texts(self, page_ids: Sequence[str]) -> dict[str, str]:
+        """The text layers of the live pages among `page_ids`, read in one query."""
+        return {rec.page_id: rec.text for rec in self.catalogue.live_pages(page_ids=page_ids)}
+
     def sources(self) -> list[dict[str, Any]]:
         """Every live source: path, digest, kind, pages, added."""
         return self.catalogue.sources()
