@@ -1,16 +1,24 @@
-"""Multi-vector cascade search: token-level inverted lists, centroid interaction, then MaxSim.
+"""Multi-vector cascade search: residual token lists (WARP), then exact MaxSim.
 
 Tiers, each cheaper and coarser than the next:
 
-0. *token lists* (`dse.engines.cascade.tokens`, PLAID / WARP style): every (pooled) token has
-   the id of its nearest centroid in a k-means codebook of real page tokens, shared by the
-   shards. A query token probes its `n_probe` nearest centroids; a page scores the sum over
-   query tokens of its best probed centroid's similarity, the best unprobed one's when it has
-   none (WARP's imputation); the best `n_shortlist` pages go on. Then the centroid interaction
-   (every distinct centroid of the page's tokens, memory-mapped forward lists) keeps `n_coarse`.
-   Shards written before token lists (no ``.tok-*`` files) keep the old stage 0, *coarse lists*
-   (`dse.engines.ivf.coarse`: lists over each segment's coarse tokens, then the binary
-   coarse stage keeps `n_coarse`); `token_lists=False` builds that old layout.
+0. *residual token lists* (`dse.engines.cascade.residuals`, `warp`; ColBERTv2 / PLAID
+   compression, WARP's search): every (pooled) token has the id of its nearest centroid in a
+   k-means codebook of real page tokens (`dse.engines.cascade.tokens`, shared by the shards) and
+   its residual in `residual_bits` bits a dimension. A query token probes its `n_probe` nearest
+   centroids and scores every token of their lists as centroid similarity plus decoded
+   residual; a page scores the sum over query tokens of its best such token, the best unprobed
+   centroid's similarity when it has none (WARP's imputation). The best `n_shortlist` pages go
+   on to the exact tier. Unlike centroids alone, the residuals tell apart near-duplicate
+   siblings that share their centroids.
+   Indexes written before residual lists (``residual_bits=0``, or shards without
+   ``.tok-res-*`` files) keep the *token lists* stage: a page scores its best probed
+   centroid's similarity per query token (no residuals), the best `n_shortlist` go on, then
+   PLAID's centroid interaction (every distinct centroid of the page's tokens, memory-mapped
+   forward lists) keeps `n_coarse`. Shards written before token lists (no ``.tok-*`` files)
+   keep the oldest stage 0, *coarse lists* (`dse.engines.ivf.coarse`: lists over each
+   segment's coarse tokens, then the binary coarse stage keeps `n_coarse`);
+   `token_lists=False` builds that layout.
 1. *coarse* (resident in memory): the page summarised in `coarse_tokens` tokens (spherical
    k-means, `kernels.kmeans_pages`), sign-binarised (16 bytes a token at dim 128), and stored as
    int8 (memory-mapped, 128 bytes a token): MaxSim of the float query against them keeps the
@@ -22,9 +30,9 @@ Tiers, each cheaper and coarser than the next:
 
 Knobs (recall for speed): `n_probe`, `n_shortlist`, `n_coarse`, `n_refine` and `n_candidates`,
 set on the engine (recorded in the manifest) or per call of `search`; None (the default) sizes
-them from the index (`CascadeEngine.knobs`: with token lists 16, pages / 16 in [1024, 16384],
-256, 0, 0: the coarse-token and sign-bit stages rank near-duplicate siblings worse than the
-centroid interaction, so by default the exact tier gets the 256 pages it keeps). 0 turns a
+them from the index (`CascadeEngine.knobs`: with residual lists 32, 256, 0, 0, 0: the exact
+tier gets the 256 pages the residual scores keep; with token lists only 16, pages / 16 in
+[1024, 16384], 256, 0, 0). 0 turns a
 stage off: `n_probe=0` sends every page on; `n_coarse=0` skips the centroid interaction (or the
 coarse tier); `n_candidates=0` keeps every page that reaches the bits. `n_probe=0, n_coarse=0,
 n_candidates=0` is the exhaustive mode: every allowed page is scored on the exact tier, equal
@@ -138,19 +146,11 @@ class CascadeEngine(SegmentedEngine):
         """The effective settings of a search: the first stage used and every knob, resolved.
 
         A knob is the call's override, else the engine's option, else (None, the default) sized
-        from the index. With residual token lists (stage "residual", `dse.engines.cascade.warp`):
-        `n_probe` 32, `n_shortlist` 256 (pages the residual scores send to the exact tier), the
-        other stages off. With token lists written before residuals (stage "tokens"): 16,
-        `cascade_tokens.shortlist_for(pages)`, `n_coarse` 256 (pages the centroid interaction
-        keeps), `n_refine` 0 and `n_candidates` 0. With the coarse lists of an index written
-        before token lists: 4, 4096, 512, 64, 64 (the old defaults).
+        from the index by the stage every segment supports (`cascade_search.defaults`):
+        "residual" (`cascade_warp`), "tokens" (token lists without residuals) or "coarse".
         """
         stage = "residual" if self._use_residuals() else "tokens" if self._use_tokens() else "coarse"
-        auto = {"residual": {"n_probe": 32, "n_shortlist": 256, "n_coarse": 0, "n_refine": 0, "n_candidates": 0},
-                "tokens": {"n_probe": 16, "n_shortlist": cascade_tokens.shortlist_for(self._n), "n_coarse": 256,
-                           "n_refine": 0, "n_candidates": 0},
-                "coarse": {"n_probe": 4, "n_shortlist": 4096, "n_coarse": 512, "n_refine": 64,
-                           "n_candidates": 64}}[stage]
+        auto = cascade_search.defaults(stage, self._n)
         out: dict[str, Any] = {"stage": stage}
         for name, default in auto.items():
             value = overrides.get(name)
