@@ -95,7 +95,7 @@ def test_centroid_interaction_kernel_equals_numpy() -> None:
 
 def test_shortlist_equals_the_imputed_score_oracle(random_data) -> None:  # noqa: ANN001
     pages, queries = random_data
-    engine = CascadeEngine()
+    engine = CascadeEngine(residual_bits=0)
     engine.add(pages)
     stacked = engine._token_stack()
     lists = engine._segments[0].tok
@@ -116,7 +116,7 @@ def test_shortlist_equals_the_imputed_score_oracle(random_data) -> None:  # noqa
 @pytest.mark.parametrize("exact_dtype", ["float16", "int8"])
 def test_exhaustive_mode_equals_exact_maxsim(random_data, exact_dtype: str) -> None:  # noqa: ANN001
     pages, queries = random_data
-    engine = CascadeEngine(exact_dtype=exact_dtype)
+    engine = CascadeEngine(exact_dtype=exact_dtype, residual_bits=0)
     engine.add(pages)
     assert engine.knobs()["stage"] == "tokens"
     exact = oracle(queries, pages)  # (nq, pages)
@@ -130,7 +130,7 @@ def test_pruned_search_against_exact_maxsim(data: str, want: float, request: pyt
     """Shortlist 128 and keep 64 of 300 pages: the best page always; ranks 2-10 of random pages are
     near-ties of unrelated pages (no approximation finds them), of near-duplicates they are siblings."""
     pages, queries = request.getfixturevalue(data)
-    engine = CascadeEngine()
+    engine = CascadeEngine(residual_bits=0)
     engine.add(pages)
     exact = oracle(queries, pages)
     _, rows = engine.search(queries, 10, n_shortlist=128, n_coarse=64)
@@ -145,7 +145,7 @@ def test_recall_at_defaults_on_a_small_realistic_corpus() -> None:
     pages = [corpus.page(i) for i in range(corpus.n)]
     targets = np.random.default_rng(7).choice(corpus.n, 16, replace=False)
     queries = [corpus.query(int(t)) for t in targets]
-    engine = CascadeEngine()
+    engine = CascadeEngine(residual_bits=0)
     for a in range(0, corpus.n, 1024):
         engine.add(pages[a : a + 1024])
     knobs = engine.knobs()
@@ -160,7 +160,7 @@ def test_options_round_trip_through_the_manifest(tmp_path: Path, random_data) ->
     from dse.engines.registry import engine_for
 
     pages, queries = random_data
-    engine = CascadeEngine(n_probe=6, n_coarse=40)
+    engine = CascadeEngine(n_probe=6, n_coarse=40, residual_bits=0)
     assert engine.options()["n_shortlist"] is None and engine.options()["token_lists"] is True
     engine.add(pages)
     engine.save(tmp_path)
@@ -176,7 +176,7 @@ def test_options_round_trip_through_the_manifest(tmp_path: Path, random_data) ->
 
 def test_shards_share_one_codebook_and_survive_truncation(tmp_path: Path, random_data) -> None:  # noqa: ANN001
     pages, queries = random_data
-    engine = CascadeEngine()
+    engine = CascadeEngine(residual_bits=0)
     for part in (pages[:150] * 2, pages[150:]):  # 300 pages (trains), then 150 (reuses the codebook)
         engine.add(part)
         engine.save(tmp_path)
@@ -195,7 +195,7 @@ def test_shards_share_one_codebook_and_survive_truncation(tmp_path: Path, random
 
 def test_a_shard_without_token_lists_opens_with_the_coarse_stage(tmp_path: Path, random_data) -> None:  # noqa: ANN001
     pages, queries = random_data
-    engine = CascadeEngine()
+    engine = CascadeEngine(residual_bits=0)
     engine.add(pages)
     engine.save(tmp_path)
     for path in tmp_path.glob("shard-000001.tok-*.npy"):  # as written before token lists existed
@@ -213,10 +213,10 @@ def test_a_shard_without_token_lists_opens_with_the_coarse_stage(tmp_path: Path,
 
 def test_filters_and_small_indexes(random_data) -> None:  # noqa: ANN001
     pages, queries = random_data
-    small = CascadeEngine()
+    small = CascadeEngine(residual_bits=0)
     small.add(pages[:100])  # below MIN_PAGES: no codebook, the coarse stage
     assert small._segments[0].tok is None and small.knobs()["stage"] == "coarse"
-    engine = CascadeEngine()
+    engine = CascadeEngine(residual_bits=0)
     engine.add(pages)
     allowed = np.zeros(PAGES, np.bool_)
     allowed[::7] = True

@@ -8,13 +8,14 @@ import numpy as np
 
 from dse.engines.cascade import tiers as cascade_tiers
 from dse.engines.cascade import tokens as cascade_tokens
+from dse.engines.cascade.residuals import Residuals
 from dse.engines.cascade.tiers import Tiers
 from dse.engines.quantize import int8_encode, pack_signs, pool_tokens
 
 
 def encode_pages(
     pages: Sequence[np.ndarray], dim: int, pool_factor: int, coarse_tokens: int, exact_dtype: str, token_lists: bool,
-    codebook: cascade_tokens.Codebook | None,
+    codebook: cascade_tokens.Codebook | None, bits: int = 0, like: Residuals | None = None,
 ) -> Tiers:
     """The tiers of new pages (float32 (tokens_i, dim) each, checked), as `CascadeEngine.add` appends them.
 
@@ -26,6 +27,8 @@ def encode_pages(
         exact_dtype: "float16" or "int8".
         token_lists: Build token lists.
         codebook: The engine's token codebook (None: none yet).
+        bits: Residual bits a dimension of the residual token lists (0: none).
+        like: Residual lists of `codebook` whose buckets new ones share (None: place new buckets).
     """
     from dse.kernels import kmeans_pages
 
@@ -43,24 +46,28 @@ def encode_pages(
         exact, scales = int8_encode(tokens)  # (T, dim) int8, (T,)
     else:
         exact, scales = tokens.astype(np.float16), np.ones(len(tokens), np.float32)  # (T, dim), (T,)
-    tok = encode_tokens(tokens, offsets, codebook) if token_lists else None
+    tok = encode_tokens(tokens, offsets, codebook, bits, like) if token_lists else None
     return cascade_tiers.with_codebook(
         pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets, *int8_encode(coarse), spans,
         tok)
 
 
 def encode_tokens(
-    tokens: np.ndarray, offsets: np.ndarray, codebook: cascade_tokens.Codebook | None
+    tokens: np.ndarray, offsets: np.ndarray, codebook: cascade_tokens.Codebook | None, bits: int = 0,
+    like: Residuals | None = None,
 ) -> cascade_tokens.TokenLists | None:
     """Token lists of new pages: `codebook`, or a new one when these pages alone would train one at
-    least 4x larger (or there is none yet and they are at least `MIN_PAGES`)."""
+    least 4x larger (or there is none yet and they are at least `MIN_PAGES`); with residual lists
+    of `bits` bits (0: none) sharing `like`'s buckets while the codebook is `codebook`."""
     if not len(tokens):
         return None
     book = codebook
     wanted = cascade_tokens.centroids_for(len(tokens))
     if len(offsets) - 1 >= cascade_tokens.MIN_PAGES and (book is None or 4 * len(book.centroids) <= wanted):
         book = cascade_tokens.train(tokens)
-    return None if book is None else cascade_tokens.encode(book, tokens, offsets)
+    if book is None:
+        return None
+    return cascade_tokens.encode(book, tokens, offsets, bits, like if book is codebook else None)
 
 
 def group_by_cluster(

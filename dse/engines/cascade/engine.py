@@ -1,16 +1,24 @@
-"""Multi-vector cascade search: token-level inverted lists, centroid interaction, then MaxSim.
+"""Multi-vector cascade search: residual token lists (WARP), then exact MaxSim.
 
 Tiers, each cheaper and coarser than the next:
 
-0. *token lists* (`dse.engines.cascade.tokens`, PLAID / WARP style): every (pooled) token has
-   the id of its nearest centroid in a k-means codebook of real page tokens, shared by the
-   shards. A query token probes its `n_probe` nearest centroids; a page scores the sum over
-   query tokens of its best probed centroid's similarity, the best unprobed one's when it has
-   none (WARP's imputation); the best `n_shortlist` pages go on. Then the centroid interaction
-   (every distinct centroid of the page's tokens, memory-mapped forward lists) keeps `n_coarse`.
-   Shards written before token lists (no ``.tok-*`` files) keep the old stage 0, *coarse lists*
-   (`dse.engines.ivf.coarse`: lists over each segment's coarse tokens, then the binary
-   coarse stage keeps `n_coarse`); `token_lists=False` builds that old layout.
+0. *residual token lists* (`dse.engines.cascade.residuals`, `warp`; ColBERTv2 / PLAID
+   compression, WARP's search): every (pooled) token has the id of its nearest centroid in a
+   k-means codebook of real page tokens (`dse.engines.cascade.tokens`, shared by the shards) and
+   its residual in `residual_bits` bits a dimension. A query token probes its `n_probe` nearest
+   centroids and scores every token of their lists as centroid similarity plus decoded
+   residual; a page scores the sum over query tokens of its best such token, the best unprobed
+   centroid's similarity when it has none (WARP's imputation). The best `n_shortlist` pages go
+   on to the exact tier. Unlike centroids alone, the residuals tell apart near-duplicate
+   siblings that share their centroids.
+   Indexes written before residual lists (``residual_bits=0``, or shards without
+   ``.tok-res-*`` files) keep the *token lists* stage: a page scores its best probed
+   centroid's similarity per query token (no residuals), the best `n_shortlist` go on, then
+   PLAID's centroid interaction (every distinct centroid of the page's tokens, memory-mapped
+   forward lists) keeps `n_coarse`. Shards written before token lists (no ``.tok-*`` files)
+   keep the oldest stage 0, *coarse lists* (`dse.engines.ivf.coarse`: lists over each
+   segment's coarse tokens, then the binary coarse stage keeps `n_coarse`);
+   `token_lists=False` builds that layout.
 1. *coarse* (resident in memory): the page summarised in `coarse_tokens` tokens (spherical
    k-means, `kernels.kmeans_pages`), sign-binarised (16 bytes a token at dim 128), and stored as
    int8 (memory-mapped, 128 bytes a token): MaxSim of the float query against them keeps the
@@ -22,9 +30,9 @@ Tiers, each cheaper and coarser than the next:
 
 Knobs (recall for speed): `n_probe`, `n_shortlist`, `n_coarse`, `n_refine` and `n_candidates`,
 set on the engine (recorded in the manifest) or per call of `search`; None (the default) sizes
-them from the index (`CascadeEngine.knobs`: with token lists 16, pages / 16 in [1024, 16384],
-256, 0, 0: the coarse-token and sign-bit stages rank near-duplicate siblings worse than the
-centroid interaction, so by default the exact tier gets the 256 pages it keeps). 0 turns a
+them from the index (`CascadeEngine.knobs`: with residual lists 32, 256, 0, 0, 0: the exact
+tier gets the 256 pages the residual scores keep; with token lists only 16, pages / 16 in
+[1024, 16384], 256, 0, 0). 0 turns a
 stage off: `n_probe=0` sends every page on; `n_coarse=0` skips the centroid interaction (or the
 coarse tier); `n_candidates=0` keeps every page that reaches the bits. `n_probe=0, n_coarse=0,
 n_candidates=0` is the exhaustive mode: every allowed page is scored on the exact tier, equal
@@ -38,6 +46,7 @@ On disk: one set of files per shard, described in `dse.engines.cascade.tiers`, a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,6 +56,7 @@ from dse.engines.cascade import probe as cascade_probe
 from dse.engines.cascade import search as cascade_search
 from dse.engines.cascade import tiers as cascade_tiers
 from dse.engines.cascade import tokens as cascade_tokens
+from dse.engines.cascade import warp as cascade_warp
 from dse.engines.cascade.encode import encode_pages
 from dse.engines.cascade.tiers import EXACT_DTYPES, Tiers
 from dse.engines.files import load_npy, save_npy, shard_path
@@ -75,6 +85,8 @@ class CascadeEngine(SegmentedEngine):
         cluster_probe: Coarse clusters of a page scanned per query token on an int8 exact tier
             (0: every token, exact MaxSim).
         token_lists: Build token lists for new pages (False: the coarse-list layout of old indexes).
+        residual_bits: Bits a dimension of the residual token lists built for new pages (2 or 4; 0:
+            none, the centroid-only token stage of indexes written before them).
     """
 
     kind: ClassVar[VectorKind] = "multi"
@@ -84,7 +96,7 @@ class CascadeEngine(SegmentedEngine):
         self, dim: int | None = None, mode: str = "cascade", exact_dtype: str = "float16", pool_factor: int = 1,
         coarse_tokens: int = 32, n_probe: int | None = None, n_shortlist: int | None = None,
         n_coarse: int | None = None, n_refine: int | None = None, n_candidates: int | None = None,
-        cluster_probe: int = 0, token_lists: bool = True,
+        cluster_probe: int = 0, token_lists: bool = True, residual_bits: int = 2,
     ) -> None:
         super().__init__(dim)
         if mode != "cascade":
@@ -106,6 +118,10 @@ class CascadeEngine(SegmentedEngine):
         self.n_probe = None if n_probe is None else int(n_probe)
         self.n_shortlist = None if n_shortlist is None else int(n_shortlist)
         self.token_lists = token_lists
+        if isinstance(residual_bits, bool) or residual_bits not in (0, 2, 4):
+            raise ValueError(f"residual_bits must be 0, 2 or 4, got {residual_bits!r}")
+        self.residual_bits = int(residual_bits)
+        self._like: Any = None  # the residual lists of the engine's codebook whose buckets new pages share
         self.n_coarse, self.n_refine, self.n_candidates = (None if v is None else int(v)
                                                            for v in (n_coarse, n_refine, n_candidates))
         self.cluster_probe = int(cluster_probe)
@@ -123,28 +139,29 @@ class CascadeEngine(SegmentedEngine):
         return {"mode": "cascade", "dim": self._dim, "exact_dtype": self.exact_dtype, "pool_factor": self.pool_factor,
                 "coarse_tokens": self.coarse_tokens, "n_probe": self.n_probe, "n_shortlist": self.n_shortlist,
                 "n_coarse": self.n_coarse, "n_refine": self.n_refine, "n_candidates": self.n_candidates,
-                "cluster_probe": self.cluster_probe, "token_lists": self.token_lists}
+                "cluster_probe": self.cluster_probe, "token_lists": self.token_lists,
+                "residual_bits": self.residual_bits}
 
     def knobs(self, **overrides: int | None) -> dict[str, Any]:
         """The effective settings of a search: the first stage used and every knob, resolved.
 
         A knob is the call's override, else the engine's option, else (None, the default) sized
-        from the index. With token lists: `n_probe` 16, `n_shortlist`
-        `cascade_tokens.shortlist_for(pages)`, `n_coarse` 256 (pages the centroid interaction
-        keeps), `n_refine` 0 and `n_candidates` 0 (the coarse-token and sign-bit stages rank
-        near-duplicates worse than centroid interaction). With the coarse lists of an index
-        written before token lists: 4, 4096, 512, 64, 64 (the old defaults).
+        from the index by the stage every segment supports (`cascade_search.defaults`):
+        "residual" (`cascade_warp`), "tokens" (token lists without residuals) or "coarse".
         """
-        tokens = self._use_tokens()
-        auto = ({"n_probe": 16, "n_shortlist": cascade_tokens.shortlist_for(self._n), "n_coarse": 256, "n_refine": 0,
-                 "n_candidates": 0} if tokens else
-                {"n_probe": 4, "n_shortlist": 4096, "n_coarse": 512, "n_refine": 64, "n_candidates": 64})
-        out: dict[str, Any] = {"stage": "tokens" if tokens else "coarse"}
+        stage = "residual" if self._use_residuals() else "tokens" if self._use_tokens() else "coarse"
+        auto = cascade_search.defaults(stage, self._n)
+        out: dict[str, Any] = {"stage": stage}
         for name, default in auto.items():
             value = overrides.get(name)
             value = getattr(self, name) if value is None else value
             out[name] = int(default if value is None else value)
         return out
+
+    def _use_residuals(self) -> bool:
+        """True when every segment has residual token lists (or is too small to need them)."""
+        has = [seg.tok is not None and seg.tok.res is not None for seg in self._segments]
+        return any(has) and all(h or seg.pages < cascade_tokens.MIN_PAGES for h, seg in zip(has, self._segments))
 
     def _use_tokens(self) -> bool:
         """True when every segment has token lists (or is too small to need them)."""
@@ -158,6 +175,7 @@ class CascadeEngine(SegmentedEngine):
             total += seg.coarse.nbytes + seg.coarse_offsets.nbytes + seg.offsets.nbytes + seg.codebook.nbytes
             total += 0 if seg.lists is None else seg.lists.offsets.nbytes + seg.lists.pages.nbytes
             total += 0 if seg.tok is None else seg.tok.fwd_offsets.nbytes
+            total += 0 if seg.tok is None or seg.tok.res is None else seg.tok.res.offsets.nbytes
         if self._tokens is not None:
             total += self._tokens.nbytes
         return total
@@ -197,7 +215,7 @@ class CascadeEngine(SegmentedEngine):
 
     def prepare(self) -> None:
         """Stack the inverted lists now (the first search would)."""
-        if self._n:
+        if self._n and not self._use_residuals():
             self._token_stack() if self._use_tokens() else self._stacked()
 
     def _copy_containers(self) -> None:
@@ -208,6 +226,7 @@ class CascadeEngine(SegmentedEngine):
         self._lists = self._tokens = None  # the stacked lists are rebuilt on the next search
         if segment.tok is not None and segment.pages:
             self._codebook = segment.tok.codebook
+            self._like = segment.tok.res if segment.tok.res is not None else self._like
         super()._append(segment)
 
     def add(self, vectors: Sequence[Any]) -> None:
@@ -221,7 +240,7 @@ class CascadeEngine(SegmentedEngine):
             return
         book = self._codebook if self.token_lists else None
         self._append(encode_pages(pages, self._dim or 0, self.pool_factor, self.coarse_tokens, self.exact_dtype,
-                                  self.token_lists, book))
+                                  self.token_lists, book, self.residual_bits, self._like))
 
     def search(
         self, queries: Sequence[Any], k: int, allowed: np.ndarray | None = None, n_coarse: int | None = None,
@@ -258,6 +277,10 @@ class CascadeEngine(SegmentedEngine):
         n1 = max(knobs["n_coarse"], nr, n2, kk) if knobs["n_coarse"] else 0
         tokens, n0, probe = knobs["stage"] == "tokens", max(knobs["n_shortlist"], n1, kk), knobs["n_probe"]
         clusters = self.cluster_probe if cluster_probe is None else int(cluster_probe)
+        if knobs["stage"] == "residual":
+            found = [cascade_warp.search_one(self, q, rows, mask, kk, n0, n2, probe, clusters) for q in qs]
+            return (np.stack([f[0] for f in found]).astype(np.float32),
+                    np.stack([f[1] for f in found]).astype(np.int64))
         if tokens:
             stacked = self._token_stack()
         else:
@@ -300,12 +323,15 @@ class CascadeEngine(SegmentedEngine):
             if a < b:
                 parts.append(seg if (a, b) == (0, seg.pages) else seg.rows(a, b))
         book = self._codebook if self.token_lists else None
-        tiers = cascade_tiers.concat(parts, self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype], book)
+        tiers = cascade_tiers.concat(parts, self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype], book,
+                                     self.residual_bits if self.token_lists else 0)
         cascade_tiers.save(directory, number, tiers, self.exact_dtype == "int8")
 
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         offsets = np.array(load_npy(shard_path(directory, number, self.marker)))
         save_npy(shard_path(directory, number, self.marker), offsets[: keep + 1])  # first: data stays a superset
         tiers = cascade_tiers.read(directory, number, self.exact_dtype, self._dim, self._codebooks).rows(0, keep)
-        cascade_tiers.save(directory, number, cascade_tiers.concat(
-            [tiers], self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype]), self.exact_dtype == "int8")
+        cut = cascade_tiers.concat([tiers], self._words, self._dim or 0, EXACT_DTYPES[self.exact_dtype])
+        if cut.tok is not None:  # the residual files stay as they are: a superset, filtered on reading
+            cut = replace(cut, tok=replace(cut.tok, res=None))
+        cascade_tiers.save(directory, number, cut, self.exact_dtype == "int8")

@@ -13,6 +13,16 @@ from dse.engines.quantize import pack_signs
 from dse.engines.results import topk
 
 
+def defaults(stage: str, n_pages: int) -> dict[str, int]:
+    """The knobs a search of `stage` ("residual", "tokens" or "coarse") uses on `n_pages` pages when none is set."""
+    from dse.engines.cascade.tokens import shortlist_for
+
+    return {"residual": {"n_probe": 32, "n_shortlist": 256, "n_coarse": 0, "n_refine": 0, "n_candidates": 0},
+            "tokens": {"n_probe": 16, "n_shortlist": shortlist_for(n_pages), "n_coarse": 256, "n_refine": 0,
+                       "n_candidates": 0},
+            "coarse": {"n_probe": 4, "n_shortlist": 4096, "n_coarse": 512, "n_refine": 64, "n_candidates": 64}}[stage]
+
+
 def search_one(
     engine: Any, q: np.ndarray, rows: np.ndarray, mask: np.ndarray, kk: int, sizes: tuple[int, int, int, int],
     probe: int, tokens: bool, stacked: Any, clusters: int,

@@ -93,11 +93,13 @@ def with_codebook(
                 codes, tok)
 
 
-def concat(parts: list[Tiers], words: int, dim: int, dtype: Any, codebook: Codebook | None = None) -> Tiers:
+def concat(
+    parts: list[Tiers], words: int, dim: int, dtype: Any, codebook: Codebook | None = None, bits: int = 0,
+) -> Tiers:
     """One `Tiers` holding `parts` back to back (copies); retrains the coarse codebook unless shared.
 
     The token lists are concatenated when every part has them with one codebook, else the
-    tokens are encoded with `codebook` (no token lists when None).
+    tokens are encoded with `codebook` (no token lists when None) and residual `bits`.
     """
 
     def offsets(arrays: list[np.ndarray]) -> np.ndarray:
@@ -118,7 +120,7 @@ def concat(parts: list[Tiers], words: int, dim: int, dtype: Any, codebook: Codeb
         tok = cascade_tokens.concat(toks)
     elif codebook is not None and len(arrays[3]):
         tokens = int8_decode(arrays[3], arrays[4]) if arrays[3].dtype == np.int8 else arrays[3]  # (T, dim)
-        tok = cascade_tokens.encode(codebook, tokens, arrays[5])
+        tok = cascade_tokens.encode(codebook, tokens, arrays[5], bits)
     else:
         tok = None
     if len(parts) == 1 and len(parts[0].codebook):
@@ -170,7 +172,7 @@ def read(
         raise ValueError(f"{shard_path(directory, number, '.coarse-int8.npy')}: does not fit the shard")
     coarse, coarse_int8, coarse_scales, spans = coarse[:c_end], coarse_int8[:c_end], coarse_scales[:c_end], spans[: c_end + 1]
     bits, exact, scales, codes = bits[:t_end], exact[:t_end], scales[:t_end], codes[:c_end] if len(codebook) else codes[:0]
-    tok = cascade_tokens.read(directory, number, pages, {} if cache is None else cache)
+    tok = cascade_tokens.read(directory, number, pages, {} if cache is None else cache, t_end)
     return make(np.array(coarse), coarse_offsets, bits, exact, scales, offsets, coarse_int8, coarse_scales,
                 spans, np.array(codebook, np.float32), np.array(codes), tok)
 

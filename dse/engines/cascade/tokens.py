@@ -22,22 +22,24 @@ committed once everything it refers to is on disk).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from dse.engines.cascade import residuals as cascade_residuals
+from dse.engines.cascade.residuals import Residuals
 from dse.engines.files import load_npy, save_npy
 
 MIN_PAGES = 256  # segments with fewer pages never train a codebook (they reuse one, or go on unpruned)
-MAX_CENTROIDS = 4096  # most centroids a codebook trains (the query pays 4096 x query_tokens dot products)
+MAX_CENTROIDS = 16384  # most centroids a codebook trains (the query pays 16384 x query_tokens dot products)
 _TOKENS_PER_CENTROID = 64  # tokens of the training segment per centroid
 _POINTS_PER_CENTROID = 32  # k-means sample per centroid
 FILES = (".tok-ref.npy", ".tok-list-offsets.npy", ".tok-list-pages.npy", ".tok-fwd-offsets.npy", ".tok-fwd-codes.npy")
 
 
 def centroids_for(n_tokens: int) -> int:
-    """Codebook size for a segment of `n_tokens` tokens: a power of two in [64, 4096] near n / 64."""
+    """Codebook size for a segment of `n_tokens` tokens: a power of two in [64, MAX_CENTROIDS] near n / 64."""
     target = max(n_tokens // _TOKENS_PER_CENTROID, 64)
     return int(min(1 << int(np.round(np.log2(target))), MAX_CENTROIDS))
 
@@ -72,11 +74,13 @@ class TokenLists:
     list_pages: np.ndarray  # (pairs,) int32 local pages, ascending within a list
     fwd_offsets: np.ndarray  # (pages + 1,) int64
     fwd_codes: np.ndarray  # (pairs,) int32 distinct centroid ids of each page, ascending
+    res: Residuals | None = None  # every token by centroid, residual-compressed (None: not built)
 
     def rows(self, a: int, b: int) -> TokenLists:
         """Pages [a, b) (the forward lists are sliced, the posting lists rebuilt)."""
         f0, f1 = self.fwd_offsets[a], self.fwd_offsets[b]
-        return from_forward(self.codebook, self.fwd_offsets[a : b + 1] - f0, np.asarray(self.fwd_codes[f0:f1]))
+        out = from_forward(self.codebook, self.fwd_offsets[a : b + 1] - f0, np.asarray(self.fwd_codes[f0:f1]))
+        return out if self.res is None else replace(out, res=self.res.rows(a, b))
 
 
 def train(tokens: np.ndarray, seed: int = 0) -> Codebook:
@@ -85,11 +89,11 @@ def train(tokens: np.ndarray, seed: int = 0) -> Codebook:
 
     k = centroids_for(len(tokens))
     rng = np.random.default_rng(seed)
-    per = _POINTS_PER_CENTROID if k <= 4096 else 8  # large codebooks: a smaller sample, fewer iterations
+    per = _POINTS_PER_CENTROID if k <= 4096 else 16  # large codebooks: a smaller sample, fewer iterations
     n = min(len(tokens), k * per)
     pick = np.sort(rng.choice(len(tokens), n, replace=False)) if n < len(tokens) else np.arange(len(tokens))
     x = np.ascontiguousarray(np.asarray(tokens[pick], np.float32))  # (n, dim)
-    kmeans = faiss.Kmeans(x.shape[1], k, niter=8 if k <= 4096 else 5, spherical=True, seed=seed, verbose=False,
+    kmeans = faiss.Kmeans(x.shape[1], k, niter=8 if k <= 4096 else 6, spherical=True, seed=seed, verbose=False,
                           max_points_per_centroid=per, min_points_per_centroid=1)
     kmeans.train(x)
     return Codebook.of(kmeans.centroids)
@@ -113,15 +117,22 @@ def assign(codebook: Codebook, tokens: np.ndarray) -> np.ndarray:
     return codes
 
 
-def encode(codebook: Codebook, tokens: np.ndarray, offsets: np.ndarray) -> TokenLists:
-    """The token lists of pages `offsets` over `tokens` (T, dim) with `codebook`."""
+def encode(
+    codebook: Codebook, tokens: np.ndarray, offsets: np.ndarray, bits: int = 0, like: Residuals | None = None,
+) -> TokenLists:
+    """The token lists of pages `offsets` over `tokens` (T, dim) with `codebook`, and with `bits` > 0
+    their residual lists (`cascade_residuals.encode`; buckets of `like` when it is of this codebook)."""
     codes = assign(codebook, tokens)  # (T,)
     k = len(codebook.centroids)
     page = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))  # (T,)
     keys = np.unique(page * k + codes)  # (pairs,) sorted by page, then centroid
     pages, cents = np.divmod(keys, k)  # (pairs,) each
     fwd_offsets = np.searchsorted(pages, np.arange(len(offsets))).astype(np.int64)  # (pages + 1,)
-    return from_forward(codebook, fwd_offsets, cents.astype(np.int32))
+    lists = from_forward(codebook, fwd_offsets, cents.astype(np.int32))
+    if not bits or not len(tokens):
+        return lists
+    res = cascade_residuals.encode(codebook.centroids, tokens, offsets, codes, bits, like)
+    return replace(lists, res=res)
 
 
 def from_forward(codebook: Codebook, fwd_offsets: np.ndarray, fwd_codes: np.ndarray) -> TokenLists:
@@ -137,7 +148,10 @@ def from_forward(codebook: Codebook, fwd_offsets: np.ndarray, fwd_codes: np.ndar
 def concat(parts: list[TokenLists]) -> TokenLists:
     """Lists of consecutive segments sharing one codebook, back to back."""
     fwd = np.concatenate([[0]] + [np.diff(p.fwd_offsets) for p in parts]).cumsum().astype(np.int64)  # (pages + 1,)
-    return from_forward(parts[0].codebook, fwd, np.concatenate([np.asarray(p.fwd_codes) for p in parts]))
+    out = from_forward(parts[0].codebook, fwd, np.concatenate([np.asarray(p.fwd_codes) for p in parts]))
+    if not all(p.res is not None for p in parts):
+        return out
+    return replace(out, res=cascade_residuals.concat([p.res for p in parts], [len(p.fwd_offsets) - 1 for p in parts]))
 
 
 def save(directory: Path, number: int, lists: TokenLists) -> None:
@@ -151,10 +165,13 @@ def save(directory: Path, number: int, lists: TokenLists) -> None:
     arrays = (ref, lists.list_offsets, lists.list_pages, lists.fwd_offsets, lists.fwd_codes)
     for suffix, array in zip(FILES, arrays):
         save_npy(shard_path(directory, number, suffix), array)
+    if lists.res is not None:
+        cascade_residuals.save(directory, number, lists.res)
 
 
-def read(directory: Path, number: int, pages: int, cache: dict[str, Codebook]) -> TokenLists | None:
-    """Shard `number`'s token lists (None for a shard written before token lists existed).
+def read(directory: Path, number: int, pages: int, cache: dict[str, Codebook], tokens: int = -1) -> TokenLists | None:
+    """Shard `number`'s token lists (None for a shard written before token lists existed), with their
+    residual lists when the shard has them (`tokens`: the shard's token count; -1: do not read them).
 
     Raises:
         ValueError: the files do not fit the shard.
@@ -173,8 +190,10 @@ def read(directory: Path, number: int, pages: int, cache: dict[str, Codebook]) -
         raise ValueError(f"{shard_path(directory, number, FILES[1])}: token lists do not fit the shard")
     exact = (len(stored_offsets) == pages + 1 and len(fwd_codes) == fwd_offsets[-1]
              and len(list_pages) == list_offsets[-1] == fwd_offsets[-1])
+    res = (None if tokens < 0 else
+           cascade_residuals.read(directory, number, pages, tokens, len(cache[key].centroids)))
     if exact:  # the posting lists on disk are this shard's
-        return TokenLists(cache[key], np.asarray(list_offsets, np.int64), list_pages, fwd_offsets, fwd_codes)
+        return TokenLists(cache[key], np.asarray(list_offsets, np.int64), list_pages, fwd_offsets, fwd_codes, res)
     # longer than the shard's pages (a cut, or a cut interrupted half-way): the forward lists are
     # cut to the pages and the posting lists derived from them
-    return from_forward(cache[key], fwd_offsets, np.asarray(fwd_codes[: fwd_offsets[-1]]))
+    return replace(from_forward(cache[key], fwd_offsets, np.asarray(fwd_codes[: fwd_offsets[-1]])), res=res)
