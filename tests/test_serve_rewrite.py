@@ -135,3 +135,27 @@ def test_a_server_without_rewriters_refuses_one(text_index: Path) -> None:
         status, doc = _post(url, {"query": "bread", "rewrite": "prf"})
         assert status == 422 and "'prf' is not offered" in doc["detail"] and "offered: none" in doc["detail"]
         assert dse.Client(url).info()["rewriters"] == []
+
+
+def test_a_slow_rewrite_does_not_hold_a_search_thread(text_index: Path, chat: ChatServer,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    import threading
+
+    args = ["--rewrite", "llm", "--rewrite-url", chat.url, "--rewrite-model", "tiny-chat", "--search-threads", "1"]
+    env = {"DSE_CACHE_DIR": str(tmp_path_factory.mktemp("serve-rewrite-slow"))}
+    with serve_index(text_index, args=args, env=env) as url:
+        answers: list[int] = []
+        chat.delay = 6.0
+        try:
+            slow = threading.Thread(target=lambda: answers.append(_post(url, {"query": "a slow one", "rewrite": "llm"})[0]))
+            slow.start()
+            for _ in range(100):  # until the endpoint holds the rewrite
+                if any(r[2]["messages"][-1]["content"].startswith("a slow one") for r in chat.requests):
+                    break
+                threading.Event().wait(0.05)
+            status, doc = _post(url, {"query": "which bird dives fastest"})  # the only search thread is free meanwhile
+            assert status == 200 and doc["hits"] and slow.is_alive()
+        finally:
+            chat.delay = 0.0
+        slow.join(30)
+        assert answers == [200]

@@ -61,12 +61,25 @@ def index_info(request: Request) -> dict[str, Any]:
 async def search(body: SearchRequest, request: Request) -> Any:
     # the work runs on the service's few search threads (`--search-threads`), not on the pool of
     # 40 that the other routes share: more threads than cores only fight over the GIL
+    import anyio
+
     svc = _service(request)
-    return await svc.run_search(_search, svc, body)
+    rewrites = None
+    if body.rewrite is not None:  # an LLM's seconds run on the shared pool, never holding a search thread
+        texts = [body.query] if body.query is not None else list(body.queries or [])
+        _check_lengths(svc, texts)
+        rewrites = await anyio.to_thread.run_sync(_rewrite, svc, body, texts)
+    return await svc.run_search(_search, svc, body, rewrites)
 
 
-def _search(svc: Service, body: SearchRequest) -> Response:
-    """A search request's answer (on a search thread)."""
+def _check_lengths(svc: Service, texts: list[str]) -> None:
+    """422 for a query longer than this server takes."""
+    if any(len(q) > MAX_QUERY_CHARS or len(q) > svc.config.max_query_chars for q in texts):
+        raise ApiError(422, f"a query is longer than {min(MAX_QUERY_CHARS, svc.config.max_query_chars)} characters")
+
+
+def _search(svc: Service, body: SearchRequest, rewrites: Any = None) -> Response:
+    """A search request's answer (on a search thread); `rewrites`: the queries' rewrites, made before."""
     from dse.encoders.hub import ModelLoadError
     from dse.encoders.query_length import fit_encoder_queries
     from dse.extras import MissingExtraError
@@ -84,8 +97,7 @@ def _search(svc: Service, body: SearchRequest) -> Response:
         texts = [body.query or ""]
     else:
         queries = list(texts)
-    if any(len(q) > MAX_QUERY_CHARS or len(q) > svc.config.max_query_chars for q in texts):
-        raise ApiError(422, f"a query is longer than {min(MAX_QUERY_CHARS, svc.config.max_query_chars)} characters")
+    _check_lengths(svc, texts)
     if body.k > svc.config.max_k:
         raise ApiError(422, f"k={body.k} is over this server's limit of {svc.config.max_k} (dse serve --max-k)")
     options: dict[str, Any] = {"mode": body.mode, "fusion": body.fusion, "weight": body.weight, "rrf_k": body.rrf_k,
@@ -97,7 +109,6 @@ def _search(svc: Service, body: SearchRequest) -> Response:
         options.update(rerank=reranker, alpha=body.alpha, depth=max(body.depth, body.k))
     mode = body.mode or ("text" if svc.index.manifest.kind == "text" else "visual")
     started = time.perf_counter()
-    rewrites = _rewrite(svc, body, texts)  # before a search slot: an LLM's seconds never hold one
     if rewrites is not None:
         queries = [r.text for r in rewrites]
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,6 +29,7 @@ class ChatServer:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.mode = "ok"
+        self.delay = 0.0  # seconds each answer waits (a slow model)
         self._lock = threading.Lock()
         outer = self
 
@@ -37,6 +39,8 @@ class ChatServer:
                 body = json.loads(raw)
                 with outer._lock:
                     outer.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                if outer.delay:
+                    time.sleep(outer.delay)
                 if outer.mode == "500":
                     self._send(500, b'{"error": "boom"}')
                 elif outer.mode == "bad-json":
