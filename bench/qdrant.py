@@ -1,13 +1,16 @@
 """Qdrant backend vs the embedded index on the realistic multi-vector corpus of bench/late.py.
 
     python bench/qdrant.py --pages 20000 --tokens 128 --queries 30 --qdrant edge \
-        --prefetch 200,1000,2000,5000 --pooling mean,grid --grid-rows 16      # last line is JSON
+        --prefetch 200,1000,2000,5000 --pooling mean,grid --grid-rows 16 \
+        --sparse presence,sim --n-probe 1,4                                  # last line is JSON
 
 Both backends get the same pages (bench/corpus_late.py's RealisticCorpus), committed in groups
 of 100 through `IndexBackend.add_sources`: the embedded index directory (exact MaxSim engine,
 the oracle) and `QdrantIndex`, once per pooling (`mean`: page-mean prefetch; `grid`: row and
-column means of `--grid-rows` rows of consecutive tokens, the corpus having no patch grid), then
-exact MaxSim over the multivector field. Reported: build time (edge: HNSW optimisation
+column means of `--grid-rows` rows of consecutive tokens, the corpus having no patch grid), and
+once per `--sparse` variant (``first_stage: sparse-centroids``: a k-means codebook of page tokens
+trained while the pages are added, a sparse bag-of-centroids vector per page, probed by
+`--n-probe` centroids per query token), then exact MaxSim over the multivector field. Reported: build time (edge: HNSW optimisation
 included), warm p50/p95 of one query per call (no query encoding), recall@10 against exact
 MaxSim at each prefetch limit (and `--hnsw-ef` values). `--qdrant local` is qdrant-client's local
 mode, brute force in Python (no HNSW): its latencies say nothing of a server; `--qdrant edge` is
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -81,6 +85,13 @@ def main() -> None:
     p.add_argument("--grid-rows", type=int, default=16,
                    help="grid pooling: rows of consecutive tokens a page is read as (the corpus has no patch grid)")
     p.add_argument("--hnsw-ef", default="0", help="HNSW ef of the prefetch stage to measure (0: Qdrant's default)")
+    p.add_argument("--sparse", default="",
+                   help="sparse-centroids first stages to measure: centroid weights (presence, count, sim), "
+                        "'+idf' for Qdrant's IDF modifier, e.g. presence,sim,sim+idf (empty: none)")
+    p.add_argument("--n-probe", default="1,4", help="sparse-centroids: centroids probed per query token")
+    p.add_argument("--prefetch-pooled", default="0",
+                   help="sparse-centroids: page-mean candidates added to the sparse ones (0: none)")
+    p.add_argument("--centroids", type=int, default=8192, help="sparse-centroids: largest codebook")
     p.add_argument("--qdrant", default="local",
                    help="local (qdrant-client's local mode), edge (qdrant-edge-py) or a Qdrant URL")
     args = p.parse_args()
@@ -96,22 +107,41 @@ def main() -> None:
         result["embedded_exact"] = {"build_s": round(t_emb, 2), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2)}
         print(f"embedded exact MaxSim: build {t_emb:.1f} s, p50 {p50:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
         emb.close()
-        for pooling in args.pooling.split(","):
-            options = {"qdrant": location(args.qdrant, Path(tmp) / f"qdrant-{pooling}"), "collection": f"bench-{pooling}",
-                       "pooling": pooling, **({"grid_rows": args.grid_rows} if pooling == "grid" else {})}
-            qd, t_q = build("qdrant", Path(tmp) / f"qd-{pooling}", corpus, args.pages, args.dim, options)
-            result[f"qdrant_{pooling}_build_s"] = round(t_q, 2)
-            result[f"qdrant_{pooling}_build_ratio"] = round(t_q / t_emb, 2)
+        variants = [(f"qdrant_{pooling}", {"pooling": pooling, **({"grid_rows": args.grid_rows}
+                                                              if pooling == "grid" else {})})
+                    for pooling in args.pooling.split(",") if pooling]
+        variants += [(f"qdrant_sparse_{w.replace('+', '_')}", {
+            "first_stage": "sparse-centroids", "centroid_weight": w.split("+")[0], "centroid_idf": w.endswith("+idf"),
+            "centroids": args.centroids}) for w in args.sparse.split(",") if w]
+        for label, variant in variants:
+            options = {"qdrant": location(args.qdrant, Path(tmp) / label), "collection": label, **variant}
+            qd, t_q = build("qdrant", Path(tmp) / f"qd-{label}", corpus, args.pages, args.dim, options)
+            result[f"{label}_build_s"] = round(t_q, 2)
+            result[f"{label}_build_ratio"] = round(t_q / t_emb, 2)
+            books = qd.manifest.store["qdrant"].get("centroids", {}).get("codebooks", [])
+            if books:
+                result[f"{label}_codebook"] = books[-1]["size"]
+                print(f"{label}: codebook of {books[-1]['size']} centroids (generation {books[-1]['generation']})",
+                      file=sys.stderr)
+            sparse = variant.get("first_stage") == "sparse-centroids"
+            knobs = [(probe, pooled) for probe in args.n_probe.split(",") for pooled in args.prefetch_pooled.split(",")]
             for ef in (int(x) for x in args.hnsw_ef.split(",")):
-                for limit in (int(x) for x in args.prefetch.split(",")):
-                    qd.options.update(prefetch=limit, hnsw_ef=ef or None)
-                    got, p50, p95 = timed(qd, queries, 10)
-                    recall = float(np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(got, exact)]))
-                    name = f"qdrant_{pooling}_prefetch_{limit}" + (f"_ef_{ef}" if ef else "")
-                    result[name] = {"recall@10": round(recall, 4), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2),
-                                    "p50_ratio": round(p50 / result["embedded_exact"]["p50_ms"], 2)}
-                    print(f"{name}: recall@10 {recall:.3f}, p50 {p50:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
+                for probe, pooled in knobs if sparse else [(None, None)]:
+                    for limit in (int(x) for x in args.prefetch.split(",")):
+                        qd.options.update(prefetch=limit, hnsw_ef=ef or None)
+                        name = f"{label}_prefetch_{limit}" + (f"_ef_{ef}" if ef else "")
+                        if sparse:
+                            qd.options.update(n_probe=int(probe), prefetch_pooled=int(pooled))
+                            name += f"_probe_{probe}" + (f"_pooled_{pooled}" if int(pooled) else "")
+                        got, p50, p95 = timed(qd, queries, 10)
+                        recall = float(np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(got, exact)]))
+                        result[name] = {"recall@10": round(recall, 4), "p50_ms": round(p50, 2),
+                                        "p95_ms": round(p95, 2),
+                                        "p50_ratio": round(p50 / result["embedded_exact"]["p50_ms"], 2)}
+                        print(f"{name}: recall@10 {recall:.3f}, p50 {p50:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
             qd.close()
+            for folder in (Path(tmp) / label, Path(tmp) / f"qd-{label}"):  # bound the disk used: one collection at a time
+                shutil.rmtree(folder, ignore_errors=True)
     result["load_after"] = "%.1f %.1f %.1f" % os.getloadavg()
     print(json.dumps(result))
 

@@ -1,5 +1,6 @@
 """One suite, every backend: the embedded index directory and Qdrant: qdrant-client's local mode
-(with the page-mean and the grid pooling of multi-vector pages) and qdrant-edge-py (`edge:PATH`).
+(with the page-mean and the grid pooling of multi-vector pages, and the sparse-centroids first
+stage) and qdrant-edge-py (`edge:PATH`).
 
 Precomputed random vectors (multi- and single-vector) are checked against brute-force exact
 scores; filters, text search, delete, update and move behave the same on both backends.
@@ -16,7 +17,8 @@ from dse.backends import NewPage, NewSource, backend_class, open_backend
 from dse.storage.filters import FilterError
 
 DIM = 16
-BACKENDS = ["directory", "qdrant", "qdrant-grid", "qdrant-edge", "qdrant-edge-grid"]
+BACKENDS = ["directory", "qdrant", "qdrant-grid", "qdrant-sparse", "qdrant-edge", "qdrant-edge-grid",
+            "qdrant-edge-sparse"]
 CLASSES = {name: name.split("-")[0] for name in BACKENDS}
 WORDS = ["revenue", "segment", "growth", "margin", "forecast", "dividend", "liability", "asset"]
 
@@ -31,6 +33,8 @@ def _options(backend: str, tmp: Path) -> dict:
         options["qdrant"] = f"edge:{tmp / 'edge-data'}"
     if backend.endswith("grid"):
         options.update(pooling="grid", grid_rows=2)
+    if backend.endswith("sparse"):  # a codebook trained on the first add (30 pages), then kept current
+        options.update(first_stage="sparse-centroids", codebook_min_pages=8)
     return options
 
 

@@ -25,8 +25,11 @@ from dse.backends.qdrant import epoch
 from dse.backends.qdrant import filters as qfilters
 from dse.backends.qdrant import query
 from dse.backends.qdrant.catalogue import PayloadCatalogue
+from dse.backends.qdrant.centroids import DEFAULT_WEIGHT, Coder
+from dse.backends.qdrant.centroids import load as load_codebook
 from dse.backends.qdrant.points import payload_of, point_id, record_of, vectors_of
-from dse.backends.qdrant.schema import DENSE, MULTI, check_options, connect, create_collection, index_payload_field, public_location
+from dse.backends.qdrant.schema import DEFAULT_PREFETCH, DENSE, MULTI, check_options, connect, create_collection, index_payload_field, public_location
+from dse.backends.qdrant.training import state_of
 from dse.backends.records import Counts, DeleteReport, NewSource, PageRecord, ScoredPage
 from dse.storage import images
 from dse.storage.layout import IMAGES_DIR, LOCK_NAME, ReadOnlyIndexError, image_name, media_read_only, source_spellings
@@ -49,6 +52,8 @@ class QdrantIndex(IndexBackend):
         self.options = dict(manifest.store["qdrant"].get("options") or {})
         self.catalogue = PayloadCatalogue(client, self.collection)
         self._tokenizer: Any = None
+        self._coder: Coder | None = None
+        self._books: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -58,7 +63,9 @@ class QdrantIndex(IndexBackend):
 
         Options: `qdrant` (location), `collection` (default: the directory's name), `prefetch`,
         `hnsw_ef`, `quantization` ("scalar" | "binary", single vectors), `pooling` ("mean" |
-        "grid", multi vectors) and `grid_rows` (`dse.backends.qdrant.pooling`), `shard_number`,
+        "grid", multi vectors) and `grid_rows` (`dse.backends.qdrant.pooling`), `first_stage`
+        ("pooled" | "sparse-centroids") with `centroid_weight`, `centroid_idf`, `centroids`,
+        `codebook_min_pages`, `n_probe` and `prefetch_pooled` (`dse.backends.qdrant.centroids`), `shard_number`,
         `replication_factor`, `write_consistency_factor`, `on_disk`.
         """
         from dse import __version__
@@ -210,8 +217,33 @@ class QdrantIndex(IndexBackend):
             raise ValueError(f"k must be >= 1, got {k}")
         if len(queries) == 0:
             return []
-        return query.visual(self.client, self.collection, self.manifest.kind, queries, k, self._filter(where),
-                            self.options)
+        flt = self._filter(where)
+        return query.visual(self.client, self.collection, self.manifest.kind, queries, k, flt, self.options,
+                            self._first_stage(flt, k))
+
+    def _first_stage(self, flt: Any, k: int) -> query.FirstStage | None:
+        """A sparse-centroids collection's first stage now: the manifest on disk names the codebooks
+        (a writer may have retrained since this index was opened); exact when the filtered pages
+        fit in the prefetch (one count request)."""
+        if self.manifest.kind != "multi" or self.options.get("first_stage") != "sparse-centroids":
+            return None
+        limit = max(int(self.options.get("prefetch", DEFAULT_PREFETCH)), k)
+        if self.catalogue.count(flt) <= limit:
+            return query.FirstStage(None, exact=True)
+        state = state_of(read_manifest(self.directory).store["qdrant"])
+        coder = self.centroid_coder(state["codebooks"])
+        return query.FirstStage(coder, partial=coder is not None and state["pending"] and len(state["codebooks"]) == 1)
+
+    def centroid_coder(self, records: Sequence[Mapping[str, Any]]) -> Coder | None:
+        """The `Coder` of these codebook records (loaded once per key and checked), None for none."""
+        if not records:
+            return None
+        keys = tuple(str(r["key"]) for r in records)
+        if self._coder is None or tuple(b.key for b in self._coder.books) != keys:
+            books = [self._books.get(str(r["key"])) or load_codebook(self.directory, r) for r in records]
+            self._books = {b.key: b for b in books}
+            self._coder = Coder(books, str(self.options.get("centroid_weight", DEFAULT_WEIGHT)))
+        return self._coder
 
     def search_text(self, queries: Sequence[str], k: int, where: Mapping[str, Any] | None = None,
                     view: Any = None) -> list[list[ScoredPage]]:

@@ -1,7 +1,7 @@
 """qdrant-edge-py as the Qdrant backend's client: a location ``edge:PATH`` is an in-process Qdrant shard.
 
 `EdgeClient` answers the `QdrantClient` calls the backend makes (`collection_exists`,
-`create_collection`, `upsert`, `query_batch_points`, `scroll`, `count`, `retrieve`,
+`create_collection`, `upsert`, `update_vectors`, `query_batch_points`, `scroll`, `count`, `retrieve`,
 `set_payload`, `delete`, `create_payload_index`, `close`) on `qdrant_edge.EdgeShard`s, one
 shard per collection in ``PATH/<collection>``, translating the `qdrant_client.models` requests
 the backend builds (`translate`). Edge is Qdrant's own engine (Rust segments, HNSW, WAL) in
@@ -107,6 +107,12 @@ class EdgeClient:
         e = self.edge
         self._update(name, e.UpdateOperation.upsert_points(
             [e.Point(p.id, {k: translate(e, v) for k, v in p.vector.items()}, dict(p.payload or {})) for p in points]))
+
+    def update_vectors(self, name: str, points: Sequence[Any], wait: bool = True) -> None:
+        """Replace the named vectors given of existing points (the others and the payload stay)."""
+        e = self.edge
+        self._update(name, e.UpdateOperation.update_vectors(
+            [e.PointVectors(p.id, {k: translate(e, v) for k, v in p.vector.items()}) for p in points]))
 
     def delete(self, name: str, points_selector: Any, wait: bool = True) -> None:
         self._update(name, self.edge.UpdateOperation.delete_points(list(points_selector.points)))

@@ -1,22 +1,37 @@
-"""Searches of a Qdrant collection: MaxSim after a pooled prefetch, dense, and BM25 sparse queries."""
+"""Searches of a Qdrant collection: MaxSim after a pooled or sparse-centroids prefetch, dense, BM25 sparse."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from dse.backends.qdrant.centroids import DEFAULT_N_PROBE, Coder
 from dse.backends.qdrant.points import record_of, sparse_query
-from dse.backends.qdrant.schema import COLS, DEFAULT_PREFETCH, DENSE, MULTI, POOLED, ROWS, SPARSE
+from dse.backends.qdrant.schema import CENTROIDS, COLS, DEFAULT_PREFETCH, DENSE, MULTI, POOLED, ROWS, SPARSE
 from dse.backends.records import ScoredPage
 
 
-def visual(client: Any, name: str, kind: str, queries: Any, k: int, flt: Any, options: dict[str, Any]) -> list[list[ScoredPage]]:
-    """Top-k pages per encoded query: exact MaxSim over the pooled prefetch (multi), dense (single), sparse (text).
+@dataclass(frozen=True)
+class FirstStage:
+    """How a multi-vector search of a sparse-centroids collection starts (`QdrantIndex.search` decides)."""
 
-    A multi-vector query prefetches `prefetch` pages by the pooled first stage (the page mean, or
-    with ``pooling: grid`` `prefetch` by the row means and `prefetch` by the column means, MaxSim
-    of the query's tokens over each) and ranks their union by exact MaxSim over `mv`.
+    coder: Coder | None  # the codebooks queries probe (None: not trained yet, the pooled prefetch)
+    exact: bool = False  # the (filtered) collection is no larger than the prefetch: exact MaxSim, no prefetch
+    partial: bool = False  # the first codebook is still being applied: the pooled prefetch too
+
+
+def visual(client: Any, name: str, kind: str, queries: Any, k: int, flt: Any, options: dict[str, Any],
+           first: FirstStage | None = None) -> list[list[ScoredPage]]:
+    """Top-k pages per encoded query: exact MaxSim over a prefetch (multi), dense (single), sparse (text).
+
+    A multi-vector query prefetches `prefetch` pages by the first stage and ranks them by exact
+    MaxSim over `mv`: the pooled vectors (the page mean, or with ``pooling: grid`` `prefetch` by
+    the row means and `prefetch` by the column means), or with ``first_stage: sparse-centroids``
+    and a trained codebook (`first`) the sparse centroid vector, plus `prefetch_pooled` pages by
+    the pooled vectors (the union is rescored). `first.exact`: no prefetch, exact MaxSim over
+    every (filtered) page.
     """
     from qdrant_client import models
 
@@ -25,13 +40,8 @@ def visual(client: Any, name: str, kind: str, queries: Any, k: int, flt: Any, op
         if kind == "multi":
             arr = np.asarray(q, dtype=np.float32)  # (tokens, dim)
             limit = max(int(options.get("prefetch", DEFAULT_PREFETCH)), k)
-            ef = models.SearchParams(hnsw_ef=int(options["hnsw_ef"])) if options.get("hnsw_ef") else None
-            if options.get("pooling") == "grid":
-                prefetch: Any = [models.Prefetch(query=arr.tolist(), using=name, limit=limit, filter=flt, params=ef)
-                                 for name in (ROWS, COLS)]
-            else:
-                prefetch = models.Prefetch(query=arr.mean(axis=0).tolist(), using=POOLED, limit=limit, filter=flt,
-                                           params=ef)
+            prefetch = None if first is not None and first.exact else _prefetches(models, arr, limit, flt, options,
+                                                                                  first)
             requests.append(models.QueryRequest(prefetch=prefetch, query=arr.tolist(), using=MULTI, limit=k,
                                                 filter=flt, with_payload=True))
         elif kind == "single":
@@ -42,6 +52,26 @@ def visual(client: Any, name: str, kind: str, queries: Any, k: int, flt: Any, op
         else:
             requests.append(_sparse_request(models, q, k, flt))
     return _scored(client.query_batch_points(name, requests=requests))
+
+
+def _prefetches(models: Any, arr: np.ndarray, limit: int, flt: Any, options: dict[str, Any],
+                first: FirstStage | None) -> list[Any]:
+    """The prefetch stages of one multi-vector query (see `visual`)."""
+    ef = models.SearchParams(hnsw_ef=int(options["hnsw_ef"])) if options.get("hnsw_ef") else None
+    out = []
+    pooled = limit
+    if first is not None and first.coder is not None:
+        ids, values = first.coder.query(arr, int(options.get("n_probe", DEFAULT_N_PROBE)))
+        out.append(models.Prefetch(query=models.SparseVector(indices=ids, values=values), using=CENTROIDS,
+                                   limit=limit, filter=flt))
+        pooled = limit if first.partial else int(options.get("prefetch_pooled", 0))
+    if pooled > 0 and options.get("pooling") == "grid":
+        out += [models.Prefetch(query=arr.tolist(), using=field, limit=pooled, filter=flt, params=ef)
+                for field in (ROWS, COLS)]
+    elif pooled > 0:
+        out.append(models.Prefetch(query=arr.mean(axis=0).tolist(), using=POOLED, limit=pooled, filter=flt,
+                                   params=ef))
+    return out
 
 
 def text(client: Any, name: str, token_lists: Sequence[Sequence[str]], k: int, flt: Any) -> list[list[ScoredPage]]:

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 MULTI, POOLED, DENSE, SPARSE = "mv", "pooled", "dense", "bm25"
 ROWS, COLS = "rows", "cols"  # pooling: grid
+CENTROIDS = "centroids"  # first_stage: sparse-centroids
 CLUSTER_KEYS = ("shard_number", "replication_factor", "write_consistency_factor", "on_disk")
 DEFAULT_PREFETCH = 200  # pooled candidates rescored by exact MaxSim per query
 PAYLOAD_INDEXES = {"source": "keyword", "page_id": "keyword", "digest": "keyword", "kind": "keyword",
@@ -63,13 +64,15 @@ def public_location(location: str) -> str:
 
 
 def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The backend's options checked: quantization, prefetch, hnsw_ef, pooling and cluster settings."""
+    """The backend's options checked: quantization, prefetch, hnsw_ef, pooling, first stage, cluster settings."""
+    from dse.backends.qdrant.centroids import CentroidsError, check_centroid_options
     from dse.backends.qdrant.pooling import PoolingError, check_pooling
 
     out = dict(options)
     try:
         check_pooling(out)
-    except PoolingError as exc:
+        check_centroid_options(out)
+    except (PoolingError, CentroidsError) as exc:
         raise QdrantOptionError(str(exc)) from None
     q = out.get("quantization")
     if q not in (None, "scalar", "binary"):
@@ -106,10 +109,13 @@ def create_collection(client: Any, name: str, kind: str, dim: int | None, option
             type=models.ScalarType.INT8, always_ram=True))
     elif options.get("quantization") == "binary":
         quant = models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    sparse = {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)}
+    if kind == "multi" and options.get("first_stage") == "sparse-centroids":
+        sparse[CENTROIDS] = models.SparseVectorParams(
+            modifier=models.Modifier.IDF if options.get("centroid_idf") else None)
     cluster = {k: int(options[k]) for k in CLUSTER_KEYS[:3] if k in options}
     client.create_collection(
-        collection_name=name, vectors_config=vectors,
-        sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        collection_name=name, vectors_config=vectors, sparse_vectors_config=sparse,
         quantization_config=quant, **cluster)
     if _local(client):
         return  # local mode scans payloads (it warns that payload indexes have no effect)

@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 from dse.backends.qdrant.filters import payload_key
 from dse.backends.qdrant.points import payload_of, point_id, vectors_of
+from dse.backends.qdrant.schema import CENTROIDS
+from dse.backends.qdrant.training import maintain, state_of
 from dse.backends.records import DeleteReport, NewSource
 from dse.storage import images
 from dse.storage.layout import image_file
@@ -34,12 +36,17 @@ def add_sources(index: QdrantIndex, sources: Sequence[NewSource], vectors: Seque
                                       max(1, sum(len(ts) for ts in tokens)))
     row, added, out = int(q["rows"]), datetime.now(timezone.utc).isoformat(timespec="seconds"), []
     new_ids = {point_id(p.page_id) for src in sources for p in src.pages}
+    sparse = index.manifest.kind == "multi" and index.options.get("first_stage") == "sparse-centroids"
+    coder = index.centroid_coder(state_of(q)["codebooks"]) if sparse else None
     for src, vecs, toks in zip(sources, vectors, tokens):
         points, rows = [], []
-        for page, vec, tok in zip(src.pages, vecs, toks):
+        bags = coder.pages(list(vecs)) if coder is not None and len(vecs) else [None] * len(vecs)
+        for page, vec, tok, bag in zip(src.pages, vecs, toks, bags):
+            vector = vectors_of(index.manifest.kind, vec, tok, avg_len, index.options)
+            if bag is not None:
+                vector[CENTROIDS] = models.SparseVector(indices=bag[0], values=bag[1])
             points.append(models.PointStruct(id=point_id(page.page_id), payload=payload_of(src, page, row, added),
-                                             vector=vectors_of(index.manifest.kind, vec, tok, avg_len,
-                                                               index.options)))
+                                             vector=vector))
             rows.append(row)
             row += 1
         for key, value in {k: v for p in src.pages for k, v in p.metadata.items()}.items():
@@ -54,6 +61,8 @@ def add_sources(index: QdrantIndex, sources: Sequence[NewSource], vectors: Seque
     _drop(index, stale)
     index.update_store(rows=row, avg_len=avg_len, deleted_pages=int(q["deleted_pages"]) + len(stale),
                        deleted_sources=int(q["deleted_sources"]) + len({p["source"] for _, p in stale}))
+    if sparse:  # train, retrain or finish applying the codebook (`dse.backends.qdrant.training`)
+        maintain(index, sum(len(v) for vecs in vectors for v in vecs))
     return out
 
 
