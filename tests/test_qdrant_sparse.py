@@ -176,6 +176,11 @@ def test_sparse_prefetch_finds_near_duplicate_pages(where: str, tmp_path: Path) 
                   for i, got in zip(targets, index.search([_query(i) for i in targets], 5))]
         assert np.mean(pooled) < np.mean(recall)
         index.options["first_stage"] = "sparse-centroids"
+        index.options["prefetch_pooled"] = 24  # the union of both prefetches: never fewer of the exact hits
+        fused = [len({h.record.page_id for h in got} & set(_exact_top(_query(i), range(120), 5))) / 5
+                 for i, got in zip(targets, index.search([_query(i) for i in targets], 5))]
+        assert all(f >= r for f, r in zip(fused, recall))
+        index.options["prefetch_pooled"] = 0
         # a filter no larger than the prefetch: exact MaxSim over the filtered pages
         where_ = {"doc": [3, 4]}
         assert index._first_stage(index._filter(where_), 5).exact
@@ -220,6 +225,9 @@ def test_retrain_reencodes_every_page_and_a_killed_one_resumes(where: str, tmp_p
         assert [b.generation for b in first_stage.coder.books] == [1, 2]  # queries probe both meanwhile
         hits = index.search([_query(i) for i in (3, 100, 150)], 3)
         assert [h[0].record.page_id for h in hits] == [f"{i:016x}-p00001" for i in (3, 100, 150)]
+        index.update_store(centroids={**state, "codebooks": [gen2], "pending": True})
+        assert index._first_stage(None, 5).partial  # the first codebook half applied: the pooled prefetch too
+        index.update_store(centroids={**state, "codebooks": [gen1, gen2], "pending": True})
         _add(index, 192, 6)  # the next add finishes the re-encode
         assert _state(index)["codebooks"] == [gen2] and not _state(index)["pending"]
         assert _generations(index) == {2}

@@ -28,8 +28,7 @@ from dse.backends.qdrant.catalogue import PayloadCatalogue
 from dse.backends.qdrant.centroids import DEFAULT_WEIGHT, Coder
 from dse.backends.qdrant.centroids import load as load_codebook
 from dse.backends.qdrant.points import payload_of, point_id, record_of, vectors_of
-from dse.backends.qdrant.schema import DEFAULT_PREFETCH, DENSE, MULTI, check_options, connect, create_collection, index_payload_field, public_location
-from dse.backends.qdrant.training import state_of
+from dse.backends.qdrant.schema import DENSE, MULTI, check_options, connect, create_collection, index_payload_field, public_location
 from dse.backends.records import Counts, DeleteReport, NewSource, PageRecord, ScoredPage
 from dse.storage import images
 from dse.storage.layout import IMAGES_DIR, LOCK_NAME, ReadOnlyIndexError, image_name, media_read_only, source_spellings
@@ -222,17 +221,7 @@ class QdrantIndex(IndexBackend):
                             self._first_stage(flt, k))
 
     def _first_stage(self, flt: Any, k: int) -> query.FirstStage | None:
-        """A sparse-centroids collection's first stage now: the manifest on disk names the codebooks
-        (a writer may have retrained since this index was opened); exact when the filtered pages
-        fit in the prefetch (one count request)."""
-        if self.manifest.kind != "multi" or self.options.get("first_stage") != "sparse-centroids":
-            return None
-        limit = max(int(self.options.get("prefetch", DEFAULT_PREFETCH)), k)
-        if self.catalogue.count(flt) <= limit:
-            return query.FirstStage(None, exact=True)
-        state = state_of(read_manifest(self.directory).store["qdrant"])
-        coder = self.centroid_coder(state["codebooks"])
-        return query.FirstStage(coder, partial=coder is not None and state["pending"] and len(state["codebooks"]) == 1)
+        return query.first_stage(self, flt, k)
 
     def centroid_coder(self, records: Sequence[Mapping[str, Any]]) -> Coder | None:
         """The `Coder` of these codebook records (loaded once per key and checked), None for none."""

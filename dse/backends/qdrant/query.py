@@ -22,6 +22,24 @@ class FirstStage:
     partial: bool = False  # the first codebook is still being applied: the pooled prefetch too
 
 
+def first_stage(index: Any, flt: Any, k: int) -> FirstStage | None:
+    """How a multi-vector search of `index` (a `QdrantIndex`) starts: None unless sparse-centroids.
+
+    Exact (no prefetch) when the filtered pages fit in the prefetch (one count request); else the
+    codebooks the manifest on disk names now (a writer may have retrained since `index` opened).
+    """
+    from dse.backends.qdrant.training import state_of
+    from dse.storage.manifest import read_manifest
+
+    if index.manifest.kind != "multi" or index.options.get("first_stage") != "sparse-centroids":
+        return None
+    if index.catalogue.count(flt) <= max(int(index.options.get("prefetch", DEFAULT_PREFETCH)), k):
+        return FirstStage(None, exact=True)
+    state = state_of(read_manifest(index.directory).store["qdrant"])
+    coder = index.centroid_coder(state["codebooks"])
+    return FirstStage(coder, partial=coder is not None and state["pending"] and len(state["codebooks"]) == 1)
+
+
 def visual(client: Any, name: str, kind: str, queries: Any, k: int, flt: Any, options: dict[str, Any],
            first: FirstStage | None = None) -> list[list[ScoredPage]]:
     """Top-k pages per encoded query: exact MaxSim over a prefetch (multi), dense (single), sparse (text).
