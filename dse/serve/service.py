@@ -129,7 +129,8 @@ class Service:
         runtime = {k: v for k, v in config.runtime if k != "trust_remote_code"}  # the index's model only
         self.rerankers = {name: _reranker(name, runtime) for name in config.rerank}
         self.tokenize = CachedTokenizer(self.index.tokenize)  # snippets: each word tokenized once
-        self._page_texts = LruCache(4096)  # page_id -> PageText (a page id names its bytes: never stale)
+        # page_id -> PageText, its words learned once (a page id names its bytes: never stale)
+        self._page_texts = LruCache(4096)
         # (page_id, query tokens) -> Snippet; the texts of a search's pages are read together
         self.snippets = SnippetCache(self.tokenize, self.page_text, page_texts=self.page_texts)
         self.similarity_maps = LruCache(config.map_cache)  # (page_id, query) -> (token maps, image size)
@@ -177,7 +178,7 @@ class Service:
         """A page's text prepared for snippets, kept for the pages searched most (KeyError: no such page)."""
         found = self._page_texts.get(page_id)
         if found is None:
-            found = PageText.of(self.index.page(page_id).text)
+            found = self.tokenize.prepare(self.index.page(page_id).text)
             self._page_texts.put(page_id, found)
         return found
 
@@ -186,7 +187,7 @@ class Service:
         out = {pid: found for pid in page_ids if (found := self._page_texts.get(pid)) is not None}
         missing = [pid for pid in page_ids if pid not in out]
         for pid, text in (self.index.page_texts(missing) if missing else {}).items():
-            out[pid] = PageText.of(text)
+            out[pid] = self.tokenize.prepare(text)
             self._page_texts.put(pid, out[pid])
         return out
 
