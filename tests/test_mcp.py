@@ -44,12 +44,12 @@ Session = Callable[[ClientSession], Awaitable[None]]
 
 
 @asynccontextmanager
-async def _session(index: Path, faults: list[BaseException]) -> AsyncIterator[ClientSession]:
-    """An initialised client session with `python -m dse.cli.mcp --index INDEX`."""
+async def _session(index: Path, faults: list[BaseException], args: tuple[str, ...] = ()) -> AsyncIterator[ClientSession]:
+    """An initialised client session with `python -m dse.cli.mcp --index INDEX ARGS`."""
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # the SDK passes on only a few variables
     env.update({k: os.environ[k] for k in ("PYTHONPATH", "DSE_CACHE_DIR") if k in os.environ})
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "dse.cli.mcp", "--index", str(index)], cwd=str(ROOT), env=env,
+        command=sys.executable, args=["-m", "dse.cli.mcp", "--index", str(index), *args], cwd=str(ROOT), env=env,
     )
 
     async def on_message(message: Any) -> None:  # transport faults, e.g. a non-JSON line on stdout
@@ -62,13 +62,13 @@ async def _session(index: Path, faults: list[BaseException]) -> AsyncIterator[Cl
             yield session
 
 
-def _run(index: Path, body: Session) -> None:
-    """Run `body` against a fresh server, bounded by TIMEOUT_S; no transport faults allowed."""
+def _run(index: Path, body: Session, args: tuple[str, ...] = ()) -> None:
+    """Run `body` against a fresh server (`dse mcp` flags `args`), bounded by TIMEOUT_S; no transport faults allowed."""
     faults: list[BaseException] = []
 
     async def main() -> None:
         with anyio.fail_after(TIMEOUT_S):
-            async with _session(index, faults) as session:
+            async with _session(index, faults, args) as session:
                 await body(session)
 
     anyio.run(main)
@@ -143,6 +143,42 @@ def test_visual_index_loads_its_encoder_in_the_server(tmp_path: Path) -> None:
             assert [h["page_id"] for h in _structured(result)["hits"]] == ids
 
     _run(directory, body)
+
+
+def test_rewrite_is_the_servers_rewrite(index_dir: Path) -> None:
+    """`search_pages(rewrite="prf")` with `dse mcp --rewrite prf`: the retriever's ranking of the rewrite."""
+    from dse.rewrite import load_rewriter
+
+    queries = ("revenue by segment", "inverter wiring")
+    with dse.Retriever.open(index_dir) as r:
+        expected = {q: [h.page_id for h in r.search(q, 4, rewrite="prf")] for q in queries}
+        texts = {q: load_rewriter("prf").rewrite(q, r.index).text for q in queries}
+    assert any(texts[q] != q for q in queries)
+
+    async def body(session: ClientSession) -> None:
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        schema = getattr(tools["search_pages"], "input_schema", None) or tools["search_pages"].inputSchema
+        assert "rewrite" in schema["properties"] and "prf" in schema["properties"]["rewrite"]["description"]
+        for query in queries:
+            result = await session.call_tool("search_pages", {"query": query, "k": 4, "rewrite": "prf"})
+            assert not _is_error(result), _text(result)
+            data = _structured(result)
+            assert [h["page_id"] for h in data["hits"]] == expected[query]
+            assert data["query"] == query and data["rewrite"]["rewriter"] == "prf"
+            assert data["rewrite"]["text"] == texts[query] and "identity" not in data["rewrite"]
+            assert "rewritten by prf" in _text(result)
+        plain = _structured(await session.call_tool("search_pages", {"query": queries[0], "k": 4}))
+        assert plain["rewrite"] is None
+        bad = await session.call_tool("search_pages", {"query": "revenue", "rewrite": "nope"})
+        assert _is_error(bad) and "'nope'" in _text(bad) and "offered: prf" in _text(bad)
+
+    _run(index_dir, body, ("--rewrite", "prf"))
+
+    async def unoffered(session: ClientSession) -> None:
+        result = await session.call_tool("search_pages", {"query": "revenue", "rewrite": "prf"})
+        assert _is_error(result) and "offered: none" in _text(result) and "--rewrite prf" in _text(result)
+
+    _run(index_dir, unoffered)
 
 
 def test_get_page_image_is_a_png(index_dir: Path) -> None:

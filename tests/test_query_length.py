@@ -73,14 +73,11 @@ def test_a_retriever_search_reports_the_limit(tmp_path: Any) -> None:
 
 
 def test_the_server_answers_a_long_query_with_its_own_422(tmp_path: Any) -> None:
-    import json
     import shutil
-    import urllib.error
-    import urllib.request
     from pathlib import Path
 
     from dse import Retriever
-    from dse.testing.server import serve_index
+    from dse.testing.server import post_json, serve_index
 
     png = next((Path(__file__).resolve().parents[1] / "examples" / "corpus").glob("*.png"))
     shutil.copy(png, tmp_path / png.name)
@@ -88,20 +85,11 @@ def test_the_server_answers_a_long_query_with_its_own_422(tmp_path: Any) -> None
         assert r.add([tmp_path / png.name], workers=0).pages == 1
     long_query = "ж" * 1900  # 1,900 characters (under the server's 2,000), 3,800 byte-level tokens: over 1,024
 
-    def search(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        req = urllib.request.Request(url + "/v1/search", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=120) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
     with serve_index(tmp_path / "idx", args=["--device", "cpu"]) as url:
-        status, doc = search(url, {"queries": ["a chart", long_query], "k": 1})
+        status, doc = post_json(url, {"queries": ["a chart", long_query], "k": 1}, timeout=120)
         assert status == 422 and "queries[1] is" in doc["detail"] and "limit of 1024 tokens" in doc["detail"]
-        status, got = search(url, {"query": "a chart", "k": 1})
+        status, got = post_json(url, {"query": "a chart", "k": 1}, timeout=120)
         assert status == 200 and len(got["hits"]) == 1
     with serve_index(tmp_path / "idx", args=["--device", "cpu", "--truncate-queries"]) as url:
-        status, got = search(url, {"query": long_query, "k": 1})
+        status, got = post_json(url, {"query": long_query, "k": 1}, timeout=120)
         assert status == 200 and len(got["hits"]) == 1

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,20 +12,9 @@ import dse
 from dse.rewrite import load_rewriter
 from dse.rewrite.llm import rewrite_prompt
 from dse.testing.chat_server import ChatServer, reply_for
-from dse.testing.server import serve_index
+from dse.testing.server import post_json, serve_index
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "corpus"
-
-
-def _post(url: str, body: Any) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url + "/v1/search", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        assert exc.headers["content-type"].startswith("application/problem+json")
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +48,7 @@ def test_index_lists_the_rewriters(server: str) -> None:
 def test_prf_rewrite_equals_the_retriever(server: str, text_index: Path) -> None:
     with dse.Retriever.open(text_index) as r:
         for query in ("oven temperature for bread", "revenue by segment"):
-            status, got = _post(server, {"query": query, "k": 5, "rewrite": "prf"})
+            status, got = post_json(server, {"query": query, "k": 5, "rewrite": "prf"})
             assert status == 200, got
             want = r.search(query, 5, rewrite="prf")
             assert [h["page_id"] for h in got["hits"]] == [h.page_id for h in want]
@@ -80,7 +65,7 @@ def test_llm_rewrite_searches_the_endpoints_text(server: str, text_index: Path, 
     with dse.Retriever.open(text_index) as r:
         want = r.search(text, 4)
     before = len(chat.requests)
-    status, got = _post(server, {"query": query, "k": 4, "rewrite": "llm"})
+    status, got = post_json(server, {"query": query, "k": 4, "rewrite": "llm"})
     assert status == 200, got
     assert [h["page_id"] for h in got["hits"]] == [h.page_id for h in want]
     assert got["rewrite"]["text"] == text and got["rewrite"]["cached"] is False
@@ -91,20 +76,20 @@ def test_llm_rewrite_searches_the_endpoints_text(server: str, text_index: Path, 
     assert body["messages"][-1] == {"role": "user", "content": rewrite_prompt(query)}
     assert dse.Client(server).search(query, 4, rewrite="llm") == want  # cached now: no new request
     assert len(chat.requests) == before + 1
-    status, batch = _post(server, {"queries": [query, "solar"], "k": 2, "rewrite": "llm"})
+    status, batch = post_json(server, {"queries": [query, "solar"], "k": 2, "rewrite": "llm"})
     assert status == 200 and [res["rewrite"]["cached"] for res in batch["results"]] == [True, False]
 
 
 def test_rewrite_errors_are_problems(server: str, chat: ChatServer) -> None:
-    status, doc = _post(server, {"query": "bread", "rewrite": "nope"})
+    status, doc = post_json(server, {"query": "bread", "rewrite": "nope"})
     assert status == 422 and "'nope'" in doc["detail"] and "offered: llm, prf" in doc["detail"]
     chat.mode = "500"
     try:
-        status, doc = _post(server, {"query": "a question never asked before", "rewrite": "llm"})
+        status, doc = post_json(server, {"query": "a question never asked before", "rewrite": "llm"})
     finally:
         chat.mode = "ok"
     assert status == 502 and "HTTP 500" in doc["detail"] and chat.url in doc["detail"]
-    status, doc = _post(server, {"query": "bread", "rewrite": 3})
+    status, doc = post_json(server, {"query": "bread", "rewrite": 3})
     assert status == 422
     import base64
     import io
@@ -113,7 +98,7 @@ def test_rewrite_errors_are_problems(server: str, chat: ChatServer) -> None:
 
     png = io.BytesIO()
     Image.new("RGB", (16, 16), "white").save(png, format="PNG")
-    status, doc = _post(server, {"image": base64.b64encode(png.getvalue()).decode(), "rewrite": "prf"})
+    status, doc = post_json(server, {"image": base64.b64encode(png.getvalue()).decode(), "rewrite": "prf"})
     assert status == 422 and "text queries only" in doc["detail"]
 
 
@@ -132,7 +117,7 @@ def test_serve_checks_rewrite_flags_before_starting(text_index: Path, capsys: py
 
 def test_a_server_without_rewriters_refuses_one(text_index: Path) -> None:
     with serve_index(text_index) as url:
-        status, doc = _post(url, {"query": "bread", "rewrite": "prf"})
+        status, doc = post_json(url, {"query": "bread", "rewrite": "prf"})
         assert status == 422 and "'prf' is not offered" in doc["detail"] and "offered: none" in doc["detail"]
         assert dse.Client(url).info()["rewriters"] == []
 
@@ -147,13 +132,13 @@ def test_a_slow_rewrite_does_not_hold_a_search_thread(text_index: Path, chat: Ch
         answers: list[int] = []
         chat.delay = 6.0
         try:
-            slow = threading.Thread(target=lambda: answers.append(_post(url, {"query": "a slow one", "rewrite": "llm"})[0]))
+            slow = threading.Thread(target=lambda: answers.append(post_json(url, {"query": "a slow one", "rewrite": "llm"})[0]))
             slow.start()
             for _ in range(100):  # until the endpoint holds the rewrite
                 if any(r[2]["messages"][-1]["content"].startswith("a slow one") for r in chat.requests):
                     break
                 threading.Event().wait(0.05)
-            status, doc = _post(url, {"query": "which bird dives fastest"})  # the only search thread is free meanwhile
+            status, doc = post_json(url, {"query": "which bird dives fastest"})  # the only search thread is free meanwhile
             assert status == 200 and doc["hits"] and slow.is_alive()
         finally:
             chat.delay = 0.0

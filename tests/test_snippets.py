@@ -97,3 +97,114 @@ def test_snippets_of_many_pages_equal_one_by_one() -> None:
         assert got[-1] is None
         assert got[:-1] == [snippet(pages[pid], query, tokenize, width=60) for pid in ids[:-1]], query
     assert all(len(ids) == len(set(ids)) for ids in fetched)
+
+
+# ---------------------------------------------------------------- the fast path against the old one
+# The implementation before per-page token offsets (PageTokens): each request found the words of a
+# page that match the query (tokenizing candidate words) and searched the flat text for each.
+
+def _old_snippet(text: str, query: str, tokenize, width: int) -> tuple[str, tuple[tuple[int, int], ...]]:
+    flat = " ".join(text.split())
+    if not flat:
+        return "", ()
+    wanted = frozenset(tokenize([query])[0]) if query.strip() else frozenset()
+    hits: list[tuple[int, int]] = []
+    if wanted:
+        words = set(re.findall(r"\w+", flat))
+        initials = {t[:1] for t in wanted}
+        candidates = [w for w in words if not w.isascii() or w[:1].lower() in initials or not w.isalpha()]
+        matching = {w for w, toks in zip(candidates, tokenize(candidates)) if wanted.intersection(toks)}
+        for word in matching:
+            at = flat.find(word)
+            while at != -1:
+                end = at + len(word)
+                if (at == 0 or not _old_word_char(flat[at - 1])) and (end == len(flat) or not _old_word_char(flat[end])):
+                    hits.append((at, end))
+                at = flat.find(word, end)
+        hits.sort()
+    start = _old_best_start(flat, hits, width)
+    stop = min(len(flat), start + width)
+    if stop < len(flat):
+        space = flat.rfind(" ", start, stop)
+        stop = space if space > start + width // 2 else stop
+    prefix = "… " if start > 0 else ""
+    suffix = " …" if stop < len(flat) else ""
+    shift = len(prefix) - start
+    return prefix + flat[start:stop] + suffix, tuple((a + shift, b + shift) for a, b in hits if a >= start and b <= stop)
+
+
+def _old_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _old_best_start(flat: str, hits: list[tuple[int, int]], width: int) -> int:
+    if not hits:
+        return 0
+    best, best_count, j = hits[0][0], 0, 0
+    for i, (a, _) in enumerate(hits):
+        while j < len(hits) and hits[j][1] <= a + width:
+            j += 1
+        if j - i > best_count:
+            best, best_count = a, j - i
+    start = max(0, best - width // 6)
+    if start > 0:
+        space = flat.find(" ", start, best)
+        start = space + 1 if space != -1 else start
+    if len(flat) - start < width:
+        start = max(0, len(flat) - width)
+        space = flat.find(" ", start) if start else -1
+        start = space + 1 if 0 <= space < len(flat) and start else start
+    return start
+
+
+SEPARATORS = (" ", " ", " ", "  ", "\n", "\t \n", ", ", ". ", "-", "/", " (", ") ", "'", "’", " — ", "…", "\u00a0")
+
+
+def _random_text(rng: random.Random, n: int) -> str:
+    """Words of every kind (and random letters) joined by white space and punctuation."""
+    parts = []
+    for _ in range(n):
+        word = rng.choice(WORDS) if rng.random() < 0.8 else "".join(rng.choice("abcxyzäöß019_") for _ in range(rng.randint(1, 6)))
+        parts.append(word.upper() if rng.random() < 0.05 else word)
+        parts.append(rng.choice(SEPARATORS))
+    return ("" if rng.random() < 0.7 else rng.choice(SEPARATORS)) + "".join(parts)
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_fast_path_equals_the_old_implementation(language: str) -> None:
+    from dse.serve.snippets import CachedTokenizer, PageText, SnippetCache
+
+    tokenize = BM25Encoder(language=language).encode_pages
+    cached = CachedTokenizer(tokenize, max_words=50)  # small: it starts again often, prepared pages are relearned
+    rng = random.Random(f"fast-{language}")
+    pages = [_random_text(rng, rng.choice((0, 1, 3, 20, 80, 300))) for _ in range(40)]
+    cache = SnippetCache(cached, lambda pid: cached.prepare(pages[int(pid)]), size=64, width=120)
+    prepared = [cached.prepare(text) for text in pages]
+    for _ in range(150):
+        i = rng.randrange(len(pages))
+        query = rng.choice(("", " ", "x")) if rng.random() < 0.05 else _random_text(rng, rng.randint(1, 4))
+        width = rng.choice((10, 60, 120, 240, 10_000))
+        old = _old_snippet(pages[i], query, tokenize, width)
+        plain = snippet(pages[i], query, tokenize, width)
+        assert (plain.text, plain.highlights) == old, (query, width)
+        for text in (PageText.of(pages[i]), prepared[i]):
+            got = snippet(text, query, cached, width)
+            assert (got.text, got.highlights) == old, (query, width)
+        if width == 120:
+            got = cache(str(i), query)
+            assert (got.text, got.highlights) == old, query
+
+
+def test_word_characters_are_what_backslash_w_matches() -> None:
+    """`PageText` finds words without a regular expression: its test of a character must be `\\w`'s."""
+    from dse.serve.snippets import PageText, _is_word_char
+
+    word = re.compile(r"\w")
+    assert [c for c in map(chr, range(0x110000)) if bool(word.fullmatch(c)) != _is_word_char(c)] == []
+    rng = random.Random(3)
+    for _ in range(300):
+        text = "".join(chr(rng.choice((rng.randrange(0x20, 0x7F), rng.randrange(0xA0, 0x3000)))) for _ in range(60))
+        page = PageText.of(text)
+        flat = " ".join(text.split())
+        assert page.flat == flat and page.words == frozenset(re.findall(r"\w+", flat))
+        assert page.spans(page.words) == [m.span() for m in re.finditer(r"\w+", flat)]

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import dse
+from dse.rewrite import load_rewriter
 import ingest
 
 pytest.importorskip("playwright")
@@ -91,11 +92,11 @@ def _get(url: str, timeout: float = 5.0) -> int:
 class Server:
     """A `dse serve` process on 127.0.0.1 over `index`, stopped by `stop()`."""
 
-    def __init__(self, index: Path, log: Path, token: str | None = None) -> None:
-        self.port = _free_port()
+    def __init__(self, index: Path, log: Path, token: str | None = None, args: tuple[str, ...] = ()) -> None:
+        self.port, self.index = _free_port(), index
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "dse.cli.main", "serve", "--index", str(index),
-                "--host", "127.0.0.1", "--port", str(self.port)]
+                "--host", "127.0.0.1", "--port", str(self.port), *args]
         if token is not None:
             token_file = index.parent / f"{index.name}-token.txt"
             token_file.write_text(token + "\n")
@@ -151,6 +152,14 @@ def bm25_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A BM25 index of 3 PDFs (7 pages), writable with TOKEN."""
     base = tmp_path_factory.mktemp("ui-bm25")
     server = Server(_bm25_index(base), base / "serve.log", token=TOKEN)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def rewrite_server(tmp_path: Path) -> Iterator[Server]:
+    """The same BM25 index on a server that offers the prf rewriter (`dse serve --rewrite prf`)."""
+    server = Server(_bm25_index(tmp_path), tmp_path / "serve.log", args=("--rewrite", "prf"))
     yield server
     server.stop()
 
@@ -276,6 +285,7 @@ def test_search_by_typing_history_and_screenshot(bm25_server: Server, page: Page
 def test_deep_link_viewer_and_keyboard(bm25_server: Server, page: Page) -> None:
     page.goto(bm25_server.url + "/?q=peregrine+falcon&mode=text")
     expect(page.locator("#q")).to_have_value("peregrine falcon")
+    expect(page.locator("#rewrite")).to_be_hidden()  # this server offers no rewriter
     first = _cards(page).first
     expect(first).to_contain_text("bird-field-guide.pdf")
     page_id = first.get_attribute("data-page-id")
@@ -297,6 +307,31 @@ def test_deep_link_viewer_and_keyboard(bm25_server: Server, page: Page) -> None:
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
     assert page.evaluate("document.activeElement.closest('[data-page-id]')?.dataset.pageId") == page_id
+
+
+def test_rewrite_selector(rewrite_server: Server, page: Page) -> None:
+    query = "oven temperature"
+    with dse.Retriever.open(rewrite_server.index) as r:
+        want = [h.page_id for h in r.search(query, 12, rewrite="prf")]
+        plain = [h.page_id for h in r.search(query, 12)]
+        expanded = load_rewriter("prf").rewrite(query, r.index).text
+    page.goto(rewrite_server.url + "/")
+    select = page.locator("#rewrite")
+    expect(select).to_be_visible()
+    assert select.locator("option").evaluate_all("os => os.map(o => o.value)") == ["", "prf"]
+    expect(select).to_have_value("")
+    page.fill("#q", query)
+    page.press("#q", "Enter")
+    expect(page.locator("#status")).not_to_contain_text("searched as")
+    expect(_cards(page)).to_have_count(len(plain))
+    assert _cards(page).evaluate_all("cs => cs.map(c => c.dataset.pageId)") == plain
+    select.select_option("prf")  # a change runs the search again, rewritten
+    expect(page.locator("#status")).to_contain_text(f"searched as “{expanded}” (prf)")
+    page.wait_for_url(re.compile(r".*rewrite=prf.*"))
+    assert _cards(page).evaluate_all("cs => cs.map(c => c.dataset.pageId)") == want
+    page.goto(rewrite_server.url + "/?q=oven+temperature&rewrite=prf")  # a deep link keeps the rewrite
+    expect(select).to_have_value("prf")
+    expect(page.locator("#status")).to_contain_text("searched as")
 
 
 def test_errors_are_shown(bm25_server: Server, page: Page) -> None:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from dse.cli.common import CLIError, index_model_flags, open_options, runtime_flags
+from dse.cli.common import CLIError, index_model_flags, open_options, rewrite_flags, runtime_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,17 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of `dse mcp`: --index and the runtime encoder flags."""
+    """The flags of `dse mcp`: --index, the runtime encoder flags and the rewriters offered."""
     p.add_argument("--index", required=True, metavar="DIR", help="the index directory to search")
     runtime_flags(p)
     index_model_flags(p)
+    rewrite_flags(p, repeatable=True)  # search_pages(rewrite=NAME), as dse serve's "rewrite" field
 
 
 def run(args: argparse.Namespace) -> int:
     """`dse mcp`: serve until the client closes stdin."""
+    from dse.cli.serve import offered_rewriters
     from dse.serve.mcp_server import serve  # the MCP SDK is imported only here
 
-    serve(args.index, **open_options(args))
+    options = offered_rewriters(args)
+    serve(args.index, rewrite=tuple(args.rewrite), rewrite_options=options, **open_options(args))
     return 0
 
 

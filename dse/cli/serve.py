@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="threads that run searches (scoring, snippets, answers; default 2); more requests wait "
                         "their turn on the event loop, the other routes have their own pool")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="threads torch and BLAS may use for encoding and scoring (default: one per core); on a "
-                        "small machine 1 leaves the cores to the request threads")
+                   help="threads torch, BLAS and FAISS may use for encoding and scoring (default: torch one, to "
+                        "encode queries, the others one per core); on a small machine 1 leaves the cores to the "
+                        "request threads")
     p.add_argument("--rerank", metavar="ENCODER", action="append", default=[],
                    help="offer reranking with this multi-vector encoder (repeatable), e.g. colqwen2")
     p.add_argument("--no-preload", dest="preload", action="store_false",
@@ -49,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from dse.backends import index_exists
-    from dse.rewrite.registry import check_rewriters
     from dse.serve.app import create_app
     from dse.serve.service import ServeConfig
 
@@ -65,6 +65,28 @@ def run(args: argparse.Namespace) -> int:
         _limit_threads(args.threads)
     if args.max_k < 1 or args.max_upload_mb <= 0 or args.max_searches < 0 or args.search_threads < 1:
         raise CLIError("--max-k and --search-threads must be >= 1, --max-upload-mb > 0 and --max-searches >= 0")
+    options = offered_rewriters(args)
+    config = ServeConfig(
+        index=Path(args.index), token=token, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_k=args.max_k, batch_queries=args.batch_queries, batch_wait_ms=args.batch_wait_ms,
+        query_cache=args.query_cache, allow_private=args.allow_private, runtime=tuple(runtime(args).items()),
+        rerank=tuple(args.rerank), preload=args.preload, max_searches=args.max_searches,
+        search_threads=args.search_threads, encoder_threads=args.threads or 1,
+        model=args.model, allow_index_model=args.allow_index_model,
+        rewrite=tuple(args.rewrite), rewrite_options=tuple(options.items()),
+    )
+    app = create_app(config)
+    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    mode = "writes need the token" if token else "read-only"
+    print(f"dse: serving {args.index} at {where} ({mode}); API docs at {where}/docs", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def offered_rewriters(args: argparse.Namespace) -> dict:
+    """The options of the rewriters `--rewrite` offers (`dse serve`, `dse mcp`), checked: CLIError naming the flag."""
+    from dse.rewrite.registry import check_rewriters
+
     options = rewrite_options(args)
     if options and not args.rewrite:
         raise CLIError("--rewrite-model, --rewrite-url and --rewrite-option need --rewrite NAME")
@@ -75,21 +97,7 @@ def run(args: argparse.Namespace) -> int:
         check_rewriters(args.rewrite, options)  # names and options now; the models load at start
     except ValueError as exc:
         raise CLIError(f"--rewrite {' '.join(args.rewrite)}: {exc}") from exc
-    config = ServeConfig(
-        index=Path(args.index), token=token, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        max_k=args.max_k, batch_queries=args.batch_queries, batch_wait_ms=args.batch_wait_ms,
-        query_cache=args.query_cache, allow_private=args.allow_private, runtime=tuple(runtime(args).items()),
-        rerank=tuple(args.rerank), preload=args.preload, max_searches=args.max_searches,
-        search_threads=args.search_threads,
-        model=args.model, allow_index_model=args.allow_index_model,
-        rewrite=tuple(args.rewrite), rewrite_options=tuple(options.items()),
-    )
-    app = create_app(config)
-    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
-    mode = "writes need the token" if token else "read-only"
-    print(f"dse: serving {args.index} at {where} ({mode}); API docs at {where}/docs", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    return 0
+    return options
 
 
 def _limit_threads(n: int) -> None:

@@ -2,8 +2,11 @@
 
 Two tools over one `Retriever`:
 
-- `search_pages(query, k=5, mode=None, where=None)`: the ranking of `Retriever.search`, as
-  structured content (`SearchResults`) plus a readable text block.
+- `search_pages(query, k=5, mode=None, where=None, rewrite=None)`: the ranking of
+  `Retriever.search`, as structured content (`SearchResults`) plus a readable text block;
+  `rewrite` names one of the rewriters the server offers (`dse mcp --rewrite NAME`), as the
+  `"rewrite"` field of `dse serve`'s `/v1/search`: the query is rewritten first, the snippets
+  highlight the query's own terms.
 - `get_page_image(page_id)`: the stored page image, as PNG image content.
 
 A bad argument, filter or page id comes back as a tool error (`is_error`) with a message the
@@ -19,6 +22,7 @@ import io
 import sys
 import threading
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Annotated, Iterator, Literal
 
 from pydantic import BaseModel, Field
@@ -62,14 +66,23 @@ class SearchResults(BaseModel):
     query: str
     mode: str = Field(description="visual, text or hybrid: the ranking used")
     hits: list[PageHit]
+    rewrite: dict[str, Any] | None = Field(
+        None, description="with rewrite: the rewriter and the text searched ({'rewriter', 'text', ...})")
 
 
-def build_server(retriever: Retriever, name: str = "dse") -> MCPServer:
+def build_server(retriever: Retriever, name: str = "dse", rewriters: Mapping[str, Any] | None = None) -> MCPServer:
     """The MCP server offering `search_pages` and `get_page_image` over `retriever`.
 
     Calls are serialised on one lock (the retriever is shared) and each first picks up pages that
     another process (e.g. `dse index`) committed since the last call.
+
+    Args:
+        retriever: The index to search.
+        name: The server's name in the protocol.
+        rewriters: Query rewriters offered to `search_pages(rewrite=NAME)`, by name
+            (`dse.rewrite.load_rewriters`).
     """
+    offered = dict(rewriters or {})
     lock = threading.Lock()
     tokenize = CachedTokenizer(retriever.index.tokenize)  # snippets: each word tokenized once
     built = retriever.index.manifest.encoder
@@ -79,6 +92,7 @@ def build_server(retriever: Retriever, name: str = "dse") -> MCPServer:
         f"Searches the {len(retriever)} pages of the document index {retriever.index.directory} "
         f"(encoder {built.get('name')}; modes: {modes}). Call search_pages with a question, then "
         "get_page_image with a hit's page_id to look at the page itself."
+        + (f" search_pages can rewrite the query first: rewrite={' or '.join(sorted(offered))}." if offered else "")
     )
     server = MCPServer(name, instructions=instructions)
 
@@ -113,15 +127,23 @@ def build_server(retriever: Retriever, name: str = "dse") -> MCPServer:
                               '{"page": {"gte": 2}}, {"source": {"glob": "*/reports/*"}}; operators: eq ne in '
                               'not_in gt gte lt lte glob'),
         ] = None,
+        rewrite: Annotated[
+            str | None,
+            Field(description="rewrite the query before searching, with one of the rewriters this server offers "
+                              f"({', '.join(sorted(offered)) or 'none: start it with dse mcp --rewrite NAME'}); "
+                              "default: no rewrite"),
+        ] = None,
     ) -> Annotated[CallToolResult, SearchResults]:
         """Find the pages of the indexed documents that best answer a query, best first."""
         if not query.strip():
             raise ToolError("query is empty: give a question or keywords")
         with using() as r:
-            hits = r.search(query, k, mode=mode, where=where)
+            done = _rewritten(r, offered, rewrite, query, where)
+            hits = r.search(done.text if done is not None else query, k, mode=mode, where=where)
             chosen = mode or ("text" if text_only else "visual")
             snippets = [_snippet_of(r, h.page_id, query, tokenize) for h in hits]
-            results = SearchResults(query=query, mode=chosen, hits=[
+            about = {k: v for k, v in done.to_json().items() if k != "identity"} if done is not None else None
+            results = SearchResults(query=query, mode=chosen, rewrite=about, hits=[
                 PageHit(page_id=h.page_id, source=h.source, source_name=Path(h.source).name, page=h.page,
                         score=float(h.score), rank=h.rank, snippet=sn.text, highlights=list(sn.highlights),
                         metadata=dict(h.metadata))
@@ -167,6 +189,24 @@ def error_message(exc: Exception) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
+def _rewritten(retriever: Retriever, offered: Mapping[str, Any], name: str | None, query: str,
+               where: dict[str, Any] | None) -> Any:
+    """The query rewritten by the offered rewriter `name` (None: no rewrite asked); a tool error for one not offered."""
+    from dse.retrieve.rewriting import rewrite_queries
+    from dse.rewrite import RewriteError
+
+    if name is None:
+        return None
+    if name not in offered:
+        names = ", ".join(sorted(offered)) or "none"
+        raise ToolError(f"rewrite {name!r} is not offered by this server (offered: {names}; start it with "
+                        f"dse mcp --rewrite {name} ...)")
+    try:
+        return rewrite_queries([query], offered[name], retriever.index, where)[0]
+    except RewriteError as exc:
+        raise ToolError(f"rewrite {name!r} failed: {exc}") from exc
+
+
 def _snippet_of(retriever: Retriever, page_id: str, query: str, tokenize: CachedTokenizer) -> Snippet:
     """A ~200-character window of a page's text around the query's matches (its start if none)."""
     return snippet(retriever.page_text(page_id), query, tokenize, width=SNIPPET_CHARS)
@@ -178,6 +218,8 @@ def _as_text(results: SearchResults) -> str:
         return f"no matching pages for {results.query!r} (mode {results.mode})"
     n = len(results.hits)
     lines = [f"{n} page{'s' if n > 1 else ''} for {results.query!r} (mode {results.mode}):"]
+    if results.rewrite is not None:
+        lines.insert(0, f"rewritten by {results.rewrite.get('rewriter')}: {results.rewrite.get('text')!r}")
     for h in results.hits:
         lines.append(f"{h.rank}. {h.source_name}, page {h.page} (score {h.score:.4g}) page_id={h.page_id}")
         if h.snippet:
@@ -185,11 +227,22 @@ def _as_text(results: SearchResults) -> str:
     return "\n".join(lines)
 
 
-def serve(index: str | Path, **encoder_options: Any) -> None:
-    """Open the index (its encoder loaded on first use) and serve MCP over stdio until stdin closes."""
+def serve(index: str | Path, rewrite: tuple[str, ...] = (), rewrite_options: Mapping[str, Any] | None = None,
+          **encoder_options: Any) -> None:
+    """Open the index (its encoder loaded on first use) and serve MCP over stdio until stdin closes.
+
+    Args:
+        index: The index directory.
+        rewrite: Names of the query rewriters to offer, built now (a model that does not load fails here).
+        rewrite_options: Their options (`dse.rewrite.load_rewriters`).
+        **encoder_options: `Retriever.open`'s options.
+    """
+    from dse.rewrite import load_rewriters
+
     with contextlib.redirect_stdout(sys.stderr):  # nothing but the protocol on stdout
+        rewriters = load_rewriters(list(rewrite), dict(rewrite_options or {})) if rewrite else {}
         retriever = Retriever.open(index, **encoder_options)
     try:
-        build_server(retriever).run("stdio")
+        build_server(retriever, rewriters=rewriters).run("stdio")
     finally:
         retriever.close()

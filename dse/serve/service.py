@@ -61,6 +61,10 @@ class ServeConfig:
         allow_index_model: Load the hub model the manifest names without it being named.
         preload: Load a visual index's encoder when the server starts (in the background)
             rather than at the first visual query.
+        encoder_threads: Threads torch may use to encode queries (None: its default, one per
+            core). One by default: a batch of short queries gains little from more, and torch's
+            OpenMP team, spinning beside the scoring's own thread pool (numba, FAISS), made
+            multi-vector searches several times slower on 2 busy cores.
     """
 
     index: Path
@@ -84,6 +88,7 @@ class ServeConfig:
     preload: bool = True
     model: str | None = None
     allow_index_model: bool = False
+    encoder_threads: int | None = 1
 
 
 def check_page_id(page_id: str) -> str:
@@ -129,7 +134,8 @@ class Service:
         runtime = {k: v for k, v in config.runtime if k != "trust_remote_code"}  # the index's model only
         self.rerankers = {name: _reranker(name, runtime) for name in config.rerank}
         self.tokenize = CachedTokenizer(self.index.tokenize)  # snippets: each word tokenized once
-        self._page_texts = LruCache(4096)  # page_id -> PageText (a page id names its bytes: never stale)
+        # page_id -> PageText, its words learned once (a page id names its bytes: never stale)
+        self._page_texts = LruCache(4096)
         # (page_id, query tokens) -> Snippet; the texts of a search's pages are read together
         self.snippets = SnippetCache(self.tokenize, self.page_text, page_texts=self.page_texts)
         self.similarity_maps = LruCache(config.map_cache)  # (page_id, query) -> (token maps, image size)
@@ -141,6 +147,7 @@ class Service:
             raise ValueError(f"search_threads must be >= 1, got {config.search_threads}")
         self._search_limiter: Any = None  # anyio.CapacityLimiter(search_threads), made in the event loop
         self._stop = threading.Event()
+        self._threads_set = False
         self._file_checks: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256
         self._refresher = threading.Thread(target=self._refresh_loop, name="dse-refresh", daemon=True)
         self._refresher.start()
@@ -158,12 +165,22 @@ class Service:
     def _preload(self) -> None:
         """Load the index's encoder now, so the first visual query does not wait for the model."""
         try:
-            self.retriever.encoder  # noqa: B018 - loads it (once; a request arriving meanwhile waits for it)
+            self._encoder()
         except Exception:  # noqa: BLE001 - a search reports the error to its user (503)
             logger.exception("loading the encoder of %s", self.config.index)
 
+    def _encoder(self) -> Any:
+        """The index's encoder (loaded once; a request arriving meanwhile waits for it), torch's threads set."""
+        encoder = self.retriever.encoder
+        if not self._threads_set and self.config.encoder_threads is not None:
+            import torch
+
+            torch.set_num_threads(self.config.encoder_threads)  # the process's intra-op pool
+            self._threads_set = True
+        return encoder
+
     def _encode(self, queries: list[str]) -> Any:
-        return self.retriever.encoder.encode_queries(queries)
+        return self._encoder().encode_queries(queries)
 
     def close(self) -> None:
         """Stop the background threads and release the index."""
@@ -177,7 +194,7 @@ class Service:
         """A page's text prepared for snippets, kept for the pages searched most (KeyError: no such page)."""
         found = self._page_texts.get(page_id)
         if found is None:
-            found = PageText.of(self.index.page(page_id).text)
+            found = self.tokenize.prepare(self.index.page(page_id).text)
             self._page_texts.put(page_id, found)
         return found
 
@@ -186,7 +203,7 @@ class Service:
         out = {pid: found for pid in page_ids if (found := self._page_texts.get(pid)) is not None}
         missing = [pid for pid in page_ids if pid not in out]
         for pid, text in (self.index.page_texts(missing) if missing else {}).items():
-            out[pid] = PageText.of(text)
+            out[pid] = self.tokenize.prepare(text)
             self._page_texts.put(pid, out[pid])
         return out
 

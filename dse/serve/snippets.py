@@ -17,6 +17,13 @@ from dse.serve.lru import LruCache
 _WORD = re.compile(r"\w+")
 
 
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"  # what `\w` matches
+
+
+_ASCII_GAPS = {i: " " for i in range(128) if not _is_word_char(chr(i))}
+
+
 @dataclass(frozen=True)
 class Snippet:
     """A window of a page's text.
@@ -34,19 +41,48 @@ class Snippet:
 class PageText:
     """A page's text made ready for snippets (worth keeping for pages that come back often).
 
+    Made once per page, so that a snippet for a query goes through no text but the few words
+    that match it: no regular expression and no tokenizer runs per request.
+
     Attributes:
         flat: The text with each run of white space as one space.
         words: Its distinct words (`\\w+` runs).
+        spaced: `flat` with every character that is not a word character as a space, between two
+            spaces: the occurrences of a word `w` are exactly its `" w "` substrings, at the same
+            offsets as in `flat` (one more, for the leading space).
+        generation: The `CachedTokenizer` generation that learned `words` (-1: none did).
     """
 
     flat: str
     words: frozenset[str]
+    spaced: str
+    generation: int = -1
 
     @classmethod
     def of(cls, text: str) -> "PageText":
-        """Prepare a page's text layer."""
+        """Prepare a page's text layer (`CachedTokenizer.prepare` also learns its words)."""
         flat = " ".join(text.split())  # runs of white space as one space
-        return cls(flat, frozenset(_WORD.findall(flat)))
+        spaced = f" {flat.translate(_gaps(flat))} "
+        return cls(flat, frozenset(spaced.split()), spaced)
+
+    def spans(self, words: set[str] | frozenset[str]) -> list[tuple[int, int]]:
+        """`(start, end)` offsets in `flat` of every occurrence of `words` (words of the page), in order."""
+        spaced, out = self.spaced, []
+        for word in words:
+            needle, n = f" {word} ", len(word)
+            at = spaced.find(needle)
+            while at != -1:  # the match starts at its leading space: at `at` + 1 in `spaced`, `at` in `flat`
+                out.append((at, at + n))
+                at = spaced.find(needle, at + n + 1)  # its trailing space may lead the next one
+        out.sort()
+        return out
+
+
+def _gaps(flat: str) -> dict[int, str]:
+    """A `str.translate` table that turns every character of `flat` that `\\w` does not match into a space."""
+    if flat.isascii():
+        return _ASCII_GAPS
+    return {ord(c): " " for c in set(flat) if not _is_word_char(c)}
 
 
 def snippet(
@@ -56,7 +92,8 @@ def snippet(
     """The `width`-character window of `text` holding the most query matches (its start if none).
 
     Args:
-        text: The page's text layer, or it prepared (`PageText.of`).
+        text: The page's text layer, or it prepared (`PageText.of`; best `CachedTokenizer.prepare`,
+            with the same tokenizer: then no word of the page is looked up).
         query: The query.
         tokenize: The index's tokenizer (texts -> token lists), e.g. `PageIndex.tokenize`, or
             a `CachedTokenizer` over it (faster).
@@ -72,10 +109,10 @@ def snippet(
     hits: list[tuple[int, int]] = []
     if wanted:
         if isinstance(tokenize, CachedTokenizer):
-            matching = tokenize.matching(page.words, wanted)
+            matching = tokenize.matching(page, wanted)
         else:
             matching = _matching_words(set(page.words), set(wanted), tokenize)
-        hits = _occurrences(flat, matching)
+        hits = page.spans(matching)
     start = _best_start(flat, hits, width)
     stop = min(len(flat), start + width)
     if stop < len(flat):  # end at a word boundary
@@ -95,7 +132,8 @@ class CachedTokenizer:
     match a query are found by set operations (`matching`). Only words (`\\w+` runs, what pages
     are made of) are learned: a query's tokens are kept apart, in a small LRU cache, so that
     distinct queries do not grow the token -> words sets every `matching` goes through. Safe to
-    share across request threads; when it holds `max_words` words it starts again empty.
+    share across request threads; when it holds `max_words` words it starts again empty, a new
+    generation (the pages it prepared before are learned again when next used).
 
     Args:
         tokenize: The index's tokenizer (texts -> token lists).
@@ -111,6 +149,7 @@ class CachedTokenizer:
         self._words: dict[str, set[str]] = {}  # token -> the words seen that give it
         self._queries = LruCache(max_queries)  # query -> its token list
         self._lock = threading.Lock()
+        self.generation = 0  # counts the times it started again empty
 
     def __call__(self, texts: Sequence[str]) -> list[list[str]]:
         """Token lists of `texts` (words, or a query), as the wrapped tokenizer gives them."""
@@ -130,27 +169,46 @@ class CachedTokenizer:
             self._queries.put(text, found)
         return found
 
-    def matching(self, words: frozenset[str] | set[str], wanted: set[str]) -> set[str]:
-        """The words among `words` that give one of the tokens `wanted`."""
-        self._learn(words)
-        with self._lock:
-            found = set().union(*(self._words.get(t, ()) for t in wanted))
+    def prepare(self, text: str) -> PageText:
+        """A page's text prepared for snippets, its words learned (`matching` then looks none up)."""
+        page = PageText.of(text)
+        return PageText(page.flat, page.words, page.spaced, self._learn(page.words))
+
+    def matching(self, page: PageText | frozenset[str] | set[str], wanted: set[str] | frozenset[str]) -> set[str]:
+        """The words of `page` (prepared, or its distinct words) that give one of the tokens `wanted`."""
+        words = page.words if isinstance(page, PageText) else frozenset(page)
+        generation = page.generation if isinstance(page, PageText) else -1
+        while True:
+            if generation != self.generation:  # not learned since it last started again
+                generation = self._learn(words)
+            with self._lock:
+                if self.generation == generation:
+                    found = set().union(*(self._words.get(t, ()) for t in wanted))
+                    break
         return set(words & found)
 
-    def _learn(self, texts: frozenset[str] | set[str]) -> None:
-        missing = texts.difference(self._tokens)  # in C: a set against a dict's keys
-        if not missing:
-            return
-        if len(self._tokens) + len(missing) > self._max:
-            missing = set(texts)  # starting again: every one of these is needed now
-        tokens = self._tokenize(list(missing))
-        with self._lock:
+    def _learn(self, texts: frozenset[str] | set[str]) -> int:
+        """Learn the tokens of `texts`; returns the generation that holds them all."""
+        while True:
+            generation = self.generation
+            missing = texts.difference(self._tokens)  # in C: a set against a dict's keys
+            if not missing and self.generation == generation:
+                return generation
             if len(self._tokens) + len(missing) > self._max:
-                self._tokens, self._words = {}, {}
-            for text, toks in zip(missing, tokens):
-                self._tokens[text] = toks
-                for tok in toks:
-                    self._words.setdefault(tok, set()).add(text)
+                missing = set(texts)  # starting again: every one of these is needed now
+            tokens = self._tokenize(list(missing))
+            with self._lock:
+                if self.generation != generation:
+                    continue  # another thread started again meanwhile: look again
+                if len(self._tokens) + len(missing) > self._max:
+                    self._tokens, self._words = {}, {}
+                    self.generation += 1
+                for text, toks in zip(missing, tokens):
+                    self._tokens[text] = toks
+                    for tok in toks:
+                        self._words.setdefault(tok, set()).add(text)
+                if len(missing) == len(texts) or self.generation == generation:
+                    return self.generation
 
 
 class SnippetCache:
@@ -229,23 +287,6 @@ def _matching_words(
     if not candidates:
         return set()
     return {w for w, toks in zip(candidates, tokenize(candidates)) if wanted.intersection(toks)}
-
-
-def _is_word_char(c: str) -> bool:
-    return c.isalnum() or c == "_"  # what `\w` matches
-
-
-def _occurrences(flat: str, words: set[str]) -> list[tuple[int, int]]:
-    """(start, end) of every whole-word occurrence of `words` in `flat`, in order."""
-    spans = []
-    for word in words:
-        at = flat.find(word)
-        while at != -1:
-            end = at + len(word)
-            if (at == 0 or not _is_word_char(flat[at - 1])) and (end == len(flat) or not _is_word_char(flat[end])):
-                spans.append((at, end))
-            at = flat.find(word, end)
-    return sorted(spans)
 
 
 def _best_start(flat: str, hits: list[tuple[int, int]], width: int) -> int:

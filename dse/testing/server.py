@@ -10,15 +10,18 @@ it; the context waits for `/healthz`, and stops it (SIGTERM, then SIGKILL) on ex
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -64,6 +67,24 @@ def serve_index(
                 proc.kill()
                 proc.wait(timeout=10)
             log.close()
+
+
+def post_json(url: str, body: Any, path: str = "/v1/search", timeout: float = 60.0) -> tuple[int, Any]:
+    """POST `body` as JSON to a server's `path`: (status, decoded answer), errors included.
+
+    An error answer must be an RFC 9457 problem (`application/problem+json`): anything else
+    raises AssertionError, so a test sees a stack trace served as a 500 for what it is.
+    """
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the test's server
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        kind = exc.headers.get("content-type", "")
+        if not kind.startswith("application/problem+json"):
+            raise AssertionError(f"POST {path}: {exc.code} answered as {kind!r}, not a problem JSON") from exc
+        return exc.code, json.loads(exc.read())
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log: object) -> None:

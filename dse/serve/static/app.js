@@ -255,6 +255,11 @@
     const select = $("mode");
     select.replaceChildren(...modes.map((m) => el("option", { value: m }, MODE_LABELS[m] || m)));
     select.value = modes.includes(info.default_mode) ? info.default_mode : modes[0];
+    const rewriters = Array.isArray(info.rewriters) ? info.rewriters : [];
+    const rewrite = $("rewrite");
+    rewrite.replaceChildren(el("option", { value: "" }, "No rewrite"),
+      ...rewriters.map((name) => el("option", { value: name }, `Rewrite: ${name}`)));
+    rewrite.hidden = !rewriters.length; // shown only when the server offers rewriters (dse serve --rewrite)
     if (Number.isInteger(info.max_k) && info.max_k > 0) {
       for (const option of Array.from($("k").options)) {
         if (Number(option.value) > info.max_k && option.value !== DEFAULT_K) option.remove();
@@ -311,6 +316,7 @@
     return {
       q: $("q").value.trim(),
       mode: $("mode").value,
+      rewrite: $("rewrite").value,
       where: $("where").value.trim(),
       k: $("k").value,
     };
@@ -318,13 +324,15 @@
 
   function urlState() {
     const p = new URLSearchParams(location.search);
-    return { q: (p.get("q") || "").trim(), mode: p.get("mode") || "", where: p.get("where") || "", k: p.get("k") || "" };
+    return { q: (p.get("q") || "").trim(), mode: p.get("mode") || "", rewrite: p.get("rewrite") || "",
+      where: p.get("where") || "", k: p.get("k") || "" };
   }
 
   function urlFor(s) {
     const p = new URLSearchParams();
     if (s.q) p.set("q", s.q);
     if (s.mode) p.set("mode", s.mode);
+    if (s.rewrite) p.set("rewrite", s.rewrite);
     if (s.where) p.set("where", s.where);
     if (s.k && s.k !== DEFAULT_K) p.set("k", s.k);
     const qs = p.toString();
@@ -336,6 +344,8 @@
     const modes = Array.from($("mode").options, (o) => o.value);
     if (s.mode && modes.includes(s.mode)) $("mode").value = s.mode;
     else if (state.index) $("mode").value = modes.includes(state.index.default_mode) ? state.index.default_mode : modes[0];
+    const rewriters = Array.from($("rewrite").options, (o) => o.value);
+    $("rewrite").value = s.rewrite && rewriters.includes(s.rewrite) ? s.rewrite : "";
     $("where").value = s.where;
     if (s.where) $("filters").open = true;
     const ks = Array.from($("k").options, (o) => o.value);
@@ -363,6 +373,7 @@
     }
     const body = { query: s.q, k: Number(s.k) || Number(DEFAULT_K) };
     if (s.mode) body.mode = s.mode;
+    if (s.rewrite) body.rewrite = s.rewrite;
     if (Object.keys(where).length) body.where = where;
     const abort = new AbortController();
     state.searchAbort = abort;
@@ -403,6 +414,9 @@
       const mode = MODE_LABELS[data.mode] || data.mode || "";
       const took = typeof data.took_ms === "number" ? ` in ${Math.round(data.took_ms)} ms` : "";
       status.textContent = `${plural(hits.length, "page")} for “${state.query}” · ${mode}${took}`;
+    }
+    if (data && data.rewrite && data.rewrite.text) {
+      status.textContent += ` · searched as “${data.rewrite.text}” (${data.rewrite.rewriter})`;
     }
   }
 
@@ -797,6 +811,9 @@
   function wire() {
     $("search-form").addEventListener("submit", submitSearch);
     $("mode").addEventListener("change", () => {
+      if ($("q").value.trim()) submitSearch();
+    });
+    $("rewrite").addEventListener("change", () => {
       if ($("q").value.trim()) submitSearch();
     });
 
