@@ -179,8 +179,9 @@ def resolve_dtype(dtype: Any, device: str) -> Any:
 def quantize_if_int8(model: Any, dtype: Any) -> Any:
     """With dtype "int8": the model's `nn.Linear` layers as int8 layers with per-token scales, in place.
 
-    int8 weights and activations through torch's fbgemm kernel, each token scaled on its own, the
-    first and last decoder layers kept in float (`dse.encoders.int8`): on a CPU, a query reads a
+    int8 weights (a scale per output channel) and activations (a scale per token) through torch's
+    fbgemm kernel, the first and last decoder layer in bfloat16 where the CPU has it, the LM head
+    untouched (`dse.encoders.int8`): on a CPU, a query reads a
     quarter of the float32 weights. The vectors change slightly (cosine to float32 measured by
     `bench/query_encode.py`), so use it to search, and build indexes in float.
     """
