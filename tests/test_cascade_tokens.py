@@ -181,10 +181,10 @@ def test_shards_share_one_codebook_and_survive_truncation(tmp_path: Path, random
         engine.add(part)
         engine.save(tmp_path)
     assert len(list(tmp_path.glob("tokens-*.npy"))) == 1
-    cut = CascadeEngine.load(tmp_path, rows=400)  # an interrupted add rolled back: shard 2 cut to 100 pages
+    cut = CascadeEngine.load(tmp_path, rows=400, residual_bits=0)  # an interrupted add rolled back: shard 2 cut to 100 pages
     cut.add(pages[:20])
     cut.save(tmp_path)
-    again = CascadeEngine.load(tmp_path, rows=420)
+    again = CascadeEngine.load(tmp_path, rows=420, residual_bits=0)
     assert all(seg.tok is not None for seg in again._segments) and again.knobs()["stage"] == "tokens"
     data = pages[:150] * 2 + pages[150:250] + pages[:20]
     exact = oracle(queries, data)
