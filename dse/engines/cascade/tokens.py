@@ -126,10 +126,20 @@ def train(tokens: np.ndarray, seed: int = 0, n_tokens: int | None = None) -> Cod
     n = min(len(tokens), sample_size(total))
     pick = np.sort(rng.choice(len(tokens), n, replace=False)) if n < len(tokens) else np.arange(len(tokens))
     x = np.ascontiguousarray(np.asarray(tokens[pick], np.float32))  # (n, dim)
-    kmeans = faiss.Kmeans(x.shape[1], k, niter=8 if k <= 4096 else 6, spherical=True, seed=seed, verbose=False,
-                          max_points_per_centroid=per, min_points_per_centroid=1)
-    kmeans.train(x)
-    return Codebook.of(kmeans.centroids)
+    if k <= 4096:
+        kmeans = faiss.Kmeans(x.shape[1], k, niter=8, spherical=True, seed=seed, verbose=False,
+                              max_points_per_centroid=per, min_points_per_centroid=1)
+        kmeans.train(x)
+        return Codebook.of(kmeans.centroids)
+    # large codebooks: each iteration assigns by HNSW over the centroids (on 262k realistic tokens to
+    # 16384 centroids: 95 s against 136 s for exact assignment, mean best cosine 0.910 against 0.906)
+    cp = faiss.ClusteringParameters()
+    cp.niter, cp.spherical, cp.seed, cp.max_points_per_centroid, cp.min_points_per_centroid = 6, True, seed, per, 1
+    clustering = faiss.Clustering(x.shape[1], k, cp)
+    index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction, index.hnsw.efSearch = 40, 32
+    clustering.train(x, index)
+    return Codebook.of(faiss.vector_to_array(clustering.centroids).reshape(k, x.shape[1]))
 
 
 def assign(codebook: Codebook, tokens: np.ndarray) -> np.ndarray:
