@@ -11,11 +11,9 @@ Tiers, each cheaper and coarser than the next:
    centroid's similarity when it has none (WARP's imputation). The best `n_shortlist` pages go
    on to the exact tier. Unlike centroids alone, the residuals tell apart near-duplicate
    siblings that share their centroids.
-   Indexes written before residual lists (``residual_bits=0``, or shards without
-   ``.tok-res-*`` files) keep the *token lists* stage: a page scores its best probed
-   centroid's similarity per query token (no residuals), the best `n_shortlist` go on, then
-   PLAID's centroid interaction (every distinct centroid of the page's tokens, memory-mapped
-   forward lists) keeps `n_coarse`. Shards written before token lists (no ``.tok-*`` files)
+   Without residual lists (``residual_bits=0``, or shards without ``.tok-res-*`` files) the
+   *token lists* stage: a page scores its best probed centroid's similarity per query token,
+   the best `n_shortlist` go on, then PLAID's centroid interaction keeps `n_coarse`. Shards written before token lists (no ``.tok-*`` files)
    keep the oldest stage 0, *coarse lists* (`dse.engines.ivf.coarse`: lists over each
    segment's coarse tokens, then the binary coarse stage keeps `n_coarse`);
    `token_lists=False` builds that layout.
@@ -39,8 +37,7 @@ n_candidates=0` is the exhaustive mode: every allowed page is scored on the exac
 to exact MaxSim up to float16/int8 rounding. `pool_factor` > 1 pools each page's tokens
 hierarchically at indexing time (fewer tokens on every tier, slower indexing).
 
-On disk: one set of files per shard, described in `dse.engines.cascade.tiers`, and one
-``tokens-<key>.npy`` per token codebook.
+On disk: one set of files per shard (`dse.engines.cascade.tiers`), one ``tokens-<key>.npy`` per codebook.
 """
 
 from __future__ import annotations
@@ -244,6 +241,11 @@ class CascadeEngine(SegmentedEngine):
         cascade_retrain.collect(directory, self.marker)
         cascade_retrain.reencode(self, Path(directory))
 
+    def extend(self, rows: int) -> None:
+        """Read the rows another writer committed since, and the token lists it re-encoded (`retrain.follow`)."""
+        super().extend(rows)
+        cascade_retrain.follow(self)
+
     def search(
         self, queries: Sequence[Any], k: int, allowed: np.ndarray | None = None, n_coarse: int | None = None,
         n_candidates: int | None = None, n_probe: int | None = None, n_shortlist: int | None = None,
@@ -301,9 +303,8 @@ class CascadeEngine(SegmentedEngine):
         if not 0 <= row < self._n:
             raise IndexError(f"row {row} out of range [0, {self._n})")
         s = int(np.searchsorted(self._starts, row, side="right")) - 1
-        seg, local = self._segments[s], row - self._starts[s]
-        a, b = seg.offsets[local], seg.offsets[local + 1]
-        return np.asarray(seg.exact[a:b], np.float32) * np.asarray(seg.scales[a:b], np.float32)[:, None]
+        seg = self._segments[s]
+        return cascade_retrain.decoded(seg, seg.offsets[row - self._starts[s]], seg.offsets[row - self._starts[s] + 1])
 
     def _mask(self, allowed: np.ndarray) -> np.ndarray:
         mask = np.asarray(allowed)

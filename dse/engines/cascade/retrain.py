@@ -115,6 +115,33 @@ def reencode(engine: Any, directory: Path | None) -> int:
     return done
 
 
+def follow(engine: Any) -> int:
+    """Swap in the token lists of saved shards that another process re-encoded since `engine` read them
+    (their ref names another codebook); the number swapped. A shard that cannot be read keeps its lists."""
+    disk = engine._disk
+    if disk is None or not engine.token_lists:
+        return 0
+    numbers = [n for n in committed_shards(disk.directory, engine.marker) if n <= disk.last]
+    if len(numbers) != len(engine._segments):
+        return 0
+    done = 0
+    for i, (number, seg) in enumerate(zip(numbers, list(engine._segments))):
+        ref = cascade_tokens.shard_key(disk.directory, number)
+        if ref is None or (seg.tok is not None and seg.tok.codebook.key == ref[0]):
+            continue
+        try:
+            tok = cascade_tokens.read(disk.directory, number, seg.pages, engine._codebooks, int(seg.offsets[-1]))
+        except (OSError, ValueError):
+            continue  # switched again, or removed, while reading: the next refresh tries again
+        engine._segments[i] = replace(seg, tok=tok)
+        engine._tokens = engine._lists = None
+        done += 1
+    last = engine._segments[-1].tok if engine._segments else None
+    if done and last is not None:
+        engine._codebook, engine._like = last.codebook, last.res if last.res is not None else engine._like
+    return done
+
+
 def collect(directory: Path, marker: str) -> list[Path]:
     """Remove token-list files and codebooks no committed shard refers to; the paths removed."""
     directory = Path(directory)
