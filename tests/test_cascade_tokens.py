@@ -181,10 +181,10 @@ def test_shards_share_one_codebook_and_survive_truncation(tmp_path: Path, random
         engine.add(part)
         engine.save(tmp_path)
     assert len(list(tmp_path.glob("tokens-*.npy"))) == 1
-    cut = CascadeEngine.load(tmp_path, rows=400)  # an interrupted add rolled back: shard 2 cut to 100 pages
+    cut = CascadeEngine.load(tmp_path, rows=400, residual_bits=0)  # an interrupted add rolled back: shard 2 cut to 100 pages
     cut.add(pages[:20])
     cut.save(tmp_path)
-    again = CascadeEngine.load(tmp_path, rows=420)
+    again = CascadeEngine.load(tmp_path, rows=420, residual_bits=0)
     assert all(seg.tok is not None for seg in again._segments) and again.knobs()["stage"] == "tokens"
     data = pages[:150] * 2 + pages[150:250] + pages[:20]
     exact = oracle(queries, data)
@@ -230,3 +230,16 @@ def test_large_codebooks_assign_by_hnsw_close_to_the_exact_nearest_centroid() ->
     tokens = unit(book.centroids[rng.integers(0, 5000, 2000)] + noise(rng, 2000, 0.3))  # (2000, DIM)
     exact = np.argmax(tokens @ book.centroids.T, axis=1)  # (2000,)
     assert np.mean(cascade_tokens.assign(book, tokens) == exact) >= 0.95
+
+
+def test_large_codebooks_train_by_hnsw_kmeans_as_well_as_sampled_centroids_and_better() -> None:
+    rng = np.random.default_rng(10)
+    centres = unit(rng.standard_normal((2048, DIM)))  # (2048, DIM)
+    x = unit(centres[rng.integers(0, 2048, 8192 * 16)] + noise(rng, 8192 * 16, 0.5))  # (131072, DIM)
+    book = cascade_tokens.train(x, n_tokens=8192 * 64)  # an index of 524k tokens: 8192 centroids, HNSW k-means
+    assert book.centroids.shape == (8192, DIM)
+    np.testing.assert_allclose(np.linalg.norm(book.centroids, axis=1), 1.0, atol=1e-4)
+    held = unit(centres[rng.integers(0, 2048, 4000)] + noise(rng, 4000, 0.5))  # (4000, DIM)
+    trained = (held @ book.centroids.T).max(axis=1).mean()
+    picked = (held @ x[rng.choice(len(x), 8192, replace=False)].T).max(axis=1).mean()  # k-means' starting point
+    assert trained > picked + 0.01

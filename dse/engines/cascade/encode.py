@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from dse.engines.quantize import int8_encode, pack_signs, pool_tokens
 def encode_pages(
     pages: Sequence[np.ndarray], dim: int, pool_factor: int, coarse_tokens: int, exact_dtype: str, token_lists: bool,
     codebook: cascade_tokens.Codebook | None, bits: int = 0, like: Residuals | None = None,
+    train: Callable[[np.ndarray], cascade_tokens.Codebook] | None = None,
 ) -> Tiers:
     """The tiers of new pages (float32 (tokens_i, dim) each, checked), as `CascadeEngine.add` appends them.
 
@@ -46,24 +48,48 @@ def encode_pages(
         exact, scales = int8_encode(tokens)  # (T, dim) int8, (T,)
     else:
         exact, scales = tokens.astype(np.float16), np.ones(len(tokens), np.float32)  # (T, dim), (T,)
+    if token_lists and train is not None and len(tokens):
+        codebook, like = train(tokens), None
     tok = encode_tokens(tokens, offsets, codebook, bits, like) if token_lists else None
     return cascade_tiers.with_codebook(
         pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets, *int8_encode(coarse), spans,
         tok)
 
 
+def check_pages(items: Sequence[Any], what: str, dim: int | None) -> tuple[list[np.ndarray], int | None]:
+    """Float32 (tokens_i, dim) matrices of width `dim` (None: the first non-empty item's), and that width.
+
+    Raises:
+        ValueError: an item is not 2-D, has another width, or non-finite values.
+    """
+    if isinstance(items, np.ndarray) and items.ndim == 2:
+        raise ValueError(f"{what} must be a list of (tokens, dim) arrays, got one 2-D array {items.shape}")
+    out = []
+    for i, item in enumerate(items):
+        arr = np.asarray(item, dtype=np.float32)
+        if arr.ndim != 2:
+            raise ValueError(f"{what}[{i}] must be a 2-D array (tokens, dim), got shape {arr.shape}")
+        dim = int(arr.shape[1]) if dim is None and arr.shape[0] else dim
+        if arr.shape[0] and arr.shape[1] != dim:
+            raise ValueError(f"{what}[{i}] has dim {arr.shape[1]}, but this index expects dim {dim}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{what}[{i}] contains NaN or infinite values")
+        out.append(arr)
+    return [a.reshape(a.shape[0], dim or 0) for a in out], dim
+
+
 def encode_tokens(
     tokens: np.ndarray, offsets: np.ndarray, codebook: cascade_tokens.Codebook | None, bits: int = 0,
     like: Residuals | None = None,
 ) -> cascade_tokens.TokenLists | None:
-    """Token lists of new pages: `codebook`, or a new one when these pages alone would train one at
-    least 4x larger (or there is none yet and they are at least `MIN_PAGES`); with residual lists
-    of `bits` bits (0: none) sharing `like`'s buckets while the codebook is `codebook`."""
+    """Token lists of new pages: `codebook`, or when there is none yet and they are at least
+    `MIN_PAGES`, a new one trained on them (`dse.engines.cascade.retrain` retrains it as the index
+    grows); with residual lists of `bits` bits (0: none) sharing `like`'s buckets while the
+    codebook is `codebook`."""
     if not len(tokens):
         return None
     book = codebook
-    wanted = cascade_tokens.centroids_for(len(tokens))
-    if len(offsets) - 1 >= cascade_tokens.MIN_PAGES and (book is None or 4 * len(book.centroids) <= wanted):
+    if len(offsets) - 1 >= cascade_tokens.MIN_PAGES and book is None:
         book = cascade_tokens.train(tokens)
     if book is None:
         return None

@@ -11,11 +11,9 @@ Tiers, each cheaper and coarser than the next:
    centroid's similarity when it has none (WARP's imputation). The best `n_shortlist` pages go
    on to the exact tier. Unlike centroids alone, the residuals tell apart near-duplicate
    siblings that share their centroids.
-   Indexes written before residual lists (``residual_bits=0``, or shards without
-   ``.tok-res-*`` files) keep the *token lists* stage: a page scores its best probed
-   centroid's similarity per query token (no residuals), the best `n_shortlist` go on, then
-   PLAID's centroid interaction (every distinct centroid of the page's tokens, memory-mapped
-   forward lists) keeps `n_coarse`. Shards written before token lists (no ``.tok-*`` files)
+   Without residual lists (``residual_bits=0``, or shards without ``.tok-res-*`` files) the
+   *token lists* stage: a page scores its best probed centroid's similarity per query token,
+   the best `n_shortlist` go on, then PLAID's centroid interaction keeps `n_coarse`. Shards written before token lists (no ``.tok-*`` files)
    keep the oldest stage 0, *coarse lists* (`dse.engines.ivf.coarse`: lists over each
    segment's coarse tokens, then the binary coarse stage keeps `n_coarse`);
    `token_lists=False` builds that layout.
@@ -39,8 +37,7 @@ n_candidates=0` is the exhaustive mode: every allowed page is scored on the exac
 to exact MaxSim up to float16/int8 rounding. `pool_factor` > 1 pools each page's tokens
 hierarchically at indexing time (fewer tokens on every tier, slower indexing).
 
-On disk: one set of files per shard, described in `dse.engines.cascade.tiers`, and one
-``tokens-<key>.npy`` per token codebook.
+On disk: one set of files per shard (`dse.engines.cascade.tiers`), one ``tokens-<key>.npy`` per codebook.
 """
 
 from __future__ import annotations
@@ -53,11 +50,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dse.engines.cascade import probe as cascade_probe
+from dse.engines.cascade import retrain as cascade_retrain
 from dse.engines.cascade import search as cascade_search
 from dse.engines.cascade import tiers as cascade_tiers
 from dse.engines.cascade import tokens as cascade_tokens
 from dse.engines.cascade import warp as cascade_warp
-from dse.engines.cascade.encode import encode_pages
+from dse.engines.cascade.encode import check_pages, encode_pages
 from dse.engines.cascade.tiers import EXACT_DTYPES, Tiers
 from dse.engines.files import load_npy, save_npy, shard_path
 from dse.engines.ivf import coarse as coarse_lists
@@ -87,6 +85,8 @@ class CascadeEngine(SegmentedEngine):
         token_lists: Build token lists for new pages (False: the coarse-list layout of old indexes).
         residual_bits: Bits a dimension of the residual token lists built for new pages (2 or 4; 0:
             none, the centroid-only token stage of indexes written before them).
+        retrain: Retrain the token codebook each time the index doubles and re-encode older shards
+            (`cascade.retrain`); False: train it once, on the first add of `MIN_PAGES` pages.
     """
 
     kind: ClassVar[VectorKind] = "multi"
@@ -96,7 +96,7 @@ class CascadeEngine(SegmentedEngine):
         self, dim: int | None = None, mode: str = "cascade", exact_dtype: str = "float16", pool_factor: int = 1,
         coarse_tokens: int = 32, n_probe: int | None = None, n_shortlist: int | None = None,
         n_coarse: int | None = None, n_refine: int | None = None, n_candidates: int | None = None,
-        cluster_probe: int = 0, token_lists: bool = True, residual_bits: int = 2,
+        cluster_probe: int = 0, token_lists: bool = True, residual_bits: int = 2, retrain: bool = True,
     ) -> None:
         super().__init__(dim)
         if mode != "cascade":
@@ -113,11 +113,12 @@ class CascadeEngine(SegmentedEngine):
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.exact_dtype, self.pool_factor, self.coarse_tokens = exact_dtype, int(pool_factor), int(coarse_tokens)
-        if not isinstance(token_lists, bool):
-            raise ValueError(f"token_lists must be true or false, got {token_lists!r}")
+        for name, flag in (("token_lists", token_lists), ("retrain", retrain)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be true or false, got {flag!r}")
         self.n_probe = None if n_probe is None else int(n_probe)
         self.n_shortlist = None if n_shortlist is None else int(n_shortlist)
-        self.token_lists = token_lists
+        self.token_lists, self.retrain = token_lists, retrain
         if isinstance(residual_bits, bool) or residual_bits not in (0, 2, 4):
             raise ValueError(f"residual_bits must be 0, 2 or 4, got {residual_bits!r}")
         self.residual_bits = int(residual_bits)
@@ -140,7 +141,7 @@ class CascadeEngine(SegmentedEngine):
                 "coarse_tokens": self.coarse_tokens, "n_probe": self.n_probe, "n_shortlist": self.n_shortlist,
                 "n_coarse": self.n_coarse, "n_refine": self.n_refine, "n_candidates": self.n_candidates,
                 "cluster_probe": self.cluster_probe, "token_lists": self.token_lists,
-                "residual_bits": self.residual_bits}
+                "residual_bits": self.residual_bits, "retrain": self.retrain}
 
     def knobs(self, **overrides: int | None) -> dict[str, Any]:
         """The effective settings of a search: the first stage used and every knob, resolved.
@@ -181,23 +182,11 @@ class CascadeEngine(SegmentedEngine):
         return total
 
     def _check(self, items: Sequence[Any], what: str, adopt: bool) -> list[np.ndarray]:
-        """Float32 (tokens_i, dim) matrices of this engine's width."""
-        if isinstance(items, np.ndarray) and items.ndim == 2:
-            raise ValueError(f"{what} must be a list of (tokens, dim) arrays, got one 2-D array {items.shape}")
-        out, dim = [], self._dim
-        for i, item in enumerate(items):
-            arr = np.asarray(item, dtype=np.float32)
-            if arr.ndim != 2:
-                raise ValueError(f"{what}[{i}] must be a 2-D array (tokens, dim), got shape {arr.shape}")
-            dim = int(arr.shape[1]) if dim is None and arr.shape[0] else dim
-            if arr.shape[0] and arr.shape[1] != dim:
-                raise ValueError(f"{what}[{i}] has dim {arr.shape[1]}, but this index expects dim {dim}")
-            if not np.isfinite(arr).all():
-                raise ValueError(f"{what}[{i}] contains NaN or infinite values")
-            out.append(arr)
+        """Float32 (tokens_i, dim) matrices of this engine's width (`encode.check_pages`)."""
+        out, dim = check_pages(items, what, self._dim)
         if adopt and self._dim is None:
             self._dim = dim
-        return [a.reshape(a.shape[0], dim or 0) for a in out]
+        return out
 
     def _stacked(self) -> coarse_lists.Stacked:
         """Every segment's inverted lists stacked (rebuilt after the segments change)."""
@@ -240,7 +229,22 @@ class CascadeEngine(SegmentedEngine):
             return
         book = self._codebook if self.token_lists else None
         self._append(encode_pages(pages, self._dim or 0, self.pool_factor, self.coarse_tokens, self.exact_dtype,
-                                  self.token_lists, book, self.residual_bits, self._like))
+                                  self.token_lists, book, self.residual_bits, self._like,
+                                  cascade_retrain.trainer(self, len(pages))))
+        if self._disk is None and self._codebook is not book:  # never saved: re-encode in memory now
+            cascade_retrain.reencode(self, None)
+
+    def save(self, directory: Path) -> None:
+        """Append the unsaved pages as one shard; then remove token files no shard refers to any more and
+        re-encode the shards not on the current codebook (`dse.engines.cascade.retrain`)."""
+        super().save(directory)
+        cascade_retrain.collect(directory, self.marker)
+        cascade_retrain.reencode(self, Path(directory))
+
+    def extend(self, rows: int) -> None:
+        """Read the rows another writer committed since, and the token lists it re-encoded (`retrain.follow`)."""
+        super().extend(rows)
+        cascade_retrain.follow(self)
 
     def search(
         self, queries: Sequence[Any], k: int, allowed: np.ndarray | None = None, n_coarse: int | None = None,
@@ -299,9 +303,8 @@ class CascadeEngine(SegmentedEngine):
         if not 0 <= row < self._n:
             raise IndexError(f"row {row} out of range [0, {self._n})")
         s = int(np.searchsorted(self._starts, row, side="right")) - 1
-        seg, local = self._segments[s], row - self._starts[s]
-        a, b = seg.offsets[local], seg.offsets[local + 1]
-        return np.asarray(seg.exact[a:b], np.float32) * np.asarray(seg.scales[a:b], np.float32)[:, None]
+        seg = self._segments[s]
+        return cascade_retrain.decoded(seg, seg.offsets[row - self._starts[s]], seg.offsets[row - self._starts[s] + 1])
 
     def _mask(self, allowed: np.ndarray) -> np.ndarray:
         mask = np.asarray(allowed)

@@ -26,7 +26,8 @@ import numpy as np
 from dse.engines.files import load_npy, save_npy
 from dse.kernels import residuals as kernel
 
-FILES = (".tok-res-buckets.npy", ".tok-res-offsets.npy", ".tok-res-pages.npy", ".tok-res-codes.npy")
+NAMES = ("buckets", "offsets", "pages", "codes")
+FILES = tuple(f".tok-res-{n}.npy" for n in NAMES)  # as a shard is first written (`tokens.names`: re-encoded ones)
 _SAMPLE = 1 << 16  # residual tokens sampled to place the bucket cutoffs
 
 
@@ -99,31 +100,34 @@ def concat(parts: list[Residuals], pages: list[int]) -> Residuals | None:
                      all_pages[order].astype(np.int32), codes[order])
 
 
-def save(directory: Path, number: int, res: Residuals) -> None:
-    """Write shard `number`'s residual files (before its marker)."""
+def save(directory: Path, number: int, res: Residuals, suffixes: tuple[str, ...] = FILES) -> None:
+    """Write shard `number`'s residual files (before its marker), named `suffixes`."""
     from dse.engines.files import shard_path
 
     head = np.concatenate([[res.bits], res.cutoffs, res.weights]).astype(np.float32)
-    for suffix, array in zip(FILES, (head, res.offsets, res.pages, res.codes)):
+    for suffix, array in zip(suffixes, (head, res.offsets, res.pages, res.codes)):
         save_npy(shard_path(directory, number, suffix), array)
 
 
-def read(directory: Path, number: int, pages: int, tokens: int, n_centroids: int) -> Residuals | None:
-    """Shard `number`'s residual lists (None when it has none), filtered to its `pages` pages of `tokens` tokens.
+def read(
+    directory: Path, number: int, pages: int, tokens: int, n_centroids: int, suffixes: tuple[str, ...] = FILES,
+) -> Residuals | None:
+    """Shard `number`'s residual lists in files `suffixes` (None when it has none), filtered to its
+    `pages` pages of `tokens` tokens.
 
     Raises:
         ValueError: the files do not fit the shard.
     """
     from dse.engines.files import shard_path
 
-    if not all(shard_path(directory, number, s).exists() for s in FILES):
+    if not all(shard_path(directory, number, s).exists() for s in suffixes):
         return None
-    head, offsets, listed, codes = (load_npy(shard_path(directory, number, s)) for s in FILES)
+    head, offsets, listed, codes = (load_npy(shard_path(directory, number, s)) for s in suffixes)
     bits = int(head[0]) if len(head) else 0
     n = 1 << bits if bits in kernel.BITS else 0
     if (not n or len(head) != 2 * n or len(offsets) != n_centroids + 1 or not offsets[-1] == len(listed) == len(codes)
             or len(listed) < tokens):
-        raise ValueError(f"{shard_path(directory, number, FILES[1])}: residual lists do not fit the shard")
+        raise ValueError(f"{shard_path(directory, number, suffixes[1])}: residual lists do not fit the shard")
     res = Residuals(bits, np.array(head[1:n], np.float32), np.array(head[n:], np.float32),
                     np.asarray(offsets, np.int64), listed, codes)
     return res if len(listed) == tokens else res.rows(0, pages)  # longer: the shard was cut
