@@ -119,7 +119,7 @@ def test_encoder_metadata_and_options() -> None:
     assert enc.name == "bm25" and enc.kind == "text" and enc.input == "text"
     assert enc.dim is None and enc.model_id == "bm25s"
     assert enc.options() == {"language": "en", "stemmer": "english", "stopwords": "en-snowball",
-                             "scheme": "dse-2"}
+                             "scheme": "dse-2", "glossary": "finance-1"}
     again = load_encoder("bm25", model=enc.model_id, **enc.options())  # as a retriever reopens it
     assert again.encode_pages(["Running reports"]) == enc.encode_pages(["Running reports"])
     plain = {"scheme": "dse-1"}

@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 from dse.encoders.base import Encoder
 from dse.encoders.registry import register_encoder
+from dse.text.glossary import DEFAULT, NONE
 from dse.text.tokenizer import SCHEMES, Tokenizer
 from dse.types import VectorKind
 
@@ -22,6 +23,10 @@ class BM25Encoder(Encoder):
         model: Only "bm25s" (accepted so that `describe()["model"]` round-trips; there are no weights).
         scheme: Text normalisation before the words are taken (`SCHEMES`, default the first);
             recorded in each index, so an index built with "bm25s" or "dse-1" keeps it.
+        glossary: Query glossary (`dse.text.glossary`, default "finance-1"; "none": queries are
+            tokenized as pages are): measures a question names ("current ratio", "capex") are
+            expanded to the statement line items they are computed from. Recorded in each
+            index; an index that records none (built before glossaries) uses "none".
 
     Settings left unset (None) follow an index's manifest when the encoder searches or adds to an
     index built with other defaults (`for_index`); settings given must match the index's.
@@ -32,18 +37,20 @@ class BM25Encoder(Encoder):
 
     def __init__(
         self, language: str | None = None, stemmer: str | None = None, stopwords: str | None = None,
-        model: str = "bm25s", scheme: str | None = None,
+        model: str = "bm25s", scheme: str | None = None, glossary: str | None = None,
     ) -> None:
         if model != "bm25s":
             raise ValueError(f"the bm25 encoder has no model weights; model must be 'bm25s', got {model!r}")
-        given = {"language": language, "stemmer": stemmer, "stopwords": stopwords, "scheme": scheme}
+        given = {"language": language, "stemmer": stemmer, "stopwords": stopwords, "scheme": scheme,
+                 "glossary": glossary}
         self.chosen: dict[str, str] = {k: v for k, v in given.items() if v is not None}
         """The settings given (the others are this version's defaults)."""
-        self.tokenizer = Tokenizer(language or "en", stemmer, stopwords, scheme or SCHEMES[0])
+        self.tokenizer = Tokenizer(language or "en", stemmer, stopwords, scheme or SCHEMES[0], glossary or DEFAULT)
         self.language = self.tokenizer.language
         self.stemmer_name = self.tokenizer.stemmer_name
         self.stopwords_name = self.tokenizer.stopwords_name
         self.scheme = self.tokenizer.scheme
+        self.glossary = self.tokenizer.glossary
 
     @property
     def dim(self) -> int | None:
@@ -63,10 +70,10 @@ class BM25Encoder(Encoder):
         """This encoder with the tokenizer an index's manifest records, if the settings given allow it.
 
         An index keeps the tokenizer it was built with (an older version's defaults, e.g. scheme
-        "dse-1" and stopwords "en"): an encoder whose given settings (`chosen`) all equal the
-        recorded ones takes the recorded ones for the rest. Otherwise (another encoder, or a
-        setting given that differs) it is returned unchanged, and the caller's encoder check
-        names the difference.
+        "dse-1" and stopwords "en"; no `glossary` recorded: "none"): an encoder whose given
+        settings (`chosen`) all equal the recorded ones takes the recorded ones for the rest.
+        Otherwise (another encoder, or a setting given that differs) it is returned unchanged,
+        and the caller's encoder check names the difference.
 
         Args:
             built: The index manifest's `encoder` entry.
@@ -74,8 +81,10 @@ class BM25Encoder(Encoder):
         recorded = dict(built.get("options") or {})
         if built.get("name") != self.name or recorded == self.options():
             return self
-        if any(recorded.get(key) != value for key, value in self.chosen.items()):
+        unset = {"glossary": NONE}  # what a setting the manifest predates was
+        if any(recorded.get(key, unset.get(key)) != value for key, value in self.chosen.items()):
             return self
+        recorded.setdefault("glossary", NONE)  # built before glossaries: queries as pages
         try:
             adopted = BM25Encoder(**recorded)
         except (TypeError, ValueError):  # recorded by a newer dse: let the encoder check report it
@@ -88,8 +97,8 @@ class BM25Encoder(Encoder):
         return self.tokenizer.tokenize(text)
 
     def encode_queries(self, queries: Sequence[str]) -> list[list[str]]:
-        """Token lists of the queries."""
-        return self.tokenizer.tokenize_all(queries, "queries")
+        """Token lists of the queries (with the glossary's expansions, `Tokenizer.tokenize_query`)."""
+        return self.tokenizer.tokenize_all(queries, "queries", queries=True)
 
     def encode_pages(self, pages: Sequence[str]) -> list[list[str]]:
         """Token lists of the pages' texts (an empty text gives an empty list)."""

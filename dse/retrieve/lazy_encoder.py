@@ -201,7 +201,8 @@ def encoder_from_manifest(
     options.update(runtime_options)
     if revision is not None and _takes(description["name"], "revision"):
         options["revision"] = revision
-    return load_encoder(description["name"], model=chosen, **options)
+    encoder = load_encoder(description["name"], model=chosen, **options)
+    return encoder.for_index(description)  # BM25: a setting the manifest predates takes its old value
 
 
 def _takes(name: str, option: str) -> bool:

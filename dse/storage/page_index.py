@@ -230,8 +230,8 @@ class PageIndex(IndexWriter, IndexBackend):
         """The manifest's text-field record (`dse.text.fields`)."""
         return dict(self.manifest.store.get("text_fields") or {})
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        """BM25 tokens of texts (queries or pages) for the text side, as it was built."""
+    def tokenize(self, texts: Sequence[str], queries: bool = False) -> list[list[str]]:
+        """BM25 tokens of texts for the text side, as it was built (`queries`: with its glossary's expansions)."""
         if self._tokenizer is None:
             from dse.text.tokenizer import Tokenizer
 
@@ -240,7 +240,7 @@ class PageIndex(IndexWriter, IndexBackend):
             else:
                 options = dict(self.manifest.store["text"]["tokenizer"])
             self._tokenizer = Tokenizer(**options)
-        return self._tokenizer.tokenize_all(list(texts), "pages")
+        return self._tokenizer.tokenize_all(list(texts), "queries" if queries else "pages", queries=queries)
 
     # ---------------------------------------------------------------- reading
     def search(
@@ -283,7 +283,7 @@ class PageIndex(IndexWriter, IndexBackend):
     ) -> list[list[ScoredPage]]:
         """Top-k live pages by BM25 over the text layers, for each text query (score 0: no match)."""
         view = view or self._view
-        return self._scored(view, view.text_engine, self.tokenize(queries), k, where)
+        return self._scored(view, view.text_engine, self.tokenize(queries, queries=True), k, where)
 
     def page(self, page_id: str) -> PageRecord:
         """The catalogued page with this id."""

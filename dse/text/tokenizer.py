@@ -91,17 +91,21 @@ class Tokenizer:
             `dse.text.stopwords.LISTS` ("en-snowball"), or "none" to keep every word.
         scheme: Text normalisation before the words are taken (`SCHEMES`); recorded in each
             index, so an index built with "bm25s" keeps it.
+        glossary: Query glossary (`dse.text.glossary`: "finance-1", or "none"): the measures a
+            query names are expanded by `tokenize_query`; pages are never expanded.
 
     Raises:
-        ValueError: an unknown language, stemmer, stopword list or scheme.
+        ValueError: an unknown language, stemmer, stopword list, scheme or glossary.
     """
 
     def __init__(
         self, language: str = "en", stemmer: str | None = None, stopwords: str | None = None, scheme: str = SCHEMES[0],
+        glossary: str = "none",
     ) -> None:
         import Stemmer
         import bm25s.stopwords
 
+        from dse.text.glossary import check_glossary
         from dse.text.stopwords import LISTS
 
         quiet_bm25s_logger()
@@ -130,26 +134,58 @@ class Tokenizer:
             names = ", ".join([*LANGUAGES, *LISTS])
             raise ValueError(f"unknown stopword list {self.stopwords_name!r}; use 'none' or one of {names}")
         self._pattern = re.compile(TOKEN_PATTERN)
+        self.glossary = check_glossary(glossary)
+        self._entries: list[tuple[tuple[str, ...], tuple[str, ...]]] | None = None
 
     def options(self) -> dict[str, Any]:
-        """Tokenizer settings (valid constructor arguments)."""
-        return {"language": self.language, "stemmer": self.stemmer_name, "stopwords": self.stopwords_name,
-                "scheme": self.scheme}
+        """Tokenizer settings (valid constructor arguments; `glossary` only when one is used)."""
+        out = {"language": self.language, "stemmer": self.stemmer_name, "stopwords": self.stopwords_name,
+               "scheme": self.scheme}
+        if self.glossary != "none":
+            out["glossary"] = self.glossary
+        return out
 
-    def tokenize(self, text: str) -> list[str]:
-        """Token list of one text."""
+    def words(self, text: str) -> list[str]:
+        """The stemmed words of one text, stopwords dropped (its tokens before the pairs)."""
         text = unicodedata.normalize("NFKC", text)
         if self.scheme != "bm25s":
             text = normalise_dse1(text)
         words = self._pattern.findall(text.lower())
         words = [w for w in words if w not in self._stopwords]
-        words = self._stem.stemWords(words) if self._stem is not None and words else words
+        return self._stem.stemWords(words) if self._stem is not None and words else words
+
+    def tokenize(self, text: str) -> list[str]:
+        """Token list of one text."""
+        words = self.words(text)
         if self.scheme == "dse-2":
             words += [a + PAIR + b for a, b in zip(words, words[1:])]
         return words
 
-    def tokenize_all(self, texts: Sequence[str], what: str = "texts") -> list[list[str]]:
-        """Token lists of texts (an empty text gives an empty list).
+    def tokenize_query(self, text: str) -> list[str]:
+        """Token list of one query: `tokenize`, then the tokens of the glossary's line items for
+        each measure the query names (`dse.text.glossary`; each line item tokenized on its own)."""
+        tokens = self.tokenize(text)
+        if self.glossary == "none":
+            return tokens
+        words = self.words(text)
+        for key, items in self._glossary_entries():
+            n = len(key)
+            if any(tuple(words[i:i + n]) == key for i in range(len(words) - n + 1)):
+                for item in items:
+                    tokens += self.tokenize(item)
+        return tokens
+
+    def _glossary_entries(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """(the key's words, its line items) of each glossary entry, in the glossary's order."""
+        if self._entries is None:
+            from dse.text.glossary import GLOSSARIES
+
+            entries = GLOSSARIES[self.glossary]
+            self._entries = [(tuple(self.words(key)), items) for key, items in entries.items() if self.words(key)]
+        return self._entries
+
+    def tokenize_all(self, texts: Sequence[str], what: str = "texts", queries: bool = False) -> list[list[str]]:
+        """Token lists of texts (an empty text gives an empty list); `queries`: with `tokenize_query`.
 
         Raises:
             TypeError: `texts` is one string, or holds something other than strings (`what` names them).
@@ -160,5 +196,5 @@ class Tokenizer:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"{what}[{i}] must be a str (the page's text layer), got {type(text).__name__}")
-            out.append(self.tokenize(text))
+            out.append(self.tokenize_query(text) if queries else self.tokenize(text))
         return out
