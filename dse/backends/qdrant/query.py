@@ -56,7 +56,10 @@ def search(index: Any, queries: Any, k: int, flt: Any) -> list[list[ScoredPage]]
     try:
         return visual(index.client, index.collection, index.manifest.kind, queries, k, flt, index.options, first)
     except Exception:
-        again = first_stage(index, flt, k) if first is not None and first.vector else None
+        if first is None or not first.vector:
+            raise
+        index.refresh()  # the manifest file may look unchanged to a reader that read it just before the switch
+        again = first_stage(index, flt, k)
         if again is None or first is None or again.vector == first.vector:
             raise
         return visual(index.client, index.collection, index.manifest.kind, queries, k, flt, index.options, again)
