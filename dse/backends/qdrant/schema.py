@@ -22,6 +22,9 @@ from typing import Any, Mapping
 MULTI, POOLED, DENSE, SPARSE = "mv", "pooled", "dense", "bm25"
 ROWS, COLS = "rows", "cols"  # pooling: grid
 CLUSTER_KEYS = ("shard_number", "replication_factor", "write_consistency_factor", "on_disk")
+OPTION_KEYS = ("qdrant", "collection", "prefetch", "hnsw_ef", "quantization", "pooling", "grid_rows", "first_stage",
+               "centroid_weight", "centroid_idf", "centroids", "codebook_min_pages", "codebook_retrain", "n_probe",
+               "prefetch_pooled", *CLUSTER_KEYS)  # every option of a new collection (`check_options`)
 DEFAULT_PREFETCH = 200  # pooled candidates rescored by exact MaxSim per query
 PAYLOAD_INDEXES = {"source": "keyword", "page_id": "keyword", "digest": "keyword", "kind": "keyword",
                    "page": "integer"}
@@ -71,6 +74,10 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     from dse.backends.qdrant.pooling import PoolingError, check_pooling
 
     out = dict(options)
+    unknown = [k for k in out if k not in OPTION_KEYS]
+    if unknown:
+        raise QdrantOptionError(f"qdrant option {', '.join(map(repr, unknown))} is not an option of the Qdrant "
+                                f"backend: use {', '.join(OPTION_KEYS)}")
     try:
         check_pooling(out)
         check_centroid_options(out)
