@@ -25,8 +25,7 @@ from dse.backends.qdrant import epoch
 from dse.backends.qdrant import filters as qfilters
 from dse.backends.qdrant import query
 from dse.backends.qdrant.catalogue import PayloadCatalogue
-from dse.backends.qdrant.centroids import DEFAULT_WEIGHT, Coder
-from dse.backends.qdrant.codebooks import Codebooks
+from dse.backends.qdrant.centroids import DEFAULT_WEIGHT, Codebooks, Coder
 from dse.backends.qdrant.points import payload_of, point_id, record_of, vectors_of
 from dse.backends.qdrant.schema import DENSE, MULTI, check_options, connect, create_collection, index_payload_field, public_location
 from dse.backends.records import Counts, DeleteReport, NewSource, PageRecord, ScoredPage
