@@ -132,3 +132,30 @@ def test_a_reader_follows_the_writers_codebook(where: str, tmp_path: Path) -> No
         assert reader._first_stage(None, 5).vector == "centroids-2"
         reader.manifest = stale_manifest
         assert reader.refresh() >= 0 and reader._first_stage(None, 5).vector == "centroids-2"  # refresh re-reads it
+
+
+@pytest.mark.parametrize("where", LOCATIONS)
+def test_a_collection_made_before_a_vector_per_generation_searches_and_moves_on(where: str, tmp_path: Path) -> None:
+    from qdrant_client import models
+
+    from dse.backends.qdrant.schema import add_sparse_vector, drop_vector
+
+    index = _create(tmp_path, where, prefetch=12)
+    with index:
+        _add(index, 0, 60, per_source=60)
+        state = _state(index)
+        book = dict(state["codebooks"][0])
+        # the layout before: every generation in one sparse vector, `centroids`, records without "vector"
+        add_sparse_vector(index.client, index.collection, "centroids", False)
+        got, _ = index.client.scroll(index.collection, limit=100, with_payload=False, with_vectors=["centroids-1"])
+        index.client.update_vectors(index.collection, points=[models.PointVectors(id=str(r.id), vector={
+            "centroids": models.SparseVector(indices=list(r.vector["centroids-1"].indices),
+                                             values=list(r.vector["centroids-1"].values))}) for r in got], wait=True)
+        drop_vector(index.client, index.collection, "centroids-1")
+        del book["vector"]
+        index.update_store(centroids={"codebooks": [book], "tokens": state["tokens"], "pending": False})
+        assert _vector_names(index) == {"centroids"} and index._first_stage(None, 5).vector == "centroids"
+        assert _top1(index, (3, 40)) == _ids((3, 40))
+        _add(index, 60, 36, per_source=36)  # 96 pages: generation 2 in its own vector; `centroids` removed
+        assert _state(index)["codebooks"][0]["vector"] == "centroids-2" and _vector_names(index) == {"centroids-2"}
+        assert _top1(index, (3, 40, 80)) == _ids((3, 40, 80))

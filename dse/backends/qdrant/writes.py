@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
+from dse.backends.qdrant.centroids import vector_of
 from dse.backends.qdrant.filters import payload_key
 from dse.backends.qdrant.points import payload_of, point_id, vectors_of
-from dse.backends.qdrant.centroids import vector_of
 from dse.backends.qdrant.training import maintain, state_of, targets
 from dse.backends.records import DeleteReport, NewSource
 from dse.storage import images
