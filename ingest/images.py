@@ -15,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ingest.base import RenderOptions, SourceFile
 from ingest.errors import IngestError
 from ingest.limits import Clock, Stopwatch, check_image_pixels, check_page_count
+from ingest.ocr import with_ocr
 from ingest.page import Page, make_page_id
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
@@ -117,14 +118,14 @@ def _iter_frames(
 
     Only the decoding counts against the file's time (not the consumer's between pages).
     """
-    max_pixels = options.limits.max_image_pixels
+    max_pixels, memory = options.limits.max_image_pixels, options.limits.max_memory_bytes
     try:
-        yield _page(file, image, first, 1, num_pages)
+        yield with_ocr(_page(file, image, first, 1, num_pages), options.ocr, memory)
         for index in range(1, num_pages):
             watch = Stopwatch(clock)
             frame = _frame(file, image, index, max_pixels)
             watch.lap()
-            yield _page(file, image, frame, index + 1, num_pages)
+            yield with_ocr(_page(file, image, frame, index + 1, num_pages), options.ocr, memory)
     finally:
         image.close()
 

@@ -35,7 +35,8 @@ class Page:
         source: Path of the source file as given by the user (normalised).
         page: 1-based page number within the source (1 for single images).
         image: The rendered page, RGB.
-        text: The page's text layer (poppler's `pdftotext`); empty for images.
+        text: The page's text layer (poppler's `pdftotext`), or the text OCR read from its image
+            (`ingest.ocr`: then `metadata["text_source"] == "ocr"`); empty if it has neither.
         source_digest: SHA-256 hex digest of the source file's bytes.
         metadata: Extra facts (kind, dpi, width, height, num_pages, ...).
     """

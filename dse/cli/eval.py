@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML encoder config (see configs/); flags override it")
     p.add_argument("--dim", type=int, help="single-vector dimension (Matryoshka truncation)")
     p.add_argument("--dpi", type=int, help="PDF rendering resolution (default: the config's, else ingest's)")
+    p.add_argument("--ocr", choices=("auto", "always", "never"),
+                   help="OCR of pages without a text layer while indexing (default: the config's, else auto)")
     p.add_argument("--index-dir", metavar="DIR", help="keep the indexes here, one per dataset (default: temporary)")
     p.add_argument("-k", type=int, default=100, help="pages retrieved per query (default 100)")
     p.add_argument("--scope", choices=("corpus", "document", "both"), default="both",
@@ -112,8 +114,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     rewriters = load_rewrites(args)
     if rewriters:
         fused["rewrite"] = next(iter(rewriters.values()))  # recorded by its describe() in the result
+    ocr = args.ocr or config.ingest.get("ocr")
     result = evaluate(sets, encoder, index_dir=args.index_dir, k=args.k, mode=args.mode, scopes=scopes, dpi=dpi,
-                      progress=True, search_options=fused)
+                      progress=True, search_options=fused, ocr=None if ocr is None else str(ocr))
     if args.output:
         result.save(args.output)
     if args.json:
