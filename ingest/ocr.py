@@ -228,8 +228,7 @@ def with_ocr(page: Page, options: OcrOptions | None, memory_bytes: int | None) -
     known = int(dpi) if isinstance(dpi, (int, float)) and not isinstance(dpi, bool) and dpi >= 70 else None
     result = ocr_image(page.image, options, memory_bytes, known)
     text, extra = merge(page.text, result, options)
-    extra["ocr_seconds"] = round(result.seconds, 3)  # taken out of the metadata by indexing
-    return replace(page, text=text, metadata={**dict(page.metadata), **extra})
+    return replace(page, text=text, metadata={**dict(page.metadata), **extra}, ocr_seconds=result.seconds)
 
 
 def merge(text: str, result: OcrResult, options: OcrOptions) -> tuple[str, dict[str, Any]]:

@@ -38,7 +38,9 @@ class Page:
         text: The page's text layer (poppler's `pdftotext`), or the text OCR read from its image
             (`ingest.ocr`: then `metadata["text_source"] == "ocr"`); empty if it has neither.
         source_digest: SHA-256 hex digest of the source file's bytes.
-        metadata: Extra facts (kind, dpi, width, height, num_pages, ...).
+        metadata: Extra facts (kind, dpi, width, height, num_pages, ...; `text_source`,
+            `ocr_dpi`, `ocr_language` or `ocr_error` when OCR ran: `ingest.ocr`).
+        ocr_seconds: Time tesseract spent on the page (0: not read by OCR); not compared.
     """
 
     page_id: str
@@ -48,3 +50,4 @@ class Page:
     text: str = field(default="", repr=False)
     source_digest: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    ocr_seconds: float = field(default=0.0, repr=False, compare=False)

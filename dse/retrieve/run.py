@@ -77,7 +77,7 @@ class IndexRun:
             return
         stored = self.index.store_image(page.page_id, page.image)
         meta = {**dict(page.metadata), **self.metadata}
-        self._count_ocr(source, page.page, meta)
+        self._count_ocr(source, page, meta)
         source.pages.append(NewPage(page.page_id, page.page, page.text, stored, meta))
         source.kind = source.kind or str(page.metadata.get("kind", ""))
         if self.encoder.input == "text":  # BM25: the text layer, and its document's fields (dse.text.fields)
@@ -89,13 +89,13 @@ class IndexRun:
         if len(self.buffer) >= self.batch:
             self.flush()
 
-    def _count_ocr(self, source: PendingSource, number: int, meta: dict[str, Any]) -> None:
-        """Take the OCR time out of a page's metadata; count OCR pages and note OCR failures."""
-        self.ocr_seconds += float(meta.pop("ocr_seconds", 0.0) or 0.0)
+    def _count_ocr(self, source: PendingSource, page: Any, meta: dict[str, Any]) -> None:
+        """Count OCR pages and time (`ingest.ocr`) and note the pages whose OCR failed."""
+        self.ocr_seconds += float(getattr(page, "ocr_seconds", 0.0) or 0.0)
         if meta.get("text_source") == "ocr":
             self.ocr_pages += 1
         if meta.get("ocr_error"):
-            source.ocr_errors.append((number, str(meta["ocr_error"])))
+            source.ocr_errors.append((page.page, str(meta["ocr_error"])))
 
     def flush(self) -> None:
         """Encode the buffered pages, then move the complete sources to the ready group."""

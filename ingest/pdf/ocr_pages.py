@@ -20,7 +20,8 @@ from ingest.ocr import REUSE_DPI, OcrOptions, OcrResult, merge, ocr_file, ocr_im
 from ingest.pdf import poppler
 
 RenderedPage = tuple[int, Any, str, dict[str, Any]]
-"""(dpi, image or PPM path, text, metadata the OCR step adds) of one page."""
+"""(dpi, image or PPM path, text, metadata the OCR step adds) of one page; the metadata's
+"ocr_seconds" is the page's `Page.ocr_seconds`."""
 
 
 def ocr_chunk(
@@ -51,7 +52,7 @@ def ocr_chunk(
         else:
             result = _ocr_rendered(file, number, ocr_dpi(number), options, clock, budget)
         merged, extra = merge(text, result, options)
-        extra["ocr_seconds"] = round(result.seconds, 3)  # taken out of the metadata by indexing
+        extra["ocr_seconds"] = result.seconds  # `Page.ocr_seconds`, taken out by `pdf_page`
         out.append((dpi, image, merged, extra))
     return out
 

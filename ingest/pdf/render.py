@@ -243,6 +243,8 @@ def pdf_page(
 ) -> Page:
     """Build the Page record of page `number`, rendered at `dpi` (`extra`: what OCR records)."""
     size = info.sizes[number - 1]
+    extra = dict(extra or {})
+    seconds = float(extra.pop("ocr_seconds", 0.0))
     return Page(
         page_id=make_page_id(file.digest, number),
         source=file.source,
@@ -260,8 +262,9 @@ def pdf_page(
             "page_width_pt": size[0] if size else None,
             "page_height_pt": size[1] if size else None,
             **dict(info.fields),  # the document's title, subject, keywords (those set)
-            **dict(extra or {}),
+            **extra,
         },
+        ocr_seconds=seconds,
     )
 
 
