@@ -70,9 +70,24 @@ def test_scanned_pdf_is_read_and_found_by_bm25(tmp_path, workers):
         record = retriever.index.page(hits[0].page_id)
         assert record.metadata["text_source"] == "ocr" and record.metadata["ocr_dpi"] == 300
         assert {"zebrafish", "hippopotamus"} <= _words(record.text)
+        only_ocr = retriever.search("zebrafish annual meeting", k=5, where={"text_source": "ocr"})
+        assert [Path(hit.source).name for hit in only_ocr] == ["scan.pdf"]
         other = retriever.search("annual meeting shareholders", k=1)[0]
         assert Path(other.source).name == "text.pdf"
         assert "text_source" not in retriever.index.page(other.page_id).metadata
+
+
+def test_visual_index_text_side_gets_the_ocr_text(tmp_path):
+    from dse.encoders.registry import load_encoder
+    from dse.retrieve.retriever import Retriever
+
+    pdf = _scan(tmp_path / "scan.pdf")
+    (tmp_path / "text.pdf").write_bytes(make_pdf(["Minutes of the annual meeting of shareholders"]))
+    with Retriever.create(tmp_path / "idx", load_encoder("tiny-dse")) as retriever:
+        report = retriever.add([pdf, tmp_path / "text.pdf"], workers=0)
+        assert report.ocr_pages == 1
+        for mode in ("text", "hybrid"):  # hybrid and text search read the OCR text
+            assert Path(retriever.search("zebrafish hippopotamus", k=1, mode=mode)[0].source).name == "scan.pdf"
 
 
 def test_text_layer_is_kept_in_auto_and_replaced_in_always(tmp_path):
