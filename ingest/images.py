@@ -138,11 +138,12 @@ def render_image(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
     refused with a LimitExceededError before that frame is decoded; Pillow's decompression-bomb
     guard stays on too (over `Image.MAX_IMAGE_PIXELS * 2` pixels). Decoding past
     `options.limits.file_timeout` fails the file between frames. `options.dpi` does not apply
-    (images keep their pixels).
+    (images keep their pixels). `options.ocr` (default "auto") reads each frame's text with
+    tesseract (`ingest.ocr`; its time is not charged to `file_timeout`).
 
     Args:
         file: The image file.
-        options: Only `limits` applies to images.
+        options: Only `limits` and `ocr` apply to images.
 
     Returns:
         A lazy iterator over the image's pages (one, or one per frame for multi-page TIFF).
