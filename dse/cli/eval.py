@@ -114,9 +114,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     rewriters = load_rewrites(args)
     if rewriters:
         fused["rewrite"] = next(iter(rewriters.values()))  # recorded by its describe() in the result
-    ocr = args.ocr or config.ingest.get("ocr")
     result = evaluate(sets, encoder, index_dir=args.index_dir, k=args.k, mode=args.mode, scopes=scopes, dpi=dpi,
-                      progress=True, search_options=fused, ocr=None if ocr is None else str(ocr))
+                      progress=True, search_options=fused, ocr=_ocr(config.ingest, args.ocr))
     if args.output:
         result.save(args.output)
     if args.json:
@@ -138,3 +137,18 @@ def _header(config: dict[str, Any] | Any) -> str:
     mode += "".join(f", {key} {value['name'] if isinstance(value, dict) and 'name' in value else value}"
                     for key, value in fused.items())
     return f"encoder {enc['name']}{model}, k={config['k']}{mode}, dse {config['dse_version']}\n\n"
+
+
+def _ocr(ingest_config: Any, flag: str | None) -> Any:
+    """The OCR options of the config's `ingest:` keys and `--ocr` (None: neither sets any)."""
+    from ingest.ocr import CONFIG_KEYS, OcrOptions
+
+    values = {key: ingest_config.get(key) for key in CONFIG_KEYS}
+    if flag is not None:
+        values["ocr"] = flag
+    if all(value is None for value in values.values()):
+        return None
+    try:
+        return OcrOptions.from_config(values)
+    except ValueError as exc:
+        raise CLIError(f"ingest OCR options: {exc}") from None

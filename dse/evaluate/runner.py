@@ -15,7 +15,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from dse.encoders.base import Encoder
 from dse.evaluate.corpus import CorpusPage, EvalDataset, FileCorpus, PageCorpus
@@ -23,6 +23,9 @@ from dse.evaluate.metrics import METRICS, mean_scores, per_query_scores
 from dse.evaluate.report import SCOPES, DatasetScores, EvalResult
 from dse.retrieve.results import Hit
 from dse.retrieve.retriever import Retriever
+
+if TYPE_CHECKING:
+    from ingest.ocr import OcrOptions
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def evaluate(
     search_options: Mapping[str, Any] | None = None,
     backend: str = "directory",
     backend_options: Mapping[str, Any] | None = None,
-    ocr: str | None = None,
+    ocr: str | OcrOptions | None = None,
     **encoder_options: Any,
 ) -> EvalResult:
     """Index each dataset's corpus with `encoder`, run its queries and score the rankings.
@@ -71,8 +74,9 @@ def evaluate(
         backend_options: Options of new indexes: with backend="qdrant", {"qdrant": URL, path or
             "edge:PATH", ...} (`QdrantIndex.create`); the collection defaults to the dataset's
             slug.
-        ocr: OCR of file corpora's pages without a text layer: "auto", "always" or "never"
-            (None: ingest's default, "auto"); a kept index keeps the text it was built with.
+        ocr: OCR of file corpora's pages without a text layer: "auto", "always", "never" or an
+            `ingest.OcrOptions` (None: ingest's default, "auto"); a kept index keeps the text it
+            was built with.
         **encoder_options: With a registry name: options such as device, batch_size, dim.
 
     Returns:
@@ -98,7 +102,8 @@ def evaluate(
                                     dict(search_options or {}), store, ocr))
     config = {
         "encoder": encoder.describe(), "k": k, "mode": mode, "search_options": _recorded(search_options),
-        "scopes": list(scopes), "dpi": dpi, "ocr": ocr,
+        "scopes": list(scopes), "dpi": dpi,
+        "ocr": dataclasses.asdict(ocr) if dataclasses.is_dataclass(ocr) else ocr,
         "index_dir": str(index_dir) if index_dir else None, "backend": backend, "datasets": [d.describe() for d in sets],
         "dse_version": __version__, "machine": _machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -120,7 +125,7 @@ def _evaluate_one(
     scopes: Sequence[str], metrics: Sequence[str], dpi: int | None, progress: bool,
     search_options: Mapping[str, Any] | None = None,
     store: tuple[str, dict[str, Any]] = ("directory", {}),
-    ocr: str | None = None,
+    ocr: str | OcrOptions | None = None,
 ) -> list[DatasetScores]:
     with tempfile.TemporaryDirectory(prefix="dse-eval-") as tmp:
         name = _slug(dataset.corpus_name or dataset.name)
@@ -165,7 +170,7 @@ def _open_or_create(directory: Path, encoder: Encoder, store_images: bool, backe
 
 
 def _index(
-    dataset: EvalDataset, retriever: Retriever, dpi: int | None, progress: bool, ocr: str | None = None,
+    dataset: EvalDataset, retriever: Retriever, dpi: int | None, progress: bool, ocr: str | OcrOptions | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """Add the corpus to the index (what is there already is skipped); its failure messages, and
     for a file corpus what OCR did in this run (pages, seconds, warnings)."""
