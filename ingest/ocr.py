@@ -197,7 +197,9 @@ def ocr_file(path: str, options: OcrOptions, memory_bytes: int | None, dpi: int 
         return OcrResult("", 0.0, dpi, f"tesseract could not be started: {exc}")
     if result.returncode == -signal.SIGXCPU:
         return OcrResult("", result.seconds, dpi, _timeout(options))
-    if result.returncode != 0:
+    if result.truncated:  # stopped past MAX_OCR_TEXT_BYTES: the first part is kept, as for a text layer
+        logger.warning("%s: OCR text over %s bytes; it is cut", path, f"{MAX_OCR_TEXT_BYTES:,}")
+    elif result.returncode != 0:
         return OcrResult("", result.seconds, dpi, _failure(result.returncode, result.stderr, options))
     text = result.stdout.decode("utf-8", "replace").replace("\f", "\n")
     return OcrResult(_clean(text), result.seconds, dpi)

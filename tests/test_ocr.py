@@ -191,3 +191,11 @@ def test_cli_index_ocr_flag_and_config(tmp_path, capsys):
     config.write_text("encoder: bm25\ningest: {ocr_langs: eng}\n")
     with pytest.raises(ConfigError, match="ocr_langs"):
         load_config(config)
+
+
+def test_ocr_text_is_bounded(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(ocr_module, "MAX_OCR_TEXT_BYTES", 12)
+    image = _scan(tmp_path / "scan.png")
+    with caplog.at_level(logging.WARNING):
+        result = ocr_file(str(image), OcrOptions(), 1 << 30)
+    assert result.error is None and 0 < len(result.text.encode()) <= 12 and "it is cut" in caplog.text
