@@ -22,6 +22,7 @@ from dse.storage.filters import compile_where
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
+    from ingest.ocr import OcrOptions
     from ingest.web.pages import WebOptions
 
 __all__ = ["Retriever", "encoder_from_manifest"]
@@ -151,6 +152,7 @@ class Retriever:
         commit_pages: int | None = None,
         on_progress: Callable[[IndexProgress], None] | None = None,
         web: WebOptions | None = None,
+        ocr: OcrOptions | str | None = None,
     ) -> AddReport:
         """Index files, folders and web pages (http(s) URLs); already indexed sources are skipped.
 
@@ -177,6 +179,11 @@ class Retriever:
             on_progress: Called with an `IndexProgress` after each file (e.g. a server's job).
             web: How web pages and .html files load (`ingest.WebOptions`: time limits, tile
                 size, Chromium's sandbox, local files); None: its defaults.
+            ocr: OCR of PDF pages without a usable text layer (fewer than 20 letters and digits)
+                and of images: "auto" (None: the default), "always" (every page; the OCR text
+                replaces the text layer), "never", or an `ingest.OcrOptions` (language, dpi,
+                time limit). OCR text is marked `text_source: "ocr"` in the page's metadata;
+                pages whose OCR failed are listed in `AddReport.warnings`.
         """
         from dse.retrieve.indexing import index_sources
         from dse.storage.filters import check_metadata
@@ -187,7 +194,8 @@ class Retriever:
         group = {} if commit_pages is None else {"commit_pages": commit_pages}
         return index_sources(
             self.encoder, self.index, sources, dpi=dpi, password=password, progress=progress, metadata=meta,
-            allow_private=allow_private, workers=workers, limits=limits, on_progress=on_progress, web=web, **group,
+            allow_private=allow_private, workers=workers, limits=limits, on_progress=on_progress, web=web, ocr=ocr,
+            **group,
         )
 
     def delete(self, page_ids: Iterable[str] = (), sources: Iterable[str | Path] = ()) -> DeleteReport:
