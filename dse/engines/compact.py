@@ -16,16 +16,14 @@ Nothing in the old engine or its directory is changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dse.engines.base import SearchEngine
+from dse.engines.row_runs import CHUNK_PAGES, chunks, runs
 
-CHUNK_PAGES = 1024  # pages per shard of the compacted engine (as `dse index`'s commit groups)
-CHUNK_TOKENS = 1 << 19  # multi-vector pages: at most this many tokens gathered at once (256 MiB at dim 128)
 
 
 def compacted(engine: Any, keep: np.ndarray, directory: Path, chunk_pages: int = CHUNK_PAGES) -> SearchEngine:
@@ -61,26 +59,6 @@ def compacted(engine: Any, keep: np.ndarray, directory: Path, chunk_pages: int =
         new.add(reader(rows))
         new.save(directory)
     return new
-
-
-def chunks(keep: np.ndarray, chunk_pages: int, lengths: np.ndarray | None = None) -> Iterator[np.ndarray]:
-    """`keep` in consecutive pieces of at most `chunk_pages` rows (and `CHUNK_TOKENS` tokens when `lengths`)."""
-    start = 0
-    while start < len(keep):
-        stop = min(start + chunk_pages, len(keep))
-        if lengths is not None:
-            ends = np.cumsum(lengths[start:stop])  # (stop - start,)
-            stop = start + max(1, int(np.searchsorted(ends, CHUNK_TOKENS, side="right")))
-        yield keep[start:stop]
-        start = stop
-
-
-def runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    """Ascending rows as runs [a, b) of consecutive rows."""
-    if not len(rows):
-        return []
-    cuts = np.flatnonzero(np.diff(rows) != 1) + 1  # (runs - 1,)
-    return [(int(r[0]), int(r[-1]) + 1) for r in np.split(rows, cuts)]
 
 
 def _lengths(engine: Any, keep: np.ndarray) -> np.ndarray | None:

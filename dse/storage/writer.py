@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from dse.backends.base import DEFAULT_IMAGE_SIZE
-from dse.backends.records import CompactReport, DeleteReport, NewSource, PageRecord
+from dse.backends.records import CompactReport, DeleteReport, NewSource, PageRecord, Reclaimable
 from dse.storage import images
 from dse.storage.catalogue import Catalogue
 from dse.storage.layout import (
@@ -220,6 +220,12 @@ class IndexWriter(SourceLookups):
         from dse.storage.compaction.run import compact
 
         return compact(self, on_stage)
+
+    def reclaimable(self) -> Reclaimable:
+        """What `compact` would reclaim now (deleted rows, estimated bytes), for `dse info`."""
+        from dse.storage.compaction.run import reclaimable
+
+        return reclaimable(self)
 
     def checkpoint(self) -> bool:
         """Fold the catalogue's WAL into `catalogue.sqlite` (every write does it; see `Catalogue.checkpoint`)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dse.engines.compact import chunks, runs
+from dse.engines.row_runs import chunks, runs
 
 
 def compacted(engine: Any, keep: np.ndarray, directory: Path, chunk_pages: int) -> Any:
