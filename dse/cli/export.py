@@ -54,10 +54,8 @@ def copy_pages(src: Any, dst: Any) -> int:
     view, kind, total = src.view(), src.manifest.kind, 0
     for source in src.sources():
         records = sorted(src.catalogue.live_pages(paths=[source["path"]]), key=lambda r: r.row)
-        if kind == "multi":
-            vectors: Any = [view.engine.page_tokens(r.row) for r in records]  # (tokens, dim) each
-        elif kind == "single":
-            vectors = [view.engine.vectors(r.row, r.row + 1)[0] for r in records]  # (dim,) each
+        if kind in ("multi", "single"):  # rows resolved in the view's generation (a compaction may run meanwhile)
+            vectors: Any = src.page_vectors([r.page_id for r in records])  # (tokens, dim) or (dim,) each
         else:
             vectors = src.tokenize([bm25_text(r.text, source["path"], src.source_name_weight) for r in records])
         for r in records:
