@@ -51,10 +51,10 @@ def copy_pages(src: Any, dst: Any) -> int:
     from dse.backends import NewPage, NewSource
     from dse.text.fields import bm25_text
 
-    view, kind, total = src.view(), src.manifest.kind, 0
+    kind, total = src.manifest.kind, 0
     for source in src.sources():
         records = sorted(src.catalogue.live_pages(paths=[source["path"]]), key=lambda r: r.row)
-        if kind in ("multi", "single"):  # rows resolved in the view's generation (a compaction may run meanwhile)
+        if kind in ("multi", "single"):  # resolved in one generation (a compaction may run meanwhile)
             vectors: Any = src.page_vectors([r.page_id for r in records])  # (tokens, dim) or (dim,) each
         else:
             vectors = src.tokenize([bm25_text(r.text, source["path"], src.source_name_weight) for r in records])

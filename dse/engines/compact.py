@@ -6,8 +6,9 @@ the kept rows' stored data in chunks, each saved as one shard (so memory stays b
 - flat (exact or HNSW), quantized (binary / int8, with or without IVF lists), exact MaxSim, BM25:
   the stored vectors, token matrices or token lists are added again, so the result is exactly
   the engine a fresh index would hold after adding the live pages in groups of `chunk_pages`
-  (codes, IVF centroids, the HNSW graph and BM25's statistics are recomputed over the live
-  pages only: deleted pages no longer weigh on IDF or average length);
+  (codes, the HNSW graph and BM25's statistics are recomputed over the live pages only: deleted
+  pages no longer weigh on IDF or average length), except that trained IVF centroids are kept
+  (each row's list and code are then what they were: the same candidates as before);
 - cascade: the kept pages' tiers are copied as stored (`dse.engines.cascade.compact`): the token
   codebook is kept and nothing is re-encoded.
 
@@ -54,6 +55,8 @@ def compacted(engine: Any, keep: np.ndarray, directory: Path, chunk_pages: int =
         raise TypeError(f"{name} has no compaction: known engines are CascadeEngine, {', '.join(_READERS)}")
     new = type(engine)(**engine.options())
     new.save(directory)  # binds the empty engine to its directory, as a new index does
+    if getattr(engine, "centroids", None) is not None:  # IVF lists: the centroids kept, the rows' lists with them
+        new._lists.adopt(np.asarray(engine.centroids, np.float32), [], None)
     reader = rows_of(engine)
     for rows in chunks(keep, chunk_pages, _lengths(engine, keep)):
         new.add(reader(rows))
