@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from PIL import Image
 
-from dse.backends import DEFAULT_BACKEND, DEFAULT_IMAGE_SIZE, DeleteReport, IndexBackend, backend_class, open_backend
+from dse.backends import (
+    DEFAULT_BACKEND, DEFAULT_IMAGE_SIZE, CompactReport, DeleteReport, IndexBackend, backend_class, open_backend,
+)
 from dse.encoders.base import Encoder
 from dse.encoders.queries import check_image_queries
 from dse.retrieve.encoder_check import check_encoder
@@ -215,6 +217,14 @@ class Retriever:
         if isinstance(folders, (str, Path)):
             folders = [folders]
         return self.index.delete(sources=self.index.missing_sources(list(folders)), as_indexed=True)
+
+    def compact(self) -> CompactReport:
+        """Reclaim the space of deleted pages: the engines rewritten without their rows (`dse compact`).
+
+        Holds the writer lock; searches (here and in other processes) keep answering meanwhile.
+        A no-op with a message when nothing is deleted, or for a backend that reclaims space itself.
+        """
+        return self.index.compact()
 
     def refresh(self) -> int:
         """Pick up pages another process committed since this index was opened; returns how many rows."""
