@@ -13,7 +13,8 @@ _SECTIONS = {
     "index": dict,
 }
 _INGEST_KEYS = {"dpi", "password", "max_pages", "max_file_mb", "max_image_pixels", "convert_timeout",
-                "page_timeout", "file_timeout", "max_memory_mb", "sandbox", "web"}
+                "page_timeout", "file_timeout", "max_memory_mb", "sandbox", "web",
+                "ocr", "ocr_language", "ocr_dpi", "ocr_timeout"}
 _INDEX_KEYS = {"hnsw", "image_size", "backend", "qdrant"}  # qdrant: the Qdrant backend's options (docs/qdrant.md)
 
 
@@ -28,7 +29,9 @@ class IndexConfig:
     Attributes:
         encoder: Registry name of the encoder.
         options: Options for `load_encoder` (model, dim, max_pixels, batch_size, device, ...).
-        ingest: Rendering settings (dpi, password) and limits (see `ingest.Limits.from_config`).
+        ingest: Rendering settings (dpi, password), limits (see `ingest.Limits.from_config`) and
+            OCR (`ocr: auto|always|never`, `ocr_language`, `ocr_dpi`, `ocr_timeout`: see
+            `ingest.OcrOptions.from_config`).
         index: Index settings (hnsw, image_size, backend, and qdrant: the Qdrant backend's options).
     """
 

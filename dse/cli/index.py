@@ -10,6 +10,7 @@ from dse.cli.common import CLIError, runtime, runtime_flags
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
+    from ingest.ocr import OcrOptions
     from ingest.web.pages import WebOptions
 
 
@@ -40,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how LibreOffice is contained: auto (no network when the machine allows it; the "
                         "default), require (no network or fail), strict (no network, sees only the "
                         "document), off")
+    p.add_argument("--ocr", choices=["auto", "always", "never"],
+                   help="OCR with tesseract: auto (PDF pages without a usable text layer, and images; the "
+                        "default), always (every page; the OCR text replaces the text layer), never")
+    p.add_argument("--ocr-language", metavar="LANGS",
+                   help="tesseract language(s), e.g. eng or eng+deu (default eng; each needs tesseract-ocr-LANG)")
     p.add_argument("--web-timeout", type=float, metavar="S",
                    help="seconds one web page may take, loading and capture (default 90); a page out of "
                         "time keeps the tiles captured")
@@ -150,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             limits=limits,
             commit_pages=args.commit_pages,
             web=_web_options(config.ingest, args),
+            ocr=_ocr_options(config.ingest, args),
         )
         total = len(retriever)
     print(
@@ -158,8 +165,12 @@ def run(args: argparse.Namespace) -> int:
         f"{total} page(s) in {args.index}",
         file=sys.stderr,
     )
+    if report.ocr_pages or report.ocr_seconds:
+        print(f"OCR: text read from {report.ocr_pages} page(s) in {report.ocr_seconds:.1f} s", file=sys.stderr)
     for failure in report.failures:
         print(f"  failed: {failure.error}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"  warning: {warning.error}", file=sys.stderr)
     return 0 if report.ok and (report.added or report.skipped or (removed and removed.pages)) else 1
 
 
@@ -187,6 +198,22 @@ def _limits(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> Limit
         return Limits.from_config(values)
     except ValueError as exc:
         raise CLIError(f"ingest limits: {exc}") from None
+
+
+def _ocr_options(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> OcrOptions:
+    """`ingest.OcrOptions`: the config's `ingest:` keys (`ocr`, `ocr_language`, `ocr_dpi`,
+    `ocr_timeout`), then `--ocr` and `--ocr-language`."""
+    from ingest.ocr import CONFIG_KEYS, OcrOptions
+
+    values = {key: ingest_config.get(key) for key in CONFIG_KEYS}
+    if args.ocr is not None:
+        values["ocr"] = args.ocr
+    if args.ocr_language is not None:
+        values["ocr_language"] = args.ocr_language
+    try:
+        return OcrOptions.from_config(values)
+    except ValueError as exc:
+        raise CLIError(f"ingest OCR options: {exc}") from None
 
 
 def _web_options(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> WebOptions:
