@@ -69,8 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool-factor", type=int, help="cascade mode: hierarchical token pooling factor (e.g. 2)")
     p.add_argument("--n-lists", type=int, help="binary/int8 mode: IVF lists (about sqrt(pages) to 4*sqrt(pages))")
     p.add_argument("--n-probe", type=int, help="binary/int8 mode with --n-lists: lists scanned per query (default 32)")
+    from dse.backends.qdrant.schema import OPTION_KEYS
+
     p.add_argument("--backend", choices=["directory", "qdrant"],
-                   help="a new index: where its vectors live (default directory: the index directory itself)")
+                   help="a new index: where its vectors live (default directory: the index directory itself); "
+                        "qdrant's options go in the config's index: qdrant: section (url or path, "
+                        f"{', '.join(OPTION_KEYS[1:])}; docs/qdrant.md)")
     p.add_argument("--qdrant", metavar="URL_OR_PATH",
                    help="--backend qdrant: http(s)://host:6333 (server or cluster; API key from QDRANT_API_KEY) "
                         "or a folder (qdrant-client's local mode, one process at a time) or edge:FOLDER "
@@ -241,9 +245,13 @@ def _web_options(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> 
 def _qdrant_options(index_config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Options of a new Qdrant-backed index: the config's `index: qdrant:` section, then the flags.
 
-    Keys: `url` (or --qdrant), `collection`, `prefetch`, `hnsw_ef`, `quantization` (scalar |
-    binary), `pooling` (mean | grid) and `grid_rows`, `shard_number`, `replication_factor`,
-    `write_consistency_factor`, `on_disk`.
+    Keys (`dse.backends.qdrant.schema.OPTION_KEYS`; docs/qdrant.md): `url` or `path` (or --qdrant),
+    `collection` (or --collection); search: `prefetch`, `hnsw_ef`, `n_probe`, `prefetch_pooled`;
+    single vectors: `quantization` (scalar | binary); multi vectors: `pooling` (mean | grid) and
+    `grid_rows`, `first_stage` (pooled | sparse-centroids) with `centroid_weight` (presence | count
+    | sim), `centroid_idf`, `centroids`, `codebook_min_pages`, `codebook_retrain`; cluster:
+    `shard_number`, `replication_factor`, `write_consistency_factor`, `on_disk`. An unknown key is
+    an error naming it.
     """
     section = dict(index_config.get("qdrant") or {})
     location = args.qdrant or section.pop("url", None) or section.pop("path", None)
