@@ -219,11 +219,8 @@ class Retriever:
         return self.index.delete(sources=self.index.missing_sources(list(folders)), as_indexed=True)
 
     def compact(self) -> CompactReport:
-        """Reclaim the space of deleted pages: the engines rewritten without their rows (`dse compact`).
-
-        Holds the writer lock; searches (here and in other processes) keep answering meanwhile.
-        A no-op with a message when nothing is deleted, or for a backend that reclaims space itself.
-        """
+        """Reclaim deleted pages' space (`dse compact`); searches keep answering meanwhile. A no-op with
+        a message when nothing is deleted, or for a backend that reclaims space itself."""
         return self.index.compact()
 
     def refresh(self) -> int:
