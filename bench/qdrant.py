@@ -10,7 +10,9 @@ the oracle) and `QdrantIndex`, once per pooling (`mean`: page-mean prefetch; `gr
 column means of `--grid-rows` rows of consecutive tokens, the corpus having no patch grid), and
 once per `--sparse` variant (``first_stage: sparse-centroids``: a k-means codebook of page tokens
 trained while the pages are added, a sparse bag-of-centroids vector per page, probed by
-`--n-probe` centroids per query token), then exact MaxSim over the multivector field. Reported: build time (edge: HNSW optimisation
+`--n-probe` centroids per query token; ``+frozen``: ``codebook_retrain: false``, the codebook
+retrained only while the size rule doubles it, frozen at the `--centroids` cap, as before
+retraining), then exact MaxSim over the multivector field. Reported: build time (edge: HNSW optimisation
 included), warm p50/p95 of one query per call (no query encoding), recall@10 against exact
 MaxSim at each prefetch limit (and `--hnsw-ef` values). `--qdrant local` is qdrant-client's local
 mode, brute force in Python (no HNSW): its latencies say nothing of a server; `--qdrant edge` is
@@ -87,7 +89,8 @@ def main() -> None:
     p.add_argument("--hnsw-ef", default="0", help="HNSW ef of the prefetch stage to measure (0: Qdrant's default)")
     p.add_argument("--sparse", default="",
                    help="sparse-centroids first stages to measure: centroid weights (presence, count, sim), "
-                        "'+idf' for Qdrant's IDF modifier, e.g. presence,sim,sim+idf (empty: none)")
+                        "'+idf' for Qdrant's IDF modifier, '+frozen' for codebook_retrain: false (the codebook "
+                        "frozen at the cap), e.g. presence,sim,sim+idf,sim+frozen (empty: none)")
     p.add_argument("--n-probe", default="1,4", help="sparse-centroids: centroids probed per query token")
     p.add_argument("--prefetch-pooled", default="0",
                    help="sparse-centroids: page-mean candidates added to the sparse ones (0: none)")
@@ -111,18 +114,21 @@ def main() -> None:
                                                               if pooling == "grid" else {})})
                     for pooling in args.pooling.split(",") if pooling]
         variants += [(f"qdrant_sparse_{w.replace('+', '_')}", {
-            "first_stage": "sparse-centroids", "centroid_weight": w.split("+")[0], "centroid_idf": w.endswith("+idf"),
-            "centroids": args.centroids}) for w in args.sparse.split(",") if w]
+            "first_stage": "sparse-centroids", "centroid_weight": w.split("+")[0], "centroid_idf": "idf" in w.split("+"),
+            "codebook_retrain": "frozen" not in w.split("+"), "centroids": args.centroids})
+            for w in args.sparse.split(",") if w]
         for label, variant in variants:
             options = {"qdrant": location(args.qdrant, Path(tmp) / label), "collection": label, **variant}
             qd, t_q = build("qdrant", Path(tmp) / f"qd-{label}", corpus, args.pages, args.dim, options)
             result[f"{label}_build_s"] = round(t_q, 2)
             result[f"{label}_build_ratio"] = round(t_q / t_emb, 2)
-            books = qd.manifest.store["qdrant"].get("centroids", {}).get("codebooks", [])
+            state = qd.manifest.store["qdrant"].get("centroids", {})
+            books = state.get("codebooks", [])
             if books:
-                result[f"{label}_codebook"] = books[-1]["size"]
-                print(f"{label}: codebook of {books[-1]['size']} centroids (generation {books[-1]['generation']})",
-                      file=sys.stderr)
+                result[f"{label}_codebook"] = {"size": books[-1]["size"], "generation": books[-1]["generation"],
+                                               "trained_at_pages": state.get("trained_at")}
+                print(f"{label}: codebook of {books[-1]['size']} centroids (generation {books[-1]['generation']}, "
+                      f"trained at {state.get('trained_at')} pages)", file=sys.stderr)
             sparse = variant.get("first_stage") == "sparse-centroids"
             knobs = [(probe, pooled) for probe in args.n_probe.split(",") for pooled in args.prefetch_pooled.split(",")]
             for ef in (int(x) for x in args.hnsw_ef.split(",")):

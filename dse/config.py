@@ -13,8 +13,9 @@ _SECTIONS = {
     "index": dict,
 }
 _INGEST_KEYS = {"dpi", "password", "max_pages", "max_file_mb", "max_image_pixels", "convert_timeout",
-                "page_timeout", "file_timeout", "max_memory_mb", "sandbox", "web"}
-_INDEX_KEYS = {"hnsw", "image_size"}
+                "page_timeout", "file_timeout", "max_memory_mb", "sandbox", "web",
+                "ocr", "ocr_language", "ocr_dpi", "ocr_timeout"}
+_INDEX_KEYS = {"hnsw", "image_size", "backend", "qdrant"}  # qdrant: the Qdrant backend's options (docs/qdrant.md)
 
 
 class ConfigError(ValueError):
@@ -28,8 +29,10 @@ class IndexConfig:
     Attributes:
         encoder: Registry name of the encoder.
         options: Options for `load_encoder` (model, dim, max_pixels, batch_size, device, ...).
-        ingest: Rendering settings (dpi, password) and limits (see `ingest.Limits.from_config`).
-        index: Index settings (hnsw, image_size).
+        ingest: Rendering settings (dpi, password), limits (see `ingest.Limits.from_config`) and
+            OCR (`ocr: auto|always|never`, `ocr_language`, `ocr_dpi`, `ocr_timeout`: see
+            `ingest.OcrOptions.from_config`).
+        index: Index settings (hnsw, image_size, backend, and qdrant: the Qdrant backend's options).
     """
 
     encoder: str = "bm25"
@@ -70,6 +73,8 @@ def load_config(path: str | Path) -> IndexConfig:
         unknown = set(data.get(section, {})) - allowed
         if unknown:
             raise ConfigError(f"{path}: unknown {section} key(s) {sorted(unknown)} (expected {sorted(allowed)})")
+    if not isinstance(data.get("index", {}).get("qdrant", {}), dict):
+        raise ConfigError(f"{path}: index: qdrant: must be a mapping of the Qdrant backend's options (docs/qdrant.md)")
     return IndexConfig(
         encoder=data.get("encoder", "bm25"),
         options=dict(data.get("options", {})),

@@ -12,6 +12,7 @@ from ingest.errors import (
     UnsupportedSourceError,
 )
 from ingest.limits import Limits
+from ingest.ocr import OCR_MODES, OcrOptions
 from ingest.office.render import OFFICE_EXTENSIONS
 from ingest.page import Page, make_page_id
 from ingest.parallel.many import SourcePages, render_many
@@ -32,6 +33,8 @@ __all__ = [
     "Limits",
     "MissingConverterError",
     "MissingToolError",
+    "OCR_MODES",
+    "OcrOptions",
     "Page",
     "RenderOptions",
     "SourcePages",

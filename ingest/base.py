@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.limits import Limits
+from ingest.ocr import OcrOptions
 from ingest.page import Page
 
 DEFAULT_DPI = 144
@@ -33,6 +34,8 @@ class RenderOptions:
         chunk_pages: How many pages a renderer may hold in memory at once.
         allow_private: Web pages may reach loopback, private and link-local addresses.
         limits: Per-source limits (pages, file size, image pixels, conversion time).
+        ocr: Which pages are read by OCR (`ingest.ocr`; default "auto": those without a usable
+            text layer, and images).
     """
 
     dpi: int = DEFAULT_DPI
@@ -40,6 +43,7 @@ class RenderOptions:
     chunk_pages: int = DEFAULT_CHUNK_PAGES
     allow_private: bool = False
     limits: Limits = Limits()
+    ocr: OcrOptions = OcrOptions()
 
 
 @dataclass(frozen=True)

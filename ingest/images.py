@@ -15,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ingest.base import RenderOptions, SourceFile
 from ingest.errors import IngestError
 from ingest.limits import Clock, Stopwatch, check_image_pixels, check_page_count
+from ingest.ocr import with_ocr
 from ingest.page import Page, make_page_id
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
@@ -117,14 +118,14 @@ def _iter_frames(
 
     Only the decoding counts against the file's time (not the consumer's between pages).
     """
-    max_pixels = options.limits.max_image_pixels
+    max_pixels, memory = options.limits.max_image_pixels, options.limits.max_memory_bytes
     try:
-        yield _page(file, image, first, 1, num_pages)
+        yield with_ocr(_page(file, image, first, 1, num_pages), options.ocr, memory)
         for index in range(1, num_pages):
             watch = Stopwatch(clock)
             frame = _frame(file, image, index, max_pixels)
             watch.lap()
-            yield _page(file, image, frame, index + 1, num_pages)
+            yield with_ocr(_page(file, image, frame, index + 1, num_pages), options.ocr, memory)
     finally:
         image.close()
 
@@ -137,11 +138,12 @@ def render_image(file: SourceFile, options: RenderOptions) -> Iterator[Page]:
     refused with a LimitExceededError before that frame is decoded; Pillow's decompression-bomb
     guard stays on too (over `Image.MAX_IMAGE_PIXELS * 2` pixels). Decoding past
     `options.limits.file_timeout` fails the file between frames. `options.dpi` does not apply
-    (images keep their pixels).
+    (images keep their pixels). `options.ocr` (default "auto") reads each frame's text with
+    tesseract (`ingest.ocr`; its time is not charged to `file_timeout`).
 
     Args:
         file: The image file.
-        options: Only `limits` applies to images.
+        options: Only `limits` and `ocr` apply to images.
 
     Returns:
         A lazy iterator over the image's pages (one, or one per frame for multi-page TIFF).

@@ -35,9 +35,12 @@ class Page:
         source: Path of the source file as given by the user (normalised).
         page: 1-based page number within the source (1 for single images).
         image: The rendered page, RGB.
-        text: The page's text layer (poppler's `pdftotext`); empty for images.
+        text: The page's text layer (poppler's `pdftotext`), or the text OCR read from its image
+            (`ingest.ocr`: then `metadata["text_source"] == "ocr"`); empty if it has neither.
         source_digest: SHA-256 hex digest of the source file's bytes.
-        metadata: Extra facts (kind, dpi, width, height, num_pages, ...).
+        metadata: Extra facts (kind, dpi, width, height, num_pages, ...; `text_source`,
+            `ocr_dpi`, `ocr_language` or `ocr_error` when OCR ran: `ingest.ocr`).
+        ocr_seconds: Time tesseract spent on the page (0: not read by OCR); not compared.
     """
 
     page_id: str
@@ -47,3 +50,4 @@ class Page:
     text: str = field(default="", repr=False)
     source_digest: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    ocr_seconds: float = field(default=0.0, repr=False, compare=False)

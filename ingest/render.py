@@ -13,6 +13,7 @@ from ingest.digest import file_digest
 from ingest.errors import IngestError, MissingToolError, UnsupportedSourceError
 from ingest.images import IMAGE_EXTENSIONS, render_image
 from ingest.limits import Limits, check_file_size
+from ingest.ocr import OcrOptions, check_available, ocr_options
 from ingest.office.render import OFFICE_EXTENSIONS, render_office
 from ingest.page import Page
 from ingest.pdf.render import PDF_EXTENSIONS, render_pdf
@@ -185,6 +186,7 @@ def render(
     chunk_pages: int = DEFAULT_CHUNK_PAGES,
     allow_private: bool = False,
     limits: Limits | None = None,
+    ocr: OcrOptions | str | None = None,
 ) -> Iterator[Page]:
     """Render a PDF, office document, image, web page (URL, .html) or folder into `Page` records.
 
@@ -205,6 +207,9 @@ def render(
         allow_private: Web pages may reach loopback, private and link-local addresses.
         limits: Per-source limits (pages, file size, image pixels, office conversion time);
             None: `Limits()`'s defaults. A source over one fails with LimitExceededError.
+        ocr: OCR of pages without a usable text layer and of images (`ingest.ocr.OcrOptions`,
+            or its mode "auto", "always" or "never"; None: "auto"). With tesseract missing,
+            "auto" logs one warning and reads nothing.
 
     Returns:
         A lazy iterator over the pages, in order.
@@ -219,7 +224,7 @@ def render(
         raise ValueError(f"chunk_pages must be positive, got {chunk_pages}")
     options = RenderOptions(
         dpi=dpi, password=password, chunk_pages=chunk_pages, allow_private=allow_private,
-        limits=limits or Limits(),
+        limits=limits or Limits(), ocr=check_available(ocr_options(ocr)),
     )
     if is_url(source):
         return render_url(str(source), options)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs dse on a fresh machine: poppler, LibreOffice, Chromium, bubblewrap, qpdf (system
-# packages) and a virtualenv in .venv.
+# Installs dse on a fresh machine: poppler, tesseract, LibreOffice, Chromium, bubblewrap, qpdf
+# (system packages) and a virtualenv in .venv.
 # Idempotent: re-running only installs what is missing. Used by `make demo` and `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,9 @@ PYTHON="${PYTHON:-python3}"
 missing=()
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+# OCR of scans, slides exported as pictures and image files (pages without a text layer):
+# tesseract and its English data (tesseract-ocr-eng; other languages: tesseract-ocr-LANG)
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng)
 [ -n "${DSE_CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
 # office documents: LibreOffice converts them to PDF; metric-compatible fonts (Arial, Times New
 # Roman, Calibri, Cambria) keep their line and page breaks as in Word / PowerPoint
@@ -22,8 +25,9 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v qpdf >/dev/null 2>&1 || missing+=(qpdf)
 command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 if command -v dpkg-query >/dev/null 2>&1; then
-  for font in fonts-liberation2 fonts-crosextra-carlito fonts-crosextra-caladea; do
-    dpkg-query -W -f='${Status}' "$font" 2>/dev/null | grep -q "ok installed" || missing+=("$font")
+  # data packages (no command to look for): the fonts, and tesseract's English data
+  for package in fonts-liberation2 fonts-crosextra-carlito fonts-crosextra-caladea tesseract-ocr-eng; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
   done
 fi
 if [ ${#missing[@]} -gt 0 ]; then
@@ -35,7 +39,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $packages >/dev/null
   elif command -v brew >/dev/null 2>&1; then
-    brew install poppler qpdf
+    brew install poppler qpdf tesseract
     command -v soffice >/dev/null 2>&1 || brew install --cask libreoffice
   else
     echo "error: poppler is missing; install poppler-utils (pdftoppm, pdftotext) with your package manager" >&2

@@ -110,3 +110,24 @@ def test_export_an_embedded_index_to_qdrant(tmp_path: Path, corpus: Path, capsys
             assert [h.page_id for h in ha][:1] == [h.page_id for h in hb][:1]
             if mode == "visual":
                 assert [h.page_id for h in ha] == [h.page_id for h in hb]
+
+
+def test_help_lists_every_qdrant_option_and_an_unknown_one_is_named(tmp_path: Path, corpus: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from dse.backends.qdrant.schema import OPTION_KEYS
+
+    with pytest.raises(SystemExit):
+        main(["index", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for key in OPTION_KEYS[1:]:
+        assert key in text, key
+    config = tmp_path / "q.yaml"
+    config.write_text("encoder: bm25\nindex:\n  qdrant:\n    first_stage: pooled\n    n_prob: 2\n")
+    code, _, err = run(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--config", str(config),
+                       "--backend", "qdrant", "--qdrant", str(tmp_path / "q"), "--no-progress")
+    assert code != 0 and "'n_prob' is not an option of the Qdrant backend" in err and "n_probe" in err, err
+    config.write_text("encoder: bm25\nindex:\n  backend: qdrant\n  qdrant:\n    prefetch: 50\n    collection: cfg\n")
+    code, _, err = run(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--config", str(config),
+                       "--qdrant", str(tmp_path / "q"), "--no-progress")
+    store = json.loads((tmp_path / "idx" / "manifest.json").read_text())["store"]["qdrant"]
+    assert code == 0 and store["collection"] == "cfg" and store["options"] == {"prefetch": 50}, err

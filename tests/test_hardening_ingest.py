@@ -182,7 +182,7 @@ def test_text_layer_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(poppler, "MAX_TEXT_BYTES_PER_PAGE", 10)
     path = write(tmp_path / "wordy.pdf", make_pdf(["a rather long line of text", "short"]))
     with caplog.at_level(logging.WARNING):
-        pages = list(ingest.render(path, dpi=36))
+        pages = list(ingest.render(path, dpi=36, ocr="never"))  # the cut layer is short: auto would OCR it
     assert [p.page for p in pages] == [1, 2] and len(pages[0].text.encode()) <= 10
     assert pages[1].text.strip() == "short" and "is cut" in caplog.text
 
@@ -199,7 +199,7 @@ def test_streaming_renders_in_chunks_through_the_limited_runner(
         return real(pdf_path, first, last, *args)
 
     monkeypatch.setattr(poppler, "pdftoppm", spy)
-    pages = ingest.render(path, dpi=36, chunk_pages=4)
+    pages = ingest.render(path, dpi=36, chunk_pages=4, ocr="never")  # short layers: auto would render for OCR
     assert calls == []  # nothing rendered before iteration
     assert next(pages).page == 1 and calls == [(1, 4)]
     rest = list(pages)

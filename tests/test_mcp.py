@@ -147,12 +147,13 @@ def test_visual_index_loads_its_encoder_in_the_server(tmp_path: Path) -> None:
 
 def test_rewrite_is_the_servers_rewrite(index_dir: Path) -> None:
     """`search_pages(rewrite="prf")` with `dse mcp --rewrite prf`: the retriever's ranking of the rewrite."""
-    from dse.rewrite import load_rewriter
+    from dse.rewrite import load_rewriter, summarize
 
     queries = ("revenue by segment", "inverter wiring")
     with dse.Retriever.open(index_dir) as r:
         expected = {q: [h.page_id for h in r.search(q, 4, rewrite="prf")] for q in queries}
         texts = {q: load_rewriter("prf").rewrite(q, r.index).text for q in queries}
+        readable = {q: summarize(load_rewriter("prf").rewrite(q, r.index)).to_json() for q in queries}
     assert any(texts[q] != q for q in queries)
 
     async def body(session: ClientSession) -> None:
@@ -167,8 +168,11 @@ def test_rewrite_is_the_servers_rewrite(index_dir: Path) -> None:
             assert data["query"] == query and data["rewrite"]["rewriter"] == "prf"
             assert data["rewrite"]["text"] == texts[query] and "identity" not in data["rewrite"]
             assert "rewritten by prf" in _text(result)
+            assert data["rewritten"] == readable[query]  # the distinct terms, the query's own first
+            assert f"searched as (rewritten by prf): {readable[query]['text']}" in _text(result)
+            assert texts[query] not in _text(result) or texts[query] == query  # not the raw repeated terms
         plain = _structured(await session.call_tool("search_pages", {"query": queries[0], "k": 4}))
-        assert plain["rewrite"] is None
+        assert plain["rewrite"] is None and plain["rewritten"] is None
         bad = await session.call_tool("search_pages", {"query": "revenue", "rewrite": "nope"})
         assert _is_error(bad) and "'nope'" in _text(bad) and "offered: prf" in _text(bad)
 

@@ -15,7 +15,7 @@ import pytest
 
 from dse.backends import NewPage, NewSource, backend_class, open_backend
 from dse.backends.qdrant import centroids as cents
-from dse.backends.qdrant.schema import CENTROIDS, QdrantOptionError, check_options
+from dse.backends.qdrant.schema import QdrantOptionError, check_options
 
 DIM = 16
 LOCATIONS = ["local", "edge"]
@@ -75,11 +75,18 @@ def _state(index) -> dict:
     return json.loads((index.directory / "manifest.json").read_text())["store"]["qdrant"]["centroids"]
 
 
-def _generations(index) -> set[int]:
+def _generations(index, vector: str) -> set[int]:
+    """The generations of the sparse ids every page holds in `vector` (a page without it fails)."""
     ids = [pid for pid, _ in index.catalogue.scroll(fields=["page_id"])]
-    got = index.client.retrieve(index.collection, ids, with_payload=False, with_vectors=[CENTROIDS])
-    assert len(got) == len(ids)
-    return {int(i) >> cents.CENTROID_BITS for r in got for i in r.vector[CENTROIDS].indices}
+    got = index.client.retrieve(index.collection, ids, with_payload=False, with_vectors=[vector])
+    assert len(got) == len(ids) and all(vector in (r.vector or {}) for r in got), vector
+    return {int(i) >> cents.CENTROID_BITS for r in got for i in r.vector[vector].indices}
+
+
+def _vector_names(index) -> set[str]:
+    """The centroid vectors the points hold."""
+    got, _ = index.client.scroll(index.collection, limit=1000, with_payload=False, with_vectors=True)
+    return {name for r in got for name in (r.vector or {}) if name.startswith("centroids")}
 
 
 @pytest.mark.parametrize("options, message", [
@@ -87,6 +94,8 @@ def _generations(index) -> set[int]:
     ({"centroid_weight": "sim"}, "only read with first_stage: sparse-centroids"),
     ({"first_stage": "sparse-centroids", "centroid_weight": "max"}, "centroid_weight 'max'"),
     ({"first_stage": "sparse-centroids", "centroid_idf": "yes"}, "centroid_idf must be true or false"),
+    ({"first_stage": "sparse-centroids", "codebook_retrain": 1}, "codebook_retrain must be true or false"),
+    ({"codebook_retrain": False}, "only read with first_stage: sparse-centroids"),
     ({"first_stage": "sparse-centroids", "centroids": 1 << 15}, "centroids must be an integer"),
     ({"n_probe": 0}, "n_probe must be an integer"),
 ])
@@ -157,7 +166,9 @@ def test_sparse_prefetch_finds_near_duplicate_pages(where: str, tmp_path: Path) 
         state = _state(index)
         assert len(state["codebooks"]) == 1 and not state["pending"] and state["tokens"] == 120 * 10
         assert index._first_stage(None, 5).coder is not None and not index._first_stage(None, 5).exact
-        assert _generations(index) == {state["codebooks"][0]["generation"]}  # the pages before training too
+        book = state["codebooks"][0]
+        assert book["generation"] == 2 and state["trained_at"] == 96  # trained at 48 pages, again at 96
+        assert _vector_names(index) == {"centroids-2"} and _generations(index, "centroids-2") == {2}
         found, recall = 0, []
         targets = list(range(0, 120, 7))
         hits = index.search([_query(i) for i in targets], 5)
@@ -189,48 +200,36 @@ def test_sparse_prefetch_finds_near_duplicate_pages(where: str, tmp_path: Path) 
 
 
 @pytest.mark.parametrize("where", LOCATIONS)
-def test_retrain_reencodes_every_page_and_a_killed_one_resumes(where: str, tmp_path: Path) -> None:
-    index = _create(tmp_path, where, prefetch=12, centroids=64)
-    with index:
+def test_retrain_as_the_collection_doubles_even_at_the_cap(where: str, tmp_path: Path) -> None:
+    index = _create(tmp_path, where, prefetch=12, centroids=64, codebook_retrain=False)
+    with index:  # the earlier rule: a new codebook only while the size rule doubles it, frozen at the cap
         _add(index, 0, 48, per_source=48)  # 480 tokens: 128 centroids capped at 64, trained on the first add
         first = _state(index)["codebooks"]
         assert [b["generation"] for b in first] == [1]
-        _add(index, 48, 24)  # still 64
+        _add(index, 48, 96, per_source=48)
         assert _state(index)["codebooks"] == first
-    index = _create(tmp_path / "b", where, prefetch=12)
-    with index:
-        _add(index, 0, 48, per_source=48)  # 8 sqrt(480) = 175: 128 centroids
+    index = _create(tmp_path / "b", where, prefetch=12, centroids=64)
+    with index:  # the default: a new codebook each time the pages cross 48 * 2**j, at the cap too
+        _add(index, 0, 48, per_source=48)
         gen1 = _state(index)["codebooks"][0]
-        assert gen1["size"] == 128
-        _add(index, 48, 144, per_source=48)  # 1920 tokens: 8 sqrt(1920) = 350: 256 centroids, generation 2
+        assert (gen1["generation"], gen1["size"], _state(index)["trained_at"]) == (1, 64, 48)
+        _add(index, 48, 36, per_source=36)  # 84 pages: not yet 96
+        assert _state(index)["codebooks"] == [gen1]
+        _add(index, 84, 12, per_source=12)  # 96 pages
         state = _state(index)
         gen2 = state["codebooks"][0]
-        assert (gen2["generation"], gen2["size"], state["pending"]) == (2, 256, False)
-        assert _generations(index) == {2}
+        assert (gen2["generation"], gen2["size"], gen2["vector"], state["pending"]) == (2, 64, "centroids-2", False)
+        assert state["trained_at"] == 96 and state["stale"] == [] and gen2["key"] != gen1["key"]
+        assert _vector_names(index) == {"centroids-2"} and _generations(index, "centroids-2") == {2}
         files = sorted(p.name for p in index.directory.glob("qdrant-centroids-*.npy"))
-        assert files == sorted(f"qdrant-centroids-{b['key']}.npy" for b in (gen1, gen2))
-        # a writer killed half-way through a re-encode: both codebooks listed, some pages still on the old one
-        from qdrant_client import models
-
-        old = cents.Coder([cents.load(index.directory, gen1)])
-        some = list(index.catalogue.scroll(fields=["page_id"]))[:50]
-        ids = [pid for pid, _ in some]
-        vecs = index.page_vectors([p["page_id"] for _, p in some])
-        index.client.update_vectors(index.collection, points=[
-            models.PointVectors(id=pid, vector={CENTROIDS: models.SparseVector(indices=i, values=v)})
-            for pid, (i, v) in zip(ids, old.pages(vecs))], wait=True)
-        index.update_store(centroids={**state, "codebooks": [gen1, gen2], "pending": True})
-        assert _generations(index) == {1, 2}
-        first_stage = index._first_stage(None, 5)
-        assert [b.generation for b in first_stage.coder.books] == [1, 2]  # queries probe both meanwhile
-        hits = index.search([_query(i) for i in (3, 100, 150)], 3)
-        assert [h[0].record.page_id for h in hits] == [f"{i:016x}-p00001" for i in (3, 100, 150)]
-        index.update_store(centroids={**state, "codebooks": [gen2], "pending": True})
-        assert index._first_stage(None, 5).partial  # the first codebook half applied: the pooled prefetch too
-        index.update_store(centroids={**state, "codebooks": [gen1, gen2], "pending": True})
-        _add(index, 192, 6)  # the next add finishes the re-encode
-        assert _state(index)["codebooks"] == [gen2] and not _state(index)["pending"]
-        assert _generations(index) == {2}
+        assert files == sorted(f"qdrant-centroids-{b['key']}.npy" for b in (gen1, gen2))  # one generation longer
+        hits = index.search([_query(i) for i in (3, 50, 90)], 3)
+        assert [h[0].record.page_id for h in hits] == [f"{i:016x}-p00001" for i in (3, 50, 90)]
+        _add(index, 96, 96, per_source=48)  # 192 pages: generation 3; generation 1's file goes
+        gen3 = _state(index)["codebooks"][0]
+        assert gen3["generation"] == 3 and _vector_names(index) == {"centroids-3"}
+        assert sorted(p.name for p in index.directory.glob("qdrant-centroids-*.npy")) == sorted(
+            f"qdrant-centroids-{b['key']}.npy" for b in (gen2, gen3))
 
 
 @pytest.mark.parametrize("where", LOCATIONS)

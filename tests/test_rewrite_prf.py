@@ -128,3 +128,67 @@ def test_retriever_searches_the_rewritten_text(index: Retriever, capsys: pytest.
     assert json.loads(capsys.readouterr().out)
     assert main(["search", "bread", "--index", str(index.index.directory), "--rewrite", "nope"]) == 2
     assert "--rewrite nope: unknown rewriter 'nope'" in capsys.readouterr().err
+
+
+def test_summary_lists_distinct_terms_the_querys_first(index: Retriever) -> None:
+    from dse.rewrite import RewriteTerm, summarize
+
+    rewriter = load_rewriter("prf", fb_docs=3, fb_terms=5, max_df_ratio=None)
+    out = rewriter.rewrite("revenue of the cloud", index.index)
+    summary = summarize(out, top=2)
+    tokens = [t.token for t in summary.terms]
+    assert len(tokens) == len(set(tokens)) and set(tokens) == {t for t, _ in out.terms}  # every term once
+    own = [t for t in summary.terms if t.original]
+    assert [t.token for t in own] == ["revenu", "cloud"]  # the query's order, first
+    assert [t.term for t in own] == ["revenue", "cloud"]  # the query's own words, not the stems
+    expansion = summary.terms[len(own):]
+    assert expansion and not any(t.original for t in expansion)
+    assert [t.weight for t in expansion] == sorted((t.weight for t in expansion), reverse=True)
+    assert dict((t.token, t.weight) for t in summary.terms) == dict(out.terms)
+    for t in summary.terms:  # a word that BM25 reads as the term's token
+        assert index.index.tokenize([t.term])[0] == [t.token]
+    shown = ", ".join(f"{t.term} {t.weight:.2g}" for t in expansion[:2])
+    rest = len(expansion) - 2
+    assert summary.text == "revenue cloud + " + shown + (f", ... {rest} more" if rest > 0 else "")
+    assert summary.to_json()["terms"][0] == {"term": "revenue", "token": "revenu",
+                                             "weight": round(dict(out.terms)["revenu"], 6), "original": True}
+    assert isinstance(summary.terms[0], RewriteTerm) and summary.rewriter == "prf"
+    assert "revenu revenu" in out.text  # the text searched is unchanged: repeated by weight
+    words = summary.text.split()
+    assert len([w for w in words if w == "revenue"]) == 1
+
+
+def test_summary_of_a_rewrite_without_terms_is_its_text(index: Retriever) -> None:
+    from dse.rewrite import summarize
+
+    alone = load_rewriter("prf").rewrite("zzzz qqqq", index.index)
+    assert summarize(alone).text == "zzzz qqqq" and summarize(alone).terms == ()
+    llm = Rewrite("why?", "a reasoned rewrite", "llm", "tiny", "1")
+    assert summarize(llm).to_json() == {"text": "a reasoned rewrite", "terms": [], "rewriter": "llm"}
+    with pytest.raises(ValueError, match="top"):
+        summarize(llm, top=-1)
+
+
+def test_cli_prints_the_rewrite_readable(index: Retriever, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import json
+
+    from dse.cli.main import main
+    from dse.rewrite import summarize
+
+    directory = str(index.index.directory)
+    summary = summarize(load_rewriter("prf").rewrite("cloud revenue", index.index))
+    want = [h.page_id for h in index.search("cloud revenue", k=3, rewrite="prf")]
+    assert main(["search", "cloud revenue", "--index", directory, "--rewrite", "prf", "-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"searched as (rewritten by prf): {summary.text}"
+    assert [line.split("[")[-1].rstrip("]") for line in lines[1:]] == want
+    assert main(["search", "cloud revenue", "--index", directory, "--rewrite", "prf", "-k", "3", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [h["page_id"] for h in json.loads(captured.out)] == want  # the list as before; the rewrite on stderr
+    assert f"searched as (rewritten by prf): {summary.text}" in captured.err
+    queries = tmp_path / "q.txt"
+    queries.write_text("cloud revenue\nbread\n")
+    assert main(["search", "--queries", str(queries), "--index", directory, "--rewrite", "prf", "-k", "3"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [h["page_id"] for h in rows[0]["hits"]] == want and rows[0]["rewritten"] == summary.to_json()
+    assert rows[1]["rewritten"]["terms"][0]["term"] == "bread"

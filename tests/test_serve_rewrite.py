@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import dse
-from dse.rewrite import load_rewriter
+from dse.rewrite import load_rewriter, summarize
 from dse.rewrite.llm import rewrite_prompt
 from dse.testing.chat_server import ChatServer, reply_for
 from dse.testing.server import post_json, serve_index
@@ -55,6 +55,17 @@ def test_prf_rewrite_equals_the_retriever(server: str, text_index: Path) -> None
             expanded = load_rewriter("prf").rewrite(query, r.index)
             assert got["query"] == query and got["rewrite"]["text"] == expanded.text
             assert got["rewrite"]["rewriter"] == "prf"
+            assert got["rewrite"]["terms"] == [[t, round(w, 6)] for t, w in expanded.terms]  # as before
+            # readable: each term once, the query's own first, then the expansion's with weights
+            assert got["rewritten"] == summarize(expanded).to_json()
+            terms = got["rewritten"]["terms"]
+            assert [t["term"] for t in terms if t["original"]] == [w for w in query.split() if w not in ("for", "by")]
+            assert len({t["token"] for t in terms}) == len(terms) == len(expanded.terms)
+            assert terms.index(next(t for t in terms if not t["original"])) == sum(t["original"] for t in terms)
+            text = got["rewritten"]["text"]
+            assert text.startswith(" ".join(t["term"] for t in terms if t["original"]) + " + ")
+            words = [w for w in text.replace(",", " ").split() if w in {t["term"] for t in terms}]
+            assert len(words) == len(set(words))  # no term repeated by weight
         assert dse.Client(server).search_many(["revenue"], 3, rewrite="prf") == r.search_many(["revenue"], 3,
                                                                                                rewrite="prf")
 
@@ -70,6 +81,7 @@ def test_llm_rewrite_searches_the_endpoints_text(server: str, text_index: Path, 
     assert [h["page_id"] for h in got["hits"]] == [h.page_id for h in want]
     assert got["rewrite"]["text"] == text and got["rewrite"]["cached"] is False
     assert got["rewrite"]["prompt_version"] == "1" and "identity" not in got["rewrite"]  # no internal URL
+    assert got["rewritten"] == {"text": text, "terms": [], "rewriter": "llm"}  # an LLM's text reads as it is
     _, _, body = chat.requests[-1]
     assert len(chat.requests) == before + 1
     assert body["model"] == "tiny-chat" and body["max_tokens"] == 128
@@ -78,6 +90,21 @@ def test_llm_rewrite_searches_the_endpoints_text(server: str, text_index: Path, 
     assert len(chat.requests) == before + 1
     status, batch = post_json(server, {"queries": [query, "solar"], "k": 2, "rewrite": "llm"})
     assert status == 200 and [res["rewrite"]["cached"] for res in batch["results"]] == [True, False]
+
+
+def test_openapi_documents_the_readable_rewrite(server: str) -> None:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(server + "/openapi.json") as resp:
+        spec = json.load(resp)
+    schemas = spec["components"]["schemas"]
+    out = schemas["SearchOut"]["properties"]
+    assert "rewrite" in out and "rewritten" in out
+    assert set(schemas["RewrittenOut"]["properties"]) == {"text", "terms", "rewriter"}
+    assert set(schemas["RewriteTermOut"]["properties"]) == {"term", "token", "weight", "original"}
+    status, plain = post_json(server, {"query": "bread", "k": 2})
+    assert status == 200 and "rewritten" not in plain and "rewrite" not in plain  # no rewrite asked: as before
 
 
 def test_rewrite_errors_are_problems(server: str, chat: ChatServer) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import dse
-from dse.rewrite import load_rewriter
+from dse.rewrite import load_rewriter, summarize
 import ingest
 
 pytest.importorskip("playwright")
@@ -159,7 +159,9 @@ def bm25_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture()
 def rewrite_server(tmp_path: Path) -> Iterator[Server]:
     """The same BM25 index on a server that offers the prf rewriter (`dse serve --rewrite prf`)."""
-    server = Server(_bm25_index(tmp_path), tmp_path / "serve.log", args=("--rewrite", "prf"))
+    # 7 pages: RM3's default df filter (10% of the pages) would leave no expansion term
+    server = Server(_bm25_index(tmp_path), tmp_path / "serve.log",
+                    args=("--rewrite", "prf", "--rewrite-option", "max_df_ratio=0.5"))
     yield server
     server.stop()
 
@@ -312,9 +314,11 @@ def test_deep_link_viewer_and_keyboard(bm25_server: Server, page: Page) -> None:
 def test_rewrite_selector(rewrite_server: Server, page: Page) -> None:
     query = "oven temperature"
     with dse.Retriever.open(rewrite_server.index) as r:
-        want = [h.page_id for h in r.search(query, 12, rewrite="prf")]
+        want = [h.page_id for h in r.search(query, 12, rewrite=load_rewriter("prf", max_df_ratio=0.5))]
         plain = [h.page_id for h in r.search(query, 12)]
-        expanded = load_rewriter("prf").rewrite(query, r.index).text
+        rewrite = load_rewriter("prf", max_df_ratio=0.5).rewrite(query, r.index)
+    expanded, readable = rewrite.text, summarize(rewrite)
+    assert readable.text != expanded and readable.text.startswith("oven temperature + ")
     page.goto(rewrite_server.url + "/")
     select = page.locator("#rewrite")
     expect(select).to_be_visible()
@@ -326,7 +330,12 @@ def test_rewrite_selector(rewrite_server: Server, page: Page) -> None:
     expect(_cards(page)).to_have_count(len(plain))
     assert _cards(page).evaluate_all("cs => cs.map(c => c.dataset.pageId)") == plain
     select.select_option("prf")  # a change runs the search again, rewritten
-    expect(page.locator("#status")).to_contain_text(f"searched as “{expanded}” (prf)")
+    # the distinct terms, the query's own first, then the heaviest expansion terms with their weights
+    expect(page.locator("#status")).to_contain_text(f"searched as “{readable.text}” (prf)")
+    expect(page.locator("#status")).not_to_contain_text(expanded)  # not RM3's terms repeated by weight
+    tip = page.locator("#rewritten").get_attribute("title") or ""
+    assert tip.splitlines() == [f"{t.term} {'(query) ' if t.original else ''}{t.to_json()['weight']:g}"
+                                for t in readable.terms]
     page.wait_for_url(re.compile(r".*rewrite=prf.*"))
     assert _cards(page).evaluate_all("cs => cs.map(c => c.dataset.pageId)") == want
     page.goto(rewrite_server.url + "/?q=oven+temperature&rewrite=prf")  # a deep link keeps the rewrite

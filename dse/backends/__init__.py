@@ -5,10 +5,12 @@
 """
 
 from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend
-from dse.backends.records import Counts, DeleteReport, NewPage, NewSource, PageRecord, ScoredPage
+from dse.backends.records import (
+    CompactReport, Counts, DeleteReport, NewPage, NewSource, PageRecord, Reclaimable, ScoredPage,
+)
 from dse.backends.registry import DEFAULT_BACKEND, backend_class, backend_name, index_exists, open_backend
 
 __all__ = [
-    "DEFAULT_BACKEND", "DEFAULT_IMAGE_SIZE", "Counts", "DeleteReport", "IndexBackend", "NewPage", "NewSource",
-    "PageRecord", "ScoredPage", "backend_class", "backend_name", "index_exists", "open_backend",
+    "DEFAULT_BACKEND", "DEFAULT_IMAGE_SIZE", "CompactReport", "Counts", "DeleteReport", "IndexBackend", "NewPage",
+    "NewSource", "PageRecord", "Reclaimable", "ScoredPage", "backend_class", "backend_name", "index_exists", "open_backend",
 ]

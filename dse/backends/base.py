@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Mapping, Sequence
 
 from PIL import Image
 
-from dse.backends.records import Counts, DeleteReport, NewSource, PageRecord, ScoredPage
+from dse.backends.records import CompactReport, Counts, DeleteReport, NewSource, PageRecord, Reclaimable, ScoredPage
 
 if TYPE_CHECKING:
     from dse.storage.manifest import Manifest
 
 DEFAULT_IMAGE_SIZE = 768  # long side, in pixels, of the stored page images
+SELF_RECLAIMING = ("this backend keeps the vectors in its own store, which reclaims the space of deleted pages "
+                   "itself (Qdrant: deleted points are vacuumed by its optimizer); there is nothing for dse to compact")
 
 
 def check_vector_kind(kind: str, directory: Path) -> str:
@@ -266,3 +268,17 @@ class IndexBackend(ABC):
             sources: Source paths, matched like `find_source`.
             as_indexed: Match `sources` exactly as recorded (as `missing_sources` returns them).
         """
+
+    # ---------------------------------------------------------------- space
+    def compact(self, on_stage: Any = None) -> CompactReport:
+        """Reclaim the space of deleted pages (`dse compact`); by default a no-op saying the store does it.
+
+        The index directory rewrites its engines (`dse.storage.compaction`); a backend whose
+        store vacuums deleted vectors itself (Qdrant) keeps this default.
+        """
+        n = self.counts().pages
+        return CompactReport(False, n, 0, 0, 0, 0, 0.0, 0, f"{self.directory}: {SELF_RECLAIMING}")
+
+    def reclaimable(self) -> Reclaimable:
+        """What `compact` would reclaim now (by default nothing: the store reclaims space itself)."""
+        return Reclaimable(0, 0, SELF_RECLAIMING)

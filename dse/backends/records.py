@@ -97,3 +97,47 @@ class DeleteReport:
     pages: int
     sources: int
     missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompactReport:
+    """What one `compact` did (or why it did nothing).
+
+    Attributes:
+        compacted: True if a new generation of engine files was written and switched to.
+        pages: Live pages (the rows the engines hold now).
+        rows_removed: Rows of deleted pages dropped from the engines and the catalogue.
+        sources_removed: Deleted sources dropped from the catalogue.
+        bytes_before: Bytes of the engines' files before (vectors and text).
+        bytes_after: Bytes of the engines' files after.
+        seconds: Wall time.
+        generation: The engine generation the index is at now (how many compactions).
+        message: One line for a person: what was done, or why nothing was.
+    """
+
+    compacted: bool
+    pages: int
+    rows_removed: int
+    sources_removed: int
+    bytes_before: int
+    bytes_after: int
+    seconds: float
+    generation: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Reclaimable:
+    """What `compact` would reclaim now (`dse info`).
+
+    Attributes:
+        rows: Rows of deleted pages still in the engines.
+        bytes: Bytes it would free: the deleted rows' share of the engines' files (estimated
+            in proportion to rows), plus files of engine generations left by an interrupted
+            compaction (exact).
+        note: Set when the backend reclaims space itself (nothing for `compact` to do).
+    """
+
+    rows: int
+    bytes: int
+    note: str = ""

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML encoder config (see configs/); flags override it")
     p.add_argument("--dim", type=int, help="single-vector dimension (Matryoshka truncation)")
     p.add_argument("--dpi", type=int, help="PDF rendering resolution (default: the config's, else ingest's)")
+    p.add_argument("--ocr", choices=("auto", "always", "never"),
+                   help="OCR of pages without a text layer while indexing (default: the config's, else auto)")
     p.add_argument("--index-dir", metavar="DIR", help="keep the indexes here, one per dataset (default: temporary)")
     p.add_argument("-k", type=int, default=100, help="pages retrieved per query (default 100)")
     p.add_argument("--scope", choices=("corpus", "document", "both"), default="both",
@@ -113,7 +115,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if rewriters:
         fused["rewrite"] = next(iter(rewriters.values()))  # recorded by its describe() in the result
     result = evaluate(sets, encoder, index_dir=args.index_dir, k=args.k, mode=args.mode, scopes=scopes, dpi=dpi,
-                      progress=True, search_options=fused)
+                      progress=True, search_options=fused, ocr=_ocr(config.ingest, args.ocr))
     if args.output:
         result.save(args.output)
     if args.json:
@@ -135,3 +137,18 @@ def _header(config: dict[str, Any] | Any) -> str:
     mode += "".join(f", {key} {value['name'] if isinstance(value, dict) and 'name' in value else value}"
                     for key, value in fused.items())
     return f"encoder {enc['name']}{model}, k={config['k']}{mode}, dse {config['dse_version']}\n\n"
+
+
+def _ocr(ingest_config: Any, flag: str | None) -> Any:
+    """The OCR options of the config's `ingest:` keys and `--ocr` (None: neither sets any)."""
+    from ingest.ocr import CONFIG_KEYS, OcrOptions
+
+    values = {key: ingest_config.get(key) for key in CONFIG_KEYS}
+    if flag is not None:
+        values["ocr"] = flag
+    if all(value is None for value in values.values()):
+        return None
+    try:
+        return OcrOptions.from_config(values)
+    except ValueError as exc:
+        raise CLIError(f"ingest OCR options: {exc}") from None

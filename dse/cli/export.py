@@ -51,13 +51,11 @@ def copy_pages(src: Any, dst: Any) -> int:
     from dse.backends import NewPage, NewSource
     from dse.text.fields import bm25_text
 
-    view, kind, total = src.view(), src.manifest.kind, 0
+    kind, total = src.manifest.kind, 0
     for source in src.sources():
         records = sorted(src.catalogue.live_pages(paths=[source["path"]]), key=lambda r: r.row)
-        if kind == "multi":
-            vectors: Any = [view.engine.page_tokens(r.row) for r in records]  # (tokens, dim) each
-        elif kind == "single":
-            vectors = [view.engine.vectors(r.row, r.row + 1)[0] for r in records]  # (dim,) each
+        if kind in ("multi", "single"):  # resolved in one generation (a compaction may run meanwhile)
+            vectors: Any = src.page_vectors([r.page_id for r in records])  # (tokens, dim) or (dim,) each
         else:
             vectors = src.tokenize([bm25_text(r.text, source["path"], src.source_name_weight) for r in records])
         for r in records:

@@ -10,6 +10,7 @@ from dse.cli.common import CLIError, runtime, runtime_flags
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
+    from ingest.ocr import OcrOptions
     from ingest.web.pages import WebOptions
 
 
@@ -40,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how LibreOffice is contained: auto (no network when the machine allows it; the "
                         "default), require (no network or fail), strict (no network, sees only the "
                         "document), off")
+    p.add_argument("--ocr", choices=["auto", "always", "never"],
+                   help="OCR with tesseract: auto (PDF pages without a usable text layer, and images; the "
+                        "default), always (every page; the OCR text replaces the text layer), never")
+    p.add_argument("--ocr-language", metavar="LANGS",
+                   help="tesseract language(s), e.g. eng or eng+deu (default eng; each needs tesseract-ocr-LANG)")
     p.add_argument("--web-timeout", type=float, metavar="S",
                    help="seconds one web page may take, loading and capture (default 90); a page out of "
                         "time keeps the tiles captured")
@@ -63,8 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool-factor", type=int, help="cascade mode: hierarchical token pooling factor (e.g. 2)")
     p.add_argument("--n-lists", type=int, help="binary/int8 mode: IVF lists (about sqrt(pages) to 4*sqrt(pages))")
     p.add_argument("--n-probe", type=int, help="binary/int8 mode with --n-lists: lists scanned per query (default 32)")
+    from dse.backends.qdrant.schema import OPTION_KEYS
+
     p.add_argument("--backend", choices=["directory", "qdrant"],
-                   help="a new index: where its vectors live (default directory: the index directory itself)")
+                   help="a new index: where its vectors live (default directory: the index directory itself); "
+                        "qdrant's options go in the config's index: qdrant: section (url or path, "
+                        f"{', '.join(OPTION_KEYS[1:])}; docs/qdrant.md)")
     p.add_argument("--qdrant", metavar="URL_OR_PATH",
                    help="--backend qdrant: http(s)://host:6333 (server or cluster; API key from QDRANT_API_KEY) "
                         "or a folder (qdrant-client's local mode, one process at a time) or edge:FOLDER "
@@ -146,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             limits=limits,
             commit_pages=args.commit_pages,
             web=_web_options(config.ingest, args),
+            ocr=_ocr_options(config.ingest, args),
         )
         total = len(retriever)
     print(
@@ -154,8 +165,12 @@ def run(args: argparse.Namespace) -> int:
         f"{total} page(s) in {args.index}",
         file=sys.stderr,
     )
+    if report.ocr_pages or report.ocr_seconds:
+        print(f"OCR: text read from {report.ocr_pages} page(s) in {report.ocr_seconds:.1f} s", file=sys.stderr)
     for failure in report.failures:
         print(f"  failed: {failure.error}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"  warning: {warning.error}", file=sys.stderr)
     return 0 if report.ok and (report.added or report.skipped or (removed and removed.pages)) else 1
 
 
@@ -183,6 +198,22 @@ def _limits(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> Limit
         return Limits.from_config(values)
     except ValueError as exc:
         raise CLIError(f"ingest limits: {exc}") from None
+
+
+def _ocr_options(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> OcrOptions:
+    """`ingest.OcrOptions`: the config's `ingest:` keys (`ocr`, `ocr_language`, `ocr_dpi`,
+    `ocr_timeout`), then `--ocr` and `--ocr-language`."""
+    from ingest.ocr import CONFIG_KEYS, OcrOptions
+
+    values = {key: ingest_config.get(key) for key in CONFIG_KEYS}
+    if args.ocr is not None:
+        values["ocr"] = args.ocr
+    if args.ocr_language is not None:
+        values["ocr_language"] = args.ocr_language
+    try:
+        return OcrOptions.from_config(values)
+    except ValueError as exc:
+        raise CLIError(f"ingest OCR options: {exc}") from None
 
 
 def _web_options(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> WebOptions:
@@ -214,9 +245,13 @@ def _web_options(ingest_config: Mapping[str, Any], args: argparse.Namespace) -> 
 def _qdrant_options(index_config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Options of a new Qdrant-backed index: the config's `index: qdrant:` section, then the flags.
 
-    Keys: `url` (or --qdrant), `collection`, `prefetch`, `hnsw_ef`, `quantization` (scalar |
-    binary), `pooling` (mean | grid) and `grid_rows`, `shard_number`, `replication_factor`,
-    `write_consistency_factor`, `on_disk`.
+    Keys (`dse.backends.qdrant.schema.OPTION_KEYS`; docs/qdrant.md): `url` or `path` (or --qdrant),
+    `collection` (or --collection); search: `prefetch`, `hnsw_ef`, `n_probe`, `prefetch_pooled`;
+    single vectors: `quantization` (scalar | binary); multi vectors: `pooling` (mean | grid) and
+    `grid_rows`, `first_stage` (pooled | sparse-centroids) with `centroid_weight` (presence | count
+    | sim), `centroid_idf`, `centroids`, `codebook_min_pages`, `codebook_retrain`; cluster:
+    `shard_number`, `replication_factor`, `write_consistency_factor`, `on_disk`. An unknown key is
+    an error naming it.
     """
     section = dict(index_config.get("qdrant") or {})
     location = args.qdrant or section.pop("url", None) or section.pop("path", None)

@@ -22,9 +22,10 @@ def run(args: argparse.Namespace) -> int:
     from dse.backends import backend_name, open_backend
 
     with open_backend(args.index) as index:
-        counts = index.counts()
+        counts, reclaim = index.counts(), index.reclaimable()
         info = {**index.manifest.to_json(), "deleted_pages": counts.deleted_pages,
-                "deleted_sources": counts.deleted_sources}
+                "deleted_sources": counts.deleted_sources, "reclaimable_rows": reclaim.rows,
+                "reclaimable_bytes": reclaim.bytes}
         sources = index.sources() if args.sources else []
     info["backend"] = backend_name(args.index)
     if args.sources:
@@ -44,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"prompts    version {enc['prompt_version']}")
     print(f"pages      {info['pages']}")
     print(f"sources    {info['sources']}")
-    print(f"deleted    {info['deleted_pages']} page(s), {info['deleted_sources']} source(s) "
-          "(tombstoned; their vectors still use disk space)")
+    print(f"deleted    {info['deleted_pages']} page(s), {info['deleted_sources']} source(s)")
+    if reclaim.note:
+        print(f"reclaim    {reclaim.note}")
+    else:
+        print(f"reclaim    {reclaim.rows} row(s), about {reclaim.bytes / 2**20:.1f} MiB of engine files"
+              + (": run `dse compact`" if reclaim.rows or reclaim.bytes else ""))
     print(f"updated    {info['updated']}  (dse {info['dse_version']}, format {info['format_version']})")
     for src in sources:
         print(f"  {src['path']}  {src['pages']} page(s)  {src['kind']}  {src['digest'][:12]}  {src['added']}")

@@ -11,7 +11,7 @@ from dse.cli.common import CLIError
 
 # modules with a `register(subparsers)` function; each sets `func` on its parser
 COMMAND_MODULES = ("dse.cli.index", "dse.cli.search", "dse.cli.info", "dse.cli.eval", "dse.cli.delete",
-                   "dse.cli.serve", "dse.cli.mcp", "dse.cli.export_vectors", "dse.cli.export")
+                   "dse.cli.compact", "dse.cli.serve", "dse.cli.mcp", "dse.cli.export_vectors", "dse.cli.export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,19 +47,30 @@ def run(args: argparse.Namespace) -> int:
         from dse.storage.filters import parse_conditions
 
         options["where"] = parse_conditions(args.where)
+    rewriter = options.pop("rewrite", None)
     with Retriever.open(args.index, **open_options(args)) as retriever:
         if args.queries:
             queries = _read_queries(args.queries)
-            for query, hits in zip(queries, retriever.search_many(queries, args.k, **options) if queries else []):
-                print(json.dumps({"query": query, "hits": [h.to_json() for h in hits]}))
+            rewrites = _rewrite(retriever, rewriter, queries, options.get("where"))
+            searched = [r.text for r in rewrites] if rewrites else queries
+            found = retriever.search_many(searched, args.k, **options) if queries else []
+            for i, (query, hits) in enumerate(zip(queries, found)):
+                line: dict[str, Any] = {"query": query, "hits": [h.to_json() for h in hits]}
+                if rewrites:
+                    line["rewritten"] = _summary(rewrites[i]).to_json()
+                print(json.dumps(line))
             return 0
         query = args.query if args.image is None else _image_query(args.image, args.query)
         try:
-            hits = retriever.search(query, args.k, **options)
+            rewrites = _rewrite(retriever, rewriter, [query], options.get("where"))
+            hits = retriever.search(rewrites[0].text if rewrites else query, args.k, **options)
         except (TypeError, ValueError) as exc:
             if args.image is None:
                 raise
             raise CLIError(str(exc)) from exc
+    if rewrites:  # what was searched, readable; beside --json's list, on stderr
+        summary = _summary(rewrites[0])
+        print(f"searched as (rewritten by {summary.rewriter}): {summary.text}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
     elif not hits:
@@ -105,6 +116,21 @@ def _ranking_options(args: argparse.Namespace) -> dict[str, Any]:
         options.update(rerank=MaxSimReranker(load_encoder(args.rerank, **extra, **{k: v for k, v in runtime(args).items() if k != "trust_remote_code"})),
                        alpha=args.alpha, depth=args.depth)
     return options
+
+
+def _rewrite(retriever: Any, rewriter: Any, queries: list[Any], where: Any) -> list[Any]:
+    """The queries rewritten by `rewriter` (`dse.rewrite.Rewrite`s; [] without one): `Retriever.search(rewrite=)`'s step."""
+    if rewriter is None:
+        return []
+    from dse.retrieve.rewriting import rewrite_queries
+
+    return rewrite_queries(queries, rewriter, retriever.index, where)
+
+
+def _summary(rewrite: Any) -> Any:
+    from dse.rewrite.summary import summarize
+
+    return summarize(rewrite)
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from dse.encoders.base import Encoder
 from dse.evaluate.corpus import CorpusPage, EvalDataset, FileCorpus, PageCorpus
@@ -23,6 +23,9 @@ from dse.evaluate.metrics import METRICS, mean_scores, per_query_scores
 from dse.evaluate.report import SCOPES, DatasetScores, EvalResult
 from dse.retrieve.results import Hit
 from dse.retrieve.retriever import Retriever
+
+if TYPE_CHECKING:
+    from ingest.ocr import OcrOptions
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ def evaluate(
     search_options: Mapping[str, Any] | None = None,
     backend: str = "directory",
     backend_options: Mapping[str, Any] | None = None,
+    ocr: str | OcrOptions | None = None,
     **encoder_options: Any,
 ) -> EvalResult:
     """Index each dataset's corpus with `encoder`, run its queries and score the rankings.
@@ -70,6 +74,9 @@ def evaluate(
         backend_options: Options of new indexes: with backend="qdrant", {"qdrant": URL, path or
             "edge:PATH", ...} (`QdrantIndex.create`); the collection defaults to the dataset's
             slug.
+        ocr: OCR of file corpora's pages without a text layer: "auto", "always", "never" or an
+            `ingest.OcrOptions` (None: ingest's default, "auto"); a kept index keeps the text it
+            was built with.
         **encoder_options: With a registry name: options such as device, batch_size, dim.
 
     Returns:
@@ -92,10 +99,11 @@ def evaluate(
     for dataset in sets:
         store = (backend, dict(backend_options or {}))
         scores.extend(_evaluate_one(dataset, encoder, index_dir, k, mode, scopes, metrics, dpi, progress,
-                                    dict(search_options or {}), store))
+                                    dict(search_options or {}), store, ocr))
     config = {
         "encoder": encoder.describe(), "k": k, "mode": mode, "search_options": _recorded(search_options),
         "scopes": list(scopes), "dpi": dpi,
+        "ocr": dataclasses.asdict(ocr) if dataclasses.is_dataclass(ocr) else ocr,
         "index_dir": str(index_dir) if index_dir else None, "backend": backend, "datasets": [d.describe() for d in sets],
         "dse_version": __version__, "machine": _machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -117,6 +125,7 @@ def _evaluate_one(
     scopes: Sequence[str], metrics: Sequence[str], dpi: int | None, progress: bool,
     search_options: Mapping[str, Any] | None = None,
     store: tuple[str, dict[str, Any]] = ("directory", {}),
+    ocr: str | OcrOptions | None = None,
 ) -> list[DatasetScores]:
     with tempfile.TemporaryDirectory(prefix="dse-eval-") as tmp:
         name = _slug(dataset.corpus_name or dataset.name)
@@ -127,7 +136,7 @@ def _evaluate_one(
         retriever = _open_or_create(directory, encoder, index_dir is not None, backend, options)
         with retriever:
             started = time.perf_counter()
-            failures = _index(dataset, retriever, dpi, progress)
+            failures, ocr_info = _index(dataset, retriever, dpi, progress, ocr)
             if len(retriever) == 0:
                 raise ValueError(f"{dataset.name}: no page could be indexed"
                                  + (f"; first failure: {failures[0]}" if failures else " (empty corpus)"))
@@ -136,7 +145,7 @@ def _evaluate_one(
                            search_options or {})
             info = {**dataset.describe(), "pages_indexed": len(retriever), "failures": failures,
                     "encoder_options": retriever.encoder.options(),  # as the index records (`Encoder.for_index`)
-                    "index_seconds": round(indexed - started, 2),
+                    "index_seconds": round(indexed - started, 2), **ocr_info,
                     "search_seconds": round(time.perf_counter() - indexed, 2)}
     out = []
     for scope, run in runs.items():
@@ -160,18 +169,23 @@ def _open_or_create(directory: Path, encoder: Encoder, store_images: bool, backe
                             engine=options or None, backend=backend)
 
 
-def _index(dataset: EvalDataset, retriever: Retriever, dpi: int | None, progress: bool) -> list[str]:
-    """Add the corpus to the index (what is there already is skipped); returns failure messages."""
+def _index(
+    dataset: EvalDataset, retriever: Retriever, dpi: int | None, progress: bool, ocr: str | OcrOptions | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """Add the corpus to the index (what is there already is skipped); its failure messages, and
+    for a file corpus what OCR did in this run (pages, seconds, warnings)."""
     from dse.retrieve.indexing import index_pages
 
     corpus = dataset.corpus
     if isinstance(corpus, FileCorpus):
-        report = retriever.add([corpus.root / f for f in corpus.files], dpi=dpi, progress=progress)
+        report = retriever.add([corpus.root / f for f in corpus.files], dpi=dpi, progress=progress, ocr=ocr)
+        ocr_info = {"ocr_pages": report.ocr_pages, "ocr_seconds": report.ocr_seconds,
+                    "ocr_warnings": [w.error for w in report.warnings]}
     else:
-        report = index_pages(retriever.encoder, retriever.index, _page_sources(dataset.name, corpus))
+        report, ocr_info = index_pages(retriever.encoder, retriever.index, _page_sources(dataset.name, corpus)), {}
     for failure in report.failures:
         logger.warning("%s", failure.error)
-    return [f.error for f in report.failures]
+    return [f.error for f in report.failures], ocr_info
 
 
 def _page_sources(name: str, corpus: PageCorpus) -> Iterator[tuple[str, str, Iterator[Any]]]:

@@ -31,6 +31,7 @@ from dse.storage.layout import source_key
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
+    from ingest.ocr import OcrOptions
     from ingest.web.pages import WebOptions
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def index_sources(
     commit_pages: int = COMMIT_PAGES,
     on_progress: Callable[[IndexProgress], None] | None = None,
     web: WebOptions | None = None,
+    ocr: OcrOptions | str | None = None,
 ) -> AddReport:
     """Render, embed and commit every file under `sources`; one bad file never stops the rest.
 
@@ -76,6 +78,9 @@ def index_sources(
         on_progress: Called with an `IndexProgress` after each file (and at the end).
         web: How web pages and .html files are loaded (`ingest.WebOptions`; None: its
             defaults); `allow_private=True` above also opens it to private addresses.
+        ocr: OCR of PDF pages without a usable text layer and of images (`ingest.OcrOptions`
+            or a mode: "auto", "always", "never"; None: "auto"). A page whose OCR fails keeps
+            what text it has and its source is listed in `AddReport.warnings`.
 
     Returns:
         What was added, updated, skipped and failed.
@@ -84,7 +89,7 @@ def index_sources(
     with index.writing_run():
         try:
             return _index_files(run, sources, dpi, password, progress, allow_private, workers, limits, on_progress,
-                                web)
+                                web, ocr)
         except BaseException:
             run.abandon()  # Ctrl-C or an error: no stored image of an uncommitted source stays
             raise
@@ -94,6 +99,7 @@ def _index_files(
     run: IndexRun, sources: Iterable[str | Path], dpi: int | None, password: str | None, progress: bool,
     allow_private: bool, workers: int | None, limits: Limits | None,
     on_progress: Callable[[IndexProgress], None] | None, web_options: WebOptions | None,
+    ocr: OcrOptions | str | None = None,
 ) -> AddReport:
     """The body of `index_sources`, inside the run guard."""
     import ingest
@@ -107,7 +113,8 @@ def _index_files(
             run.failures.append(Failure(str(source), str(exc)))
     skipped: list[str] = []
     seen: set[str] = set()
-    render_options: dict[str, Any] = {"password": password, "allow_private": allow_private, "limits": limits}
+    render_options: dict[str, Any] = {"password": password, "allow_private": allow_private, "limits": limits,
+                                      "ocr": ocr}
     if dpi is not None:
         render_options["dpi"] = dpi
     bar = progress_bar(len(files), progress, on_progress)
@@ -137,7 +144,8 @@ def _index_files(
     run.finish()
     bar.set_postfix(pages=run.pages, failed=len(run.failures))
     bar.close()
-    return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures), tuple(run.updated))
+    return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures), tuple(run.updated),
+                     tuple(run.warnings), run.ocr_pages, round(run.ocr_seconds, 3))
 
 
 def _pending(index: IndexBackend, file: str | Path, digest: str, seen: set[str]) -> PendingSource | None:
@@ -301,4 +309,5 @@ def index_pages(
         except BaseException:
             run.abandon()
             raise
-    return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures))
+    return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures), (),
+                     tuple(run.warnings), run.ocr_pages, round(run.ocr_seconds, 3))

@@ -52,6 +52,10 @@ class AddReport:
             another one).
         failures: Sources that could not be indexed.
         updated: Sources among `added` whose earlier version (same path, other bytes) was replaced.
+        warnings: Sources indexed with pages short of their text: OCR failed on those pages
+            (`ingest.ocr`); one entry per source, naming the pages and why.
+        ocr_pages: Pages whose text OCR read (`text_source: "ocr"` in their metadata).
+        ocr_seconds: Time tesseract took over the run's pages (summed over the render workers).
     """
 
     added: tuple[str, ...] = ()
@@ -59,6 +63,9 @@ class AddReport:
     skipped: tuple[str, ...] = ()
     failures: tuple[Failure, ...] = ()
     updated: tuple[str, ...] = ()
+    warnings: tuple[Failure, ...] = ()
+    ocr_pages: int = 0
+    ocr_seconds: float = field(default=0.0, compare=False)  # a time: reports of equal runs are equal
 
     @property
     def ok(self) -> bool:

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from PIL import Image
 
-from dse.backends import DEFAULT_BACKEND, DEFAULT_IMAGE_SIZE, DeleteReport, IndexBackend, backend_class, open_backend
+from dse.backends import (
+    DEFAULT_BACKEND, DEFAULT_IMAGE_SIZE, CompactReport, DeleteReport, IndexBackend, backend_class, open_backend,
+)
 from dse.encoders.base import Encoder
 from dse.encoders.queries import check_image_queries
 from dse.retrieve.encoder_check import check_encoder
@@ -22,6 +24,7 @@ from dse.storage.filters import compile_where
 
 if TYPE_CHECKING:
     from ingest.limits import Limits
+    from ingest.ocr import OcrOptions
     from ingest.web.pages import WebOptions
 
 __all__ = ["Retriever", "encoder_from_manifest"]
@@ -151,6 +154,7 @@ class Retriever:
         commit_pages: int | None = None,
         on_progress: Callable[[IndexProgress], None] | None = None,
         web: WebOptions | None = None,
+        ocr: OcrOptions | str | None = None,
     ) -> AddReport:
         """Index files, folders and web pages (http(s) URLs); already indexed sources are skipped.
 
@@ -177,6 +181,11 @@ class Retriever:
             on_progress: Called with an `IndexProgress` after each file (e.g. a server's job).
             web: How web pages and .html files load (`ingest.WebOptions`: time limits, tile
                 size, Chromium's sandbox, local files); None: its defaults.
+            ocr: OCR of PDF pages without a usable text layer (fewer than 20 letters and digits)
+                and of images: "auto" (None: the default), "always" (every page; the OCR text
+                replaces the text layer), "never", or an `ingest.OcrOptions` (language, dpi,
+                time limit). OCR text is marked `text_source: "ocr"` in the page's metadata;
+                pages whose OCR failed are listed in `AddReport.warnings`.
         """
         from dse.retrieve.indexing import index_sources
         from dse.storage.filters import check_metadata
@@ -187,7 +196,8 @@ class Retriever:
         group = {} if commit_pages is None else {"commit_pages": commit_pages}
         return index_sources(
             self.encoder, self.index, sources, dpi=dpi, password=password, progress=progress, metadata=meta,
-            allow_private=allow_private, workers=workers, limits=limits, on_progress=on_progress, web=web, **group,
+            allow_private=allow_private, workers=workers, limits=limits, on_progress=on_progress, web=web, ocr=ocr,
+            **group,
         )
 
     def delete(self, page_ids: Iterable[str] = (), sources: Iterable[str | Path] = ()) -> DeleteReport:
@@ -207,6 +217,11 @@ class Retriever:
         if isinstance(folders, (str, Path)):
             folders = [folders]
         return self.index.delete(sources=self.index.missing_sources(list(folders)), as_indexed=True)
+
+    def compact(self) -> CompactReport:
+        """Reclaim deleted pages' space (`dse compact`); searches keep answering meanwhile. A no-op with
+        a message when nothing is deleted, or for a backend that reclaims space itself."""
+        return self.index.compact()
 
     def refresh(self) -> int:
         """Pick up pages another process committed since this index was opened; returns how many rows."""

@@ -41,6 +41,7 @@ class PendingSource:
     replaces: bool = False  # an older version of this file is indexed: committing replaces it
     old_paths: tuple[str, ...] = ()  # other paths it is recorded under (older spellings), replaced too
     committed: bool = False
+    ocr_errors: list[tuple[int, str]] = field(default_factory=list)  # (page, why OCR failed)
 
 
 @dataclass
@@ -61,6 +62,9 @@ class IndexRun:
     ready: list[PendingSource] = field(default_factory=list)  # encoded, not yet committed, in order
     ready_pages: int = 0
     started: list[PendingSource] = field(default_factory=list)  # every source opened, in order
+    warnings: list[Failure] = field(default_factory=list)  # sources whose OCR failed on some pages
+    ocr_pages: int = 0
+    ocr_seconds: float = 0.0
 
     def start(self, source: PendingSource) -> None:
         """Open a source: its pages follow with `push`."""
@@ -73,6 +77,7 @@ class IndexRun:
             return
         stored = self.index.store_image(page.page_id, page.image)
         meta = {**dict(page.metadata), **self.metadata}
+        self._count_ocr(source, page, meta)
         source.pages.append(NewPage(page.page_id, page.page, page.text, stored, meta))
         source.kind = source.kind or str(page.metadata.get("kind", ""))
         if self.encoder.input == "text":  # BM25: the text layer, and its document's fields (dse.text.fields)
@@ -83,6 +88,14 @@ class IndexRun:
         self.buffer.append((source, item))
         if len(self.buffer) >= self.batch:
             self.flush()
+
+    def _count_ocr(self, source: PendingSource, page: Any, meta: dict[str, Any]) -> None:
+        """Count OCR pages and time (`ingest.ocr`) and note the pages whose OCR failed."""
+        self.ocr_seconds += float(getattr(page, "ocr_seconds", 0.0) or 0.0)
+        if meta.get("text_source") == "ocr":
+            self.ocr_pages += 1
+        if meta.get("ocr_error"):
+            source.ocr_errors.append((page.page, str(meta["ocr_error"])))
 
     def flush(self) -> None:
         """Encode the buffered pages, then move the complete sources to the ready group."""
@@ -164,6 +177,9 @@ class IndexRun:
             self.pages += len(src.pages)
             if src.replaces:
                 self.updated.append(src.path)
+            if src.ocr_errors:
+                self.warnings.append(Failure(src.path, ocr_warning(src.path, src.ocr_errors)))
+                logger.warning("%s", self.warnings[-1].error)
 
     def fail(self, src: PendingSource, message: str) -> None:
         """Drop a source from the run and record why."""
@@ -179,6 +195,18 @@ class IndexRun:
         self.buffer, self.ready, self.open_sources = [], [], []
         lost = [p.page_id for src in self.started if not (src.committed or src.failed) for p in src.pages]
         self.index.discard_images(lost)
+
+
+def ocr_warning(path: str, errors: list[tuple[int, str]]) -> str:
+    """One line naming a source's pages whose OCR failed, grouped by reason."""
+    reasons: dict[str, list[int]] = {}
+    for number, reason in errors:
+        reasons.setdefault(reason, []).append(number)
+    parts = []
+    for reason, numbers in reasons.items():
+        shown = ", ".join(map(str, numbers[:10])) + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
+        parts.append(f"page{'s' if len(numbers) > 1 else ''} {shown}: {reason}")
+    return f"{path}: OCR failed, those pages have no OCR text: {'; '.join(parts)}"
 
 
 def stack_vectors(encoder: Encoder, vectors: list[Any]) -> Any:

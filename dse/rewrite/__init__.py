@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dse.rewrite.base import QueryRewriter, Rewrite, RewriteError
 from dse.rewrite.registry import available_rewriters, load_rewriter, load_rewriters, register_rewriter
+from dse.rewrite.summary import RewriteSummary, RewriteTerm, summarize
 
-__all__ = ["QueryRewriter", "Rewrite", "RewriteError", "available_rewriters", "load_rewriter", "load_rewriters",
-           "register_rewriter"]
+__all__ = ["QueryRewriter", "Rewrite", "RewriteError", "RewriteSummary", "RewriteTerm", "available_rewriters",
+           "load_rewriter", "load_rewriters", "register_rewriter", "summarize"]

@@ -26,6 +26,9 @@ class Rewrite:
         prompt_version: Version of the prompt the model read (`dse.prompts.PROMPT_VERSIONS`), None without one.
         cached: True when the text came from a rewrite cache, not a new generation.
         terms: RM3: the expansion's (term, weight) pairs, heaviest first (empty for other rewriters).
+        words: RM3: the word written in `text` for each of `terms` (same order; the term is its token).
+        query_terms: RM3: the query's own tokens, distinct, in the query's order (`dse.rewrite.summary`
+            lists them first).
     """
 
     query: str
@@ -35,6 +38,8 @@ class Rewrite:
     prompt_version: str | None = None
     cached: bool = False
     terms: tuple[tuple[str, float], ...] = field(default=())
+    words: tuple[str, ...] = field(default=())
+    query_terms: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

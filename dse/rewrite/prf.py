@@ -111,7 +111,10 @@ class RM3Rewriter(QueryRewriter):
         words = _surface_words([t for t, _ in ranked], [query] + [sp.record.text for sp in feedback], index)
         kept = [(t, w) for t, w in ranked if t in words and w > 0]
         text = " ".join(" ".join([words[t]] * max(1, round(w * self.resolution))) for t, w in kept)
-        return Rewrite(query, text, self.name, self.identity, terms=tuple(kept))
+        q_tokens = tuple(dict.fromkeys(index.tokenize([query])[0]))
+        readable = _readable_words([t for t, _ in kept], query, [sp.record.text for sp in feedback], index)
+        return Rewrite(query, text, self.name, self.identity, terms=tuple(kept),
+                       words=tuple(readable.get(t, words[t]) for t, _ in kept), query_terms=q_tokens)
 
     def _allowed_terms(self, terms: set[str], texts: Sequence[str], index: IndexBackend, view: Any) -> set[str]:
         """Feedback candidates: 2 to 20 letters or digits, on at most `max_df_ratio` of the pages."""
@@ -151,6 +154,27 @@ def _surface_words(tokens: Sequence[str], texts: Sequence[str], index: IndexBack
     wanted = set(tokens) - set(out)
     if wanted and texts:
         counts = Counter(w for text in texts for w in _WORD.findall(text))
+        candidates = sorted(counts, key=lambda w: (-counts[w], w))
+        for word, got in zip(candidates, index.tokenize(candidates)):
+            if len(got) == 1 and got[0] in wanted and got[0] not in out:
+                out[got[0]] = word
+    return out
+
+
+def _readable_words(tokens: Sequence[str], query: str, texts: Sequence[str], index: IndexBackend) -> dict[str, str]:
+    """A word a person reads for each token: the query's own word, else the feedback pages' most frequent one.
+
+    Stems such as "temperatur" are what BM25 matches, not words; only what is shown changes, never
+    the text searched.
+    """
+    wanted = set(tokens)
+    out: dict[str, str] = {}
+    own = list(dict.fromkeys(_WORD.findall(query)))
+    for word, got in zip(own, index.tokenize(own) if own else []):
+        if len(got) == 1 and got[0] in wanted and got[0] not in out:
+            out[got[0]] = word
+    if wanted - set(out) and texts:
+        counts = Counter(w.lower() for text in texts for w in _WORD.findall(text))
         candidates = sorted(counts, key=lambda w: (-counts[w], w))
         for word, got in zip(candidates, index.tokenize(candidates)):
             if len(got) == 1 and got[0] in wanted and got[0] not in out:

@@ -37,6 +37,8 @@ except ImportError:  # mcp 1.x: the same API under its old name
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 
 from dse.retrieve.retriever import Retriever
+from dse.rewrite.summary import summarize
+from dse.serve.schemas import RewrittenOut
 from dse.serve.snippets import CachedTokenizer, Snippet, snippet
 
 from ingest.page import PAGE_ID_RE  # noqa: E402 - after the SDK's imports
@@ -68,6 +70,9 @@ class SearchResults(BaseModel):
     hits: list[PageHit]
     rewrite: dict[str, Any] | None = Field(
         None, description="with rewrite: the rewriter and the text searched ({'rewriter', 'text', ...})")
+    rewritten: RewrittenOut | None = Field(
+        None, description="with rewrite: what was searched, readable ({'text', 'terms': [{'term', 'weight', "
+                          "'original', 'token'}], 'rewriter'}: the query's own terms first)")
 
 
 def build_server(retriever: Retriever, name: str = "dse", rewriters: Mapping[str, Any] | None = None) -> MCPServer:
@@ -143,7 +148,8 @@ def build_server(retriever: Retriever, name: str = "dse", rewriters: Mapping[str
             chosen = mode or ("text" if text_only else "visual")
             snippets = [_snippet_of(r, h.page_id, query, tokenize) for h in hits]
             about = {k: v for k, v in done.to_json().items() if k != "identity"} if done is not None else None
-            results = SearchResults(query=query, mode=chosen, rewrite=about, hits=[
+            readable = RewrittenOut(**summarize(done).to_json()) if done is not None else None
+            results = SearchResults(query=query, mode=chosen, rewrite=about, rewritten=readable, hits=[
                 PageHit(page_id=h.page_id, source=h.source, source_name=Path(h.source).name, page=h.page,
                         score=float(h.score), rank=h.rank, snippet=sn.text, highlights=list(sn.highlights),
                         metadata=dict(h.metadata))
@@ -218,8 +224,8 @@ def _as_text(results: SearchResults) -> str:
         return f"no matching pages for {results.query!r} (mode {results.mode})"
     n = len(results.hits)
     lines = [f"{n} page{'s' if n > 1 else ''} for {results.query!r} (mode {results.mode}):"]
-    if results.rewrite is not None:
-        lines.insert(0, f"rewritten by {results.rewrite.get('rewriter')}: {results.rewrite.get('text')!r}")
+    if results.rewritten is not None:
+        lines.insert(0, f"searched as (rewritten by {results.rewritten.rewriter}): {results.rewritten.text}")
     for h in results.hits:
         lines.append(f"{h.rank}. {h.source_name}, page {h.page} (score {h.score:.4g}) page_id={h.page_id}")
         if h.snippet:

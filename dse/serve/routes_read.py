@@ -83,6 +83,7 @@ def _search(svc: Service, body: SearchRequest, rewrites: Any = None) -> Response
     from dse.encoders.hub import ModelLoadError
     from dse.encoders.query_length import fit_encoder_queries
     from dse.extras import MissingExtraError
+    from dse.rewrite.summary import summarize
     from dse.storage.manifest import EncoderMismatchError
 
     if body.image is not None:
@@ -134,6 +135,7 @@ def _search(svc: Service, body: SearchRequest, rewrites: Any = None) -> Response
            for q, hits in zip(texts, results)]
     for answer, rewrite in zip(out, rewrites or []):  # not its identity: that may name an internal endpoint
         answer["rewrite"] = {k: v for k, v in rewrite.to_json().items() if k != "identity"}
+        answer["rewritten"] = summarize(rewrite).to_json()
     # the dicts are the response models' JSON already: encoded once here, not validated and
     # re-encoded by FastAPI (a third of a small search's time); the models document the API
     one = body.query is not None or body.image is not None

@@ -55,6 +55,27 @@ class HitOut(BaseModel):
     metadata: dict[str, Any]
 
 
+class RewriteTermOut(BaseModel):
+    """One distinct term of a rewritten query."""
+
+    term: str = Field(description="the word (of the query, or of the pages that expanded it)")
+    token: str = Field(description="the index's token it stands for: the stem BM25 matches")
+    weight: float = Field(description="its weight in the rewrite (prf: RM3's; all the terms' weights sum to 1)")
+    original: bool = Field(description="a term of the query itself (true) or an expansion term (false)")
+
+
+class RewrittenOut(BaseModel):
+    """What a rewritten query searched, readable: its distinct terms, the query's own first."""
+
+    text: str = Field(description="one line for a person: the query's terms, then '+' and the heaviest expansion "
+                                  "terms with their weights ('bird dives + falcon 0.05, stoop 0.05, ... 6 more'); "
+                                  "an LLM's rewrite as it is")
+    terms: list[RewriteTermOut] = Field(
+        description="every distinct term: the query's own (in its order), then the expansion's, heaviest first "
+                    "(prf; empty for llm)")
+    rewriter: str
+
+
 class SearchOut(BaseModel):
     """The answer to one query."""
 
@@ -62,7 +83,10 @@ class SearchOut(BaseModel):
     mode: str
     took_ms: float
     hits: list[HitOut]
-    rewrite: Optional[dict[str, Any]] = Field(None, description="with 'rewrite': the rewriter and the text searched")
+    rewrite: Optional[dict[str, Any]] = Field(
+        None, description="with 'rewrite': {'query', 'text' (the text searched: prf repeats each term by its weight), "
+                          "'rewriter', 'prompt_version', 'cached', 'terms' (prf: [token, weight] pairs)}")
+    rewritten: Optional[RewrittenOut] = Field(None, description="with 'rewrite': what was searched, readable")
 
 
 class BatchOut(BaseModel):

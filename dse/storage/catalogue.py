@@ -7,7 +7,9 @@ import sqlite3
 from typing import Any, Iterable, Sequence
 
 from dse.backends.records import Counts, NewPage, NewSource, PageRecord
-from dse.storage.catalogue_db import CatalogueFile
+from dse.storage.catalogue_db import META_SCHEMA, CatalogueFile, StaleViewError
+
+__all__ = ["Catalogue", "StaleViewError"]
 
 
 class Catalogue(CatalogueFile):
@@ -38,24 +40,62 @@ class Catalogue(CatalogueFile):
 
     def snapshot(self) -> tuple[int, list[int]]:
         """(rows, tombstoned rows ascending), read in one transaction: one committed state."""
+        return self.state()[1:]
+
+    def state(self) -> tuple[int, int, list[int]]:
+        """(generation, rows, tombstoned rows ascending), read in one transaction: one committed state."""
         db = self._db
         db.execute("BEGIN")
         try:
+            generation = self.generation()
             rows = int(db.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pages").fetchone()[0])
             deleted = [r for (r,) in db.execute("SELECT row FROM pages WHERE deleted = 1 ORDER BY row")]
         finally:
             db.execute("COMMIT")
-        return rows, deleted
+        return generation, rows, deleted
 
-    def state_key(self) -> tuple[int, int]:
-        """(rows, deleted rows): changes with every commit that adds or deletes pages, the same in every thread.
+    def state_key(self) -> tuple[int, int, int]:
+        """(generation, rows, deleted rows): changes with every commit, the same in every thread.
 
-        Rows are never reused and tombstones never revert, so the pair only grows.
+        Within a generation rows are never reused and tombstones never revert, so the pair only
+        grows; a compaction starts the next generation.
         """
-        row = self._db.execute(
-            "SELECT (SELECT COALESCE(MAX(row) + 1, 0) FROM pages), (SELECT COUNT(*) FROM pages WHERE deleted = 1)"
-        ).fetchone()
-        return int(row[0]), int(row[1])
+        return (lambda g, rows, deleted: (g, rows, len(deleted)))(*self.state())
+
+    def compact(self, generation: int, rows: int) -> tuple[int, int, int]:
+        """Drop tombstoned pages and deleted sources, renumber live rows 0..n-1 in row order, record
+        `generation`: one transaction (the switch to the compacted engines, written before it).
+
+        Args:
+            generation: The new generation (the current one + 1).
+            rows: The rows of the state the engines were compacted from (checked unchanged).
+
+        Returns:
+            (live rows, pages removed, sources removed).
+
+        Raises:
+            RuntimeError: the catalogue changed since that state (nothing is changed).
+        """
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            now = (self.generation(cur), int(cur.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pages").fetchone()[0]))
+            if now != (generation - 1, rows):
+                raise RuntimeError(f"{self.path.parent}: the catalogue changed during compaction (generation, rows) "
+                                   f"{now} != {(generation - 1, rows)}; nothing was changed, run it again")
+            removed = cur.execute("DELETE FROM pages WHERE deleted = 1").rowcount
+            live = [r for (r,) in cur.execute("SELECT row FROM pages ORDER BY row").fetchall()]
+            # ascending: row i's new number is free (a removed row, or a live one already moved down)
+            cur.executemany("UPDATE pages SET row = ? WHERE row = ?", [(n, r) for n, r in enumerate(live) if n != r])
+            sources = cur.execute("DELETE FROM sources WHERE deleted = 1 AND NOT EXISTS "
+                                  "(SELECT 1 FROM pages p WHERE p.source_id = sources.source_id)").rowcount
+            cur.execute(META_SCHEMA)
+            cur.execute("INSERT OR REPLACE INTO store_meta(key, value) VALUES ('generation', ?)", (str(generation),))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return len(live), removed, sources
 
     def has_digest(self, digest: str) -> bool:
         """True if a live source with these exact bytes is indexed."""
@@ -198,7 +238,9 @@ class Catalogue(CatalogueFile):
         """Rows of deleted pages, ascending."""
         return [r for (r,) in self._db.execute("SELECT row FROM pages WHERE deleted = 1 ORDER BY row")]
 
-    def rows_where(self, condition: str, args: Sequence[Any], live: bool = True) -> list[int]:
+    def rows_where(
+        self, condition: str, args: Sequence[Any], live: bool = True, generation: int | None = None
+    ) -> list[int]:
         """Rows whose page matches an SQL condition over `p` (pages) and `s` (sources), ascending.
 
         Args:
@@ -206,14 +248,16 @@ class Catalogue(CatalogueFile):
             args: Its parameters.
             live: Only live rows; False: deleted ones too (a page's fields never change, so a
                 search applies the tombstones of its own committed state).
+            generation: The engine generation the rows must number (StaleViewError if not).
         """
         alive = "p.deleted = 0 AND " if live else ""
-        cur = self._db.execute(
-            f"SELECT p.row FROM pages p JOIN sources s ON s.source_id = p.source_id "
-            f"WHERE {alive}({condition}) ORDER BY p.row",
-            list(args),
-        )
-        return [r for (r,) in cur]
+        with self.at_generation(generation):
+            cur = self._db.execute(
+                f"SELECT p.row FROM pages p JOIN sources s ON s.source_id = p.source_id "
+                f"WHERE {alive}({condition}) ORDER BY p.row",
+                list(args),
+            )
+            return [r for (r,) in cur]
 
     def has_metadata_key(self, json_path: str) -> bool:
         """True if a live page's metadata has a value at `json_path` (e.g. `$."title"`)."""
@@ -236,17 +280,22 @@ class Catalogue(CatalogueFile):
         )
         return [k for (k,) in cur]
 
-    def pages(self, rows: Iterable[int]) -> list[PageRecord]:
-        """The pages at `rows` (live or deleted), in the same order (KeyError for a row that does not exist)."""
+    def pages(self, rows: Iterable[int], generation: int | None = None) -> list[PageRecord]:
+        """The pages at `rows` (live or deleted), in the same order (KeyError for a row that does not exist).
+
+        With `generation`, the rows are those of that engine generation (StaleViewError if the
+        catalogue numbers another one: it was compacted since).
+        """
         rows = [int(r) for r in rows]
         if not rows:
             return []
         found: dict[int, PageRecord] = {}
-        for chunk_start in range(0, len(rows), 500):
-            chunk = rows[chunk_start : chunk_start + 500]
-            marks = ",".join("?" * len(chunk))
-            for rec in self._select(f"WHERE p.row IN ({marks})", chunk):
-                found[rec.row] = rec
+        with self.at_generation(generation):
+            for chunk_start in range(0, len(rows), 500):
+                chunk = rows[chunk_start : chunk_start + 500]
+                marks = ",".join("?" * len(chunk))
+                for rec in self._select(f"WHERE p.row IN ({marks})", chunk):
+                    found[rec.row] = rec
         missing = [r for r in rows if r not in found]
         if missing:
             raise KeyError(f"rows not in the catalogue: {missing[:5]}")

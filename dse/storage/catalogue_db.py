@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CATALOGUE_NAME = "catalogue.sqlite"
@@ -38,6 +40,15 @@ CREATE INDEX IF NOT EXISTS tombstones ON pages(row) WHERE deleted = 1;
 CREATE UNIQUE INDEX IF NOT EXISTS live_paths ON sources(path) WHERE deleted = 0;
 CREATE UNIQUE INDEX IF NOT EXISTS live_digests ON sources(digest) WHERE deleted = 0;
 """
+
+# key -> value facts of the store; `generation`: how many times the index was compacted (absent: 0).
+# Created by the first compaction, so older catalogues (and older dse versions) are unchanged.
+META_SCHEMA = "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+class StaleViewError(RuntimeError):
+    """Rows of one engine generation were looked up in the catalogue of another (the index was compacted)."""
+
 
 # version 1 -> 2: rebuild both tables without their UNIQUE column constraints, in one transaction
 _MIGRATE_1 = """
@@ -155,6 +166,35 @@ class CatalogueFile:
         for db in connections:
             db.close()
         self._local = threading.local()
+
+    def generation(self, cur: sqlite3.Cursor | None = None) -> int:
+        """The engine generation the catalogue's rows number (0 until the first `dse compact`)."""
+        try:
+            row = (cur or self._db).execute("SELECT value FROM store_meta WHERE key = 'generation'").fetchone()
+        except sqlite3.OperationalError:  # no store_meta table: never compacted
+            return 0
+        return 0 if row is None else int(row[0])
+
+    @contextmanager
+    def at_generation(self, generation: int | None) -> Iterator[None]:
+        """Run the reads inside in one read transaction whose rows number `generation`'s engines.
+
+        Raises:
+            StaleViewError: the catalogue was compacted since (its rows number another generation).
+        """
+        db = self._db
+        if generation is None or db.in_transaction:
+            if generation is not None and self.generation() != generation:
+                raise StaleViewError(f"{self.path.parent}: compacted since this view was loaded")
+            yield
+            return
+        db.execute("BEGIN")
+        try:
+            if self.generation() != generation:
+                raise StaleViewError(f"{self.path.parent}: compacted since this view was loaded")
+            yield
+        finally:
+            db.execute("COMMIT")
 
     def checkpoint(self) -> bool:
         """Copy every commit from the WAL into the main file and empty the WAL (`wal_checkpoint(TRUNCATE)`).

@@ -23,6 +23,9 @@ VECTORS_DIR = "vectors"
 TEXT_DIR = "text"
 LOCK_NAME = ".lock"
 RUNS_NAME = ".runs"  # held shared by every indexing run, exclusively by the orphan-image cleaner
+# the engines' directories of each generation: `vectors`, `text` until the first compaction, then
+# `vectors.N`, `text.N` (the catalogue records N: `Catalogue.generation`)
+GENERATION_DIR = re.compile(rf"^({VECTORS_DIR}|{TEXT_DIR})(?:\.([1-9][0-9]*))?$")
 # A page id names its image file: `ingest.page.make_page_id`'s format, or (pages given through the
 # low-level API) a plain file name: no separator, no leading dot, so never `..` or a hidden file.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -135,13 +138,21 @@ def media_read_only(directory: str | Path) -> bool:
     return not os.access(directory, os.W_OK) or (catalogue.exists() and not os.access(catalogue, os.W_OK))
 
 
-def load_engines(directory: Path, manifest: Manifest, rows: int) -> tuple[Any, Any]:
+def engine_dirs(generation: int) -> tuple[str, str]:
+    """The (vectors, text) directory names of an engine generation (0: never compacted)."""
+    if generation == 0:
+        return VECTORS_DIR, TEXT_DIR
+    return f"{VECTORS_DIR}.{generation}", f"{TEXT_DIR}.{generation}"
+
+
+def load_engines(directory: Path, manifest: Manifest, rows: int, generation: int = 0) -> tuple[Any, Any]:
     """The index's engine and its BM25 text side, each holding exactly `rows` committed rows.
 
     Args:
         directory: The index directory.
         manifest: Its manifest (which engines, with which options).
         rows: The catalogue's row count (the commit point).
+        generation: The catalogue's engine generation (`engine_dirs`).
 
     Returns:
         (engine, text_engine); for an index built with `bm25` both are the same engine, and
@@ -149,10 +160,11 @@ def load_engines(directory: Path, manifest: Manifest, rows: int) -> tuple[Any, A
     """
     from dse.engines.registry import engine_for
 
-    engine = engine_for(manifest.kind, manifest.engine).load(directory / VECTORS_DIR, rows=rows, **dict(manifest.engine))
+    vectors, text = engine_dirs(generation)
+    engine = engine_for(manifest.kind, manifest.engine).load(directory / vectors, rows=rows, **dict(manifest.engine))
     if manifest.kind == "text":
         return engine, engine
     text_engine = None
     if "text" in manifest.store:
-        text_engine = engine_for("text").load(directory / TEXT_DIR, rows=rows, **manifest.store["text"]["engine"])
+        text_engine = engine_for("text").load(directory / text, rows=rows, **manifest.store["text"]["engine"])
     return engine, text_engine

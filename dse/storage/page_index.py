@@ -6,9 +6,9 @@ Layout (relative paths only, so the directory can be moved; names in `dse.storag
       manifest.json        what built it (encoder, prompt version, dims, counts)
       catalogue.sqlite     rows -> pages -> sources
       images/<page_id>.jpg a stored copy of each page, long side <= image_size
-      vectors/             the engine's files
+      vectors/             the engine's files (`vectors.N/` after the N-th `dse compact`)
       text/                BM25 over the pages' text layers, beside the visual vectors (for
-                           text and hybrid search; an index built with `bm25` uses vectors/)
+                           text and hybrid search; a `bm25` index uses vectors/); `text.N/`
 
 This module holds `PageIndex` and its read path (open, search, lookups); the write path
 (commits, deletes, sync, counts) is `dse.storage.writer.IndexWriter`, a mixin of it. Readers in
@@ -33,10 +33,11 @@ from PIL import Image
 from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend, check_vector_kind
 from dse.backends.records import Counts, PageRecord, ScoredPage
 from dse.storage.catalogue import Catalogue
+from dse.storage.compaction.generations import consistent, load_current
 from dse.storage.images import open_stored
-from dse.storage.layout import IMAGES_DIR, TEXT_DIR, VECTORS_DIR, load_engines, media_read_only
+from dse.storage.layout import IMAGES_DIR, TEXT_DIR, VECTORS_DIR, media_read_only
 from dse.storage.manifest import Manifest, read_manifest, write_manifest
-from dse.storage.views import IndexView, extended, prepare
+from dse.storage.views import IndexView, prepare
 from dse.storage.visible import RowMasks
 from dse.storage.writer import IndexWriter
 from dse.text.fields import DOCUMENT_WEIGHT, new_fields_record, source_name_weight
@@ -60,7 +61,7 @@ class PageIndex(IndexWriter, IndexBackend):
 
     def __init__(
         self, directory: Path, manifest: Manifest, catalogue: Catalogue, engine: Any, text_engine: Any = None,
-        state: tuple[int, list[int]] | None = None,
+        state: tuple[int, int, list[int]] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.manifest = manifest
@@ -86,17 +87,17 @@ class PageIndex(IndexWriter, IndexBackend):
         """The committed state searches use now (pass it to `search`/`search_text` to pin one state)."""
         return self._view
 
-    def _view_of(self, engine: Any, text_engine: Any, state: tuple[int, list[int]] | None = None) -> IndexView:
-        """A view of engines loaded at the catalogue state `state` (rows, tombstones; None: read it now).
+    def _view_of(self, engine: Any, text_engine: Any, state: tuple[int, int, list[int]] | None = None) -> IndexView:
+        """A view of engines loaded at the catalogue state `state` (generation, rows, tombstones; None: now).
 
         Raises:
             RuntimeError: the engines hold another number of rows than the state (a bug: every
                 caller loads them at the state's rows, or holds the writer lock).
         """
-        rows, deleted = self.catalogue.snapshot() if state is None else state
+        generation, rows, deleted = self.catalogue.state() if state is None else state
         if len(engine) != rows or (text_engine is not None and len(text_engine) != rows):
             raise RuntimeError(f"{self.directory}: the engines hold {len(engine)} rows, the catalogue state {rows}")
-        return IndexView(engine, text_engine, rows, np.asarray(deleted, dtype=np.int64))
+        return IndexView(engine, text_engine, rows, np.asarray(deleted, dtype=np.int64), generation)
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -150,19 +151,17 @@ class PageIndex(IndexWriter, IndexBackend):
 
         Args:
             directory: The index.
-            read_only: Open for searching only: no file of the index is written (SQLite
-                `mode=ro`, which may create the catalogue's `-shm` where it can, or `immutable=1`
-                on read-only media, which creates nothing); adds and deletes raise
-                ReadOnlyIndexError. None: read-only when the directory cannot be written
-                (read-only mount, or no write permission).
+            read_only: Open for searching only: no file of the index is written (SQLite `mode=ro`,
+                which may create the catalogue's `-shm`, or `immutable=1` on read-only media);
+                adds and deletes raise ReadOnlyIndexError. None: read-only when the directory
+                cannot be written (read-only mount, or no write permission).
         """
         directory = Path(directory).expanduser()
         manifest = read_manifest(directory)
         if read_only is None:
             read_only = media_read_only(directory)
         catalogue = Catalogue(directory, read_only=read_only)
-        state = catalogue.snapshot()  # rows and tombstones of one committed state
-        engine, text_engine = load_engines(directory, manifest, state[0])
+        (engine, text_engine), state = load_current(directory, manifest, catalogue)  # one committed state
         index = cls(directory, manifest, catalogue, engine, text_engine, state)
         counts = catalogue.counts()
         if manifest.pages != counts.pages or manifest.sources != counts.sources:
@@ -195,22 +194,17 @@ class PageIndex(IndexWriter, IndexBackend):
         """
         with self._refresh_lock:
             old = self._view
-            if self.catalogue.state_key() == (old.rows, len(old.deleted)):
+            if self.catalogue.state_key() == (old.generation, old.rows, len(old.deleted)):
                 return 0
-            state = self.catalogue.snapshot()  # committed rows never change: load exactly these
-            engine, text_engine = self._extended(old, state[0])
+            # committed rows never change within a generation: load exactly these (a compaction: all anew)
+            (engine, text_engine), state = load_current(self.directory, self.manifest, self.catalogue, old)
             self._view = self._view_of(engine, text_engine, state)
-            return self._view.rows - old.rows
-
-    def _extended(self, view: IndexView, rows: int) -> tuple[Any, Any]:
-        """Copies of the view's engines holding `rows` rows, ready to search (reloaded if they cannot extend)."""
-        return extended(view, rows, lambda n: load_engines(self.directory, self.manifest, n))
+            return self._view.rows - old.rows if state[0] == old.generation else 0
 
     def _reload_engine(self) -> None:
         """Reload the engines from disk at the catalogue's row count (drops uncommitted rows)."""
         with self._refresh_lock:
-            state = self.catalogue.snapshot()
-            engine, text_engine = load_engines(self.directory, self.manifest, state[0])
+            (engine, text_engine), state = load_current(self.directory, self.manifest, self.catalogue)
             self._view = self._view_of(engine, text_engine, state)
 
     def _publish(self, engine: Any, text_engine: Any) -> None:
@@ -235,11 +229,9 @@ class PageIndex(IndexWriter, IndexBackend):
         if self._tokenizer is None:
             from dse.text.tokenizer import Tokenizer
 
-            if self.manifest.kind == "text":
-                options = dict(self.manifest.encoder.get("options") or {})
-            else:
-                options = dict(self.manifest.store["text"]["tokenizer"])
-            self._tokenizer = Tokenizer(**options)
+            text = self.manifest.kind == "text"
+            options = self.manifest.encoder.get("options") if text else self.manifest.store["text"]["tokenizer"]
+            self._tokenizer = Tokenizer(**dict(options or {}))
         return self._tokenizer.tokenize_all(list(texts), "queries" if queries else "pages", queries=queries)
 
     # ---------------------------------------------------------------- reading
@@ -254,36 +246,42 @@ class PageIndex(IndexWriter, IndexBackend):
             where: Optional metadata filter (see `dse.storage.filters`), applied before scoring.
             view: The committed state to search (None: the current one).
         """
-        view = view or self._view
-        return self._scored(view, view.engine, queries, k, where)
+        return self._scored(view or self._view, False, queries, k, where)
 
     def allowed(self, where: Mapping[str, Any] | None = None, view: IndexView | None = None) -> np.ndarray | None:
         """Bool (n_rows,) mask of the engine rows a search may return (None: all of them)."""
         view = view or self._view
-        return self._masks.allowed(view.rows, view.deleted, where)
+        return self._masks.allowed(view.rows, view.deleted, where, view.generation)
+
+    def unchanged(self, view: Any) -> bool:
+        """True unless the index was compacted since `view` (a search on it then ran on the compacted state)."""
+        return view is None or view.generation == self._view.generation
 
     def _scored(
-        self, view: IndexView, engine: Any, queries: Any, k: int, where: Mapping[str, Any] | None = None
+        self, view: IndexView, text: bool, queries: Any, k: int, where: Mapping[str, Any] | None = None
     ) -> list[list[ScoredPage]]:
+        """A view's top-k, its rows resolved in a catalogue of its generation: a view outdated by a
+        compaction is refreshed and the search run on the compacted state (never old rows, new pages)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        mask = self._masks.allowed(view.rows, view.deleted, where)  # (n_rows,) or None
-        if len(engine) == 0 or (mask is not None and not mask.any()):
-            return [[] for _ in range(len(queries))]
-        options = {} if mask is None else {"allowed": mask}
-        scores, rows = engine.search(queries, k, **options)  # (nq, k'), (nq, k')
-        out = []
-        for q_scores, q_rows in zip(scores, rows):
-            records = self.catalogue.pages(int(r) for r in q_rows)
-            out.append([ScoredPage(rec, float(s)) for rec, s in zip(records, np.asarray(q_scores))])
-        return out
+
+        def scored(view: IndexView) -> list[list[ScoredPage]]:
+            engine = view.text_engine if text else view.engine
+            mask = self._masks.allowed(view.rows, view.deleted, where, view.generation)  # (n_rows,) or None
+            if len(engine) == 0 or (mask is not None and not mask.any()):
+                return [[] for _ in range(len(queries))]
+            scores, rows = engine.search(queries, k, **({} if mask is None else {"allowed": mask}))  # (nq, k')
+            return [[ScoredPage(rec, float(s)) for rec, s in zip(
+                self.catalogue.pages((int(r) for r in q_rows), generation=view.generation), np.asarray(q_scores))]
+                for q_scores, q_rows in zip(scores, rows)]
+
+        return consistent(self, scored, view)
 
     def search_text(
         self, queries: Sequence[str], k: int, where: Mapping[str, Any] | None = None, view: IndexView | None = None
     ) -> list[list[ScoredPage]]:
         """Top-k live pages by BM25 over the text layers, for each text query (score 0: no match)."""
-        view = view or self._view
-        return self._scored(view, view.text_engine, self.tokenize(queries, queries=True), k, where)
+        return self._scored(view or self._view, True, self.tokenize(queries, queries=True), k, where)
 
     def page(self, page_id: str) -> PageRecord:
         """The catalogued page with this id."""
@@ -291,16 +289,24 @@ class PageIndex(IndexWriter, IndexBackend):
 
     def live_pages(self) -> list[PageRecord]:
         """Every live page of the current view, in commit order (row)."""
-        view = self._view
-        deleted = set(int(x) for x in view.deleted)
-        return self.catalogue.pages(r for r in range(view.rows) if r not in deleted)
+        def pages(view: IndexView) -> list[PageRecord]:
+            deleted = set(int(x) for x in view.deleted)
+            return self.catalogue.pages((r for r in range(view.rows) if r not in deleted), view.generation)
+
+        return consistent(self, pages)
 
     def page_vectors(self, page_ids: Sequence[str]) -> list[Any]:
         """The stored vectors of live pages, in the encoder's page format (ValueError: a bm25 index)."""
-        engine, rows = self._view.engine, {r.page_id: r.row for r in self.catalogue.live_pages(page_ids=page_ids)}
-        if check_vector_kind(self.manifest.kind, self.directory) == "multi":
-            return [engine.page_tokens(rows[p]) for p in page_ids]  # (tokens, dim) each; KeyError: not live
-        return [engine.vectors(rows[p], rows[p] + 1)[0] for p in page_ids]  # (dim,) each
+        multi = check_vector_kind(self.manifest.kind, self.directory) == "multi"
+
+        def vectors(view: IndexView) -> list[Any]:
+            with self.catalogue.at_generation(view.generation):
+                rows = {r.page_id: r.row for r in self.catalogue.live_pages(page_ids=page_ids)}
+            if multi:
+                return [view.engine.page_tokens(rows[p]) for p in page_ids]  # (tokens, dim) each; KeyError: not live
+            return [view.engine.vectors(rows[p], rows[p] + 1)[0] for p in page_ids]  # (dim,) each
+
+        return consistent(self, vectors)
 
     def page_texts(self, page_ids: Sequence[str]) -> dict[str, str]:
         """The text layers of the live pages among `page_ids`, read in one query."""

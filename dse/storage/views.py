@@ -20,12 +20,15 @@ class IndexView:
         text_engine: The BM25 text side (the same engine for a `bm25` index; None for old indexes).
         rows: Rows committed in this state.
         deleted: int64 (n_deleted,) tombstoned rows of this state, ascending.
+        generation: The engine generation (how many compactions): rows number this
+            generation's engines, and are looked up only in a catalogue of the same generation.
     """
 
     engine: Any
     text_engine: Any
     rows: int
     deleted: np.ndarray
+    generation: int = 0
 
 
 def prepare(engine: Any) -> None:
@@ -35,19 +38,22 @@ def prepare(engine: Any) -> None:
         prepare()
 
 
-def extended(view: IndexView, rows: int, load: Callable[[int], tuple[Any, Any]]) -> tuple[Any, Any]:
-    """Copies of the view's engines holding `rows` rows, ready to search.
+def extended(
+    view: IndexView, rows: int, load: Callable[[int], tuple[Any, Any]], generation: int = 0
+) -> tuple[Any, Any]:
+    """Copies of the view's engines holding `rows` rows of `generation`, ready to search.
 
     The copies share every row already loaded and read only the newer ones; engines that cannot
-    extend (no `snapshot`, or fewer rows than the view) are reloaded with `load(rows)`, which
-    returns (engine, text engine) as `dse.storage.layout.load_engines` does.
+    extend (no `snapshot`, fewer rows than the view, or another generation: the index was
+    compacted) are reloaded with `load(rows)`, which returns (engine, text engine) as
+    `dse.storage.layout.load_engines` does.
     """
-    if rows == view.rows:
+    if rows == view.rows and generation == view.generation:
         return view.engine, view.text_engine
     same = view.text_engine is view.engine
     engines = [view.engine] + ([] if same or view.text_engine is None else [view.text_engine])
     try:
-        if rows < view.rows or not all(hasattr(e, "snapshot") for e in engines):
+        if rows < view.rows or generation != view.generation or not all(hasattr(e, "snapshot") for e in engines):
             raise ValueError("reload")
         copies = [e.snapshot() for e in engines]
         for e in copies:

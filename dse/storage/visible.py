@@ -23,16 +23,20 @@ class RowMasks:
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
 
-    def allowed(self, n_rows: int, deleted: np.ndarray, where: Mapping[str, Any] | None = None) -> np.ndarray | None:
+    def allowed(
+        self, n_rows: int, deleted: np.ndarray, where: Mapping[str, Any] | None = None, generation: int | None = None
+    ) -> np.ndarray | None:
         """Bool (n_rows,) mask of the rows a search may return, or None when every row may be.
 
         Args:
             n_rows: Rows of the state searched.
             deleted: int64 (n_deleted,) tombstoned rows of that state.
             where: The filter, or None.
+            generation: The engine generation of the state (its rows are matched in a catalogue of it).
 
         Raises:
             FilterError: a malformed filter, or a metadata key no live page has.
+            StaleViewError: the catalogue was compacted since the state was loaded.
         """
         if where is None:
             if deleted.size == 0:
@@ -42,7 +46,8 @@ class RowMasks:
             return mask
         compiled = compile_where(where)
         self._check_keys(compiled.metadata_keys)
-        rows = np.fromiter(self.catalogue.rows_where(compiled.sql, compiled.args, live=False), dtype=np.int64)  # (m,)
+        rows = np.fromiter(self.catalogue.rows_where(compiled.sql, compiled.args, live=False,
+                                                          generation=generation), dtype=np.int64)  # (m,)
         mask = np.zeros(n_rows, dtype=bool)  # (n_rows,)
         mask[rows[rows < n_rows]] = True
         mask[deleted[deleted < n_rows]] = False

@@ -29,14 +29,13 @@ import numpy as np
 from PIL import Image
 
 from dse.backends.base import DEFAULT_IMAGE_SIZE
-from dse.backends.records import DeleteReport, NewSource, PageRecord
+from dse.backends.records import CompactReport, DeleteReport, NewSource, PageRecord, Reclaimable
 from dse.storage import images
 from dse.storage.catalogue import Catalogue
 from dse.storage.layout import (
     LOCK_NAME,
-    TEXT_DIR,
-    VECTORS_DIR,
     ReadOnlyIndexError,
+    engine_dirs,
     image_file,
     image_name,
 )
@@ -135,12 +134,13 @@ class IndexWriter(SourceLookups):
                 text_engine = engine
             elif text_engine is not None and hasattr(text_engine, "snapshot"):
                 text_engine = text_engine.snapshot()
+            vectors_dir, text_dir = engine_dirs(view.generation)
             try:
                 engine.add(_concat(vectors))
-                engine.save(self.directory / VECTORS_DIR)
+                engine.save(self.directory / vectors_dir)
                 if text_engine is not engine:
                     text_engine.add(self._text_tokens(sources))
-                    text_engine.save(self.directory / TEXT_DIR)
+                    text_engine.save(self.directory / text_dir)
                 rows = self.catalogue.commit_sources(sources)
             except BaseException:
                 if engine is view.engine or getattr(view.engine, "_disk", True) is None:
@@ -214,6 +214,18 @@ class IndexWriter(SourceLookups):
         images.remove(files)
         missing = [given.get(m, m) for m in missing] + unknown
         return DeleteReport(len(records), after.deleted_sources - before.deleted_sources, tuple(missing))
+
+    def compact(self, on_stage: Callable[[str], None] | None = None) -> CompactReport:
+        """Rewrite the engines without the deleted pages' rows, under the lock (`dse.storage.compaction.run`)."""
+        from dse.storage.compaction.run import compact
+
+        return compact(self, on_stage)
+
+    def reclaimable(self) -> Reclaimable:
+        """What `compact` would reclaim now (deleted rows, estimated bytes), for `dse info`."""
+        from dse.storage.compaction.run import reclaimable
+
+        return reclaimable(self)
 
     def checkpoint(self) -> bool:
         """Fold the catalogue's WAL into `catalogue.sqlite` (every write does it; see `Catalogue.checkpoint`)."""

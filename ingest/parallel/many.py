@@ -20,6 +20,7 @@ from pathlib import Path
 from ingest.base import DEFAULT_CHUNK_PAGES, DEFAULT_DPI, RenderOptions
 from ingest.errors import IngestError
 from ingest.limits import Limits
+from ingest.ocr import OcrOptions, check_available, ocr_options
 from ingest.page import Page
 from ingest.parallel.scheduler import _Scheduler, _serial_pages, _source_name
 from ingest.render import discover
@@ -65,6 +66,7 @@ def render_many(
     digests: Mapping[str, str] | None = None,
     allow_private: bool = False,
     limits: Limits | None = None,
+    ocr: OcrOptions | str | None = None,
 ) -> Iterator[SourcePages]:
     """Render files and folders in parallel; yield each source with its pages, in input order.
 
@@ -83,6 +85,8 @@ def render_many(
         digests: Known SHA-256 digests by path (`str(path)`), looked up when a source is opened.
         allow_private: Web pages may reach loopback, private and link-local addresses.
         limits: Per-source limits (None: `Limits()`'s defaults).
+        ocr: OCR of pages without a usable text layer and of images (`ingest.ocr.OcrOptions` or
+            a mode; None: "auto"), in the workers for PDF pages.
 
     Returns:
         A lazy iterator of `SourcePages`, one per file, in input order.
@@ -100,7 +104,7 @@ def render_many(
         )
     options = RenderOptions(
         dpi=dpi, password=password, chunk_pages=chunk_pages, allow_private=allow_private,
-        limits=limits or Limits(),
+        limits=limits or Limits(), ocr=check_available(ocr_options(ocr)),
     )
     in_flight = max_in_flight or IN_FLIGHT_PER_WORKER * max(1, workers)
     return _run(sources, options, workers, in_flight, digests or {})

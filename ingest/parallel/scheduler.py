@@ -229,7 +229,7 @@ class _Scheduler:
         with Image.open(page_file.path) as ppm:
             image = ppm.convert("RGB")  # decoded here: (height, width, 3)
         os.unlink(page_file.path)
-        return pdf.pdf_page(src.file, src.info, number, page_file.dpi, image, page_file.text)
+        return pdf.pdf_page(src.file, src.info, number, page_file.dpi, image, page_file.text, page_file.extra)
 
     def shutdown(self, clean: bool) -> None:
         """Stop the workers (wait after a clean run, terminate otherwise); delete the spool."""
@@ -255,6 +255,7 @@ def _serial_pages(path: Path | str, options: RenderOptions, digest: str | None) 
             password=options.password,
             allow_private=options.allow_private,
             limits=options.limits,
+            ocr=options.ocr,
         )
         return
     yield from open_source(check_source(path, digest, options.limits), options)

@@ -35,6 +35,7 @@ class PageFile:
     dpi: int
     path: str
     text: str = field(repr=False)
+    extra: dict[str, Any] = field(default_factory=dict)  # what OCR records (ingest.pdf.ocr_pages)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def render_chunk(
     clock = Clock(file.source, options.limits, spent)
     try:
         run = partial(pdf.render_run_files, folder=spool)
-        chunk = pdf.render_chunk(file, info, first, last, options.dpi, clock, run=run)
+        chunk = pdf.render_chunk(file, info, first, last, options.dpi, clock, run=run, ocr=options.ocr)
     except IngestError as exc:
         return ChunkResult(error=(type(exc), exc.source, exc.reason), seconds=clock.spent - spent)
     except MissingToolError:
@@ -93,7 +94,7 @@ def render_chunk(
     except Exception as exc:  # a decoder's unexpected failure is still this file's failure
         reason = f"cannot render: {type(exc).__name__}: {exc}"
         return ChunkResult(error=(IngestError, file.source, reason))
-    pages = tuple(PageFile(dpi, path, text) for dpi, path, text in chunk)
+    pages = tuple(PageFile(dpi, path, text, extra) for dpi, path, text, extra in chunk)
     return ChunkResult(pages=pages, seconds=clock.spent - spent)
 
 

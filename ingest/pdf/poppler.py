@@ -143,16 +143,16 @@ def pdfinfo(path: Path, max_pages: int, clock: Clock, password_given: bool = Fal
 
 
 def pdftoppm(path: Path, first: int, last: int, dpi: int, folder: str, clock: Clock,
-             max_page_pixels: int) -> list[str]:
-    """Render pages first..last at `dpi` into PPM files in `folder`; their paths, in order.
+             max_page_pixels: int, gray: bool = False) -> list[str]:
+    """Render pages first..last at `dpi` into PPM files (`gray`: PGM) in `folder`; their paths, in order.
 
     Raises:
         RenderTimeoutError, MemoryLimitError: A limit was hit.
         IngestError: poppler failed or rendered another number of pages.
     """
     root = os.path.join(folder, uuid.uuid4().hex)
-    args = [require_tool("pdftoppm"), "-r", str(dpi), "-f", str(first), "-l", str(last),
-            os.fspath(path), root]
+    args = [require_tool("pdftoppm"), "-r", str(dpi), *(["-gray"] if gray else []), "-f", str(first),
+            "-l", str(last), os.fspath(path), root]
     where = f"page {first}" if first == last else f"pages {first}-{last}"
     pages = last - first + 1
     prefix = os.path.basename(root) + "-"

@@ -14,15 +14,17 @@ import math
 import os
 import shutil
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ingest.base import RenderOptions, SourceFile
 from ingest.errors import EncryptedSourceError, IngestError, LimitExceededError
 from ingest.limits import Clock, Limits
+from ingest.ocr import OcrOptions
 from ingest.page import Page, make_page_id
 from ingest.pdf import poppler
+from ingest.pdf.ocr_pages import RenderedPage, ocr_chunk
 from ingest.pdf.poppler import PdfInfo, Size, probe_pdf  # where they live: the probe runs pdfinfo
 
 logger = logging.getLogger(__name__)
@@ -215,12 +217,14 @@ def render_chunk(
     dpi: int,
     clock: Clock,
     run: Callable[[SourceFile, int, int, int, Clock], list[Any]] | None = None,
-) -> list[tuple[int, Any, str]]:
-    """Render pages first..last: `(dpi, image, text)` per page, text first (cheap), in order.
+    ocr: OcrOptions | None = None,
+) -> list[RenderedPage]:
+    """Render pages first..last: `(dpi, image, text, extra metadata)` per page, text first (cheap),
+    then OCR of the pages `ocr` selects (`ingest.pdf.ocr_pages`), in order.
 
     `file` is what poppler reads (see `OpenedPdf`); `run` renders one run of pages sharing a dpi
     (default `_render_run`: RGB PIL images; a partial `render_run_files`: PPM files for another
-    process). Every call is on `clock`.
+    process). Every poppler call is on `clock`.
     """
     run = run or _render_run
     texts = page_texts(file, first, last, clock)
@@ -228,12 +232,19 @@ def render_chunk(
     budget = page_budget(clock.limits)
     for run_first, run_last, value in _dpi_runs(info, first, last, dpi, budget):
         rendered += [(value, image) for image in run(file, run_first, run_last, value, clock)]
-    return [(value, image, text) for (value, image), text in zip(rendered, texts)]
+    pages = [(value, image, text) for (value, image), text in zip(rendered, texts)]
+    return ocr_chunk(file, first, pages, ocr, clock, budget,
+                     lambda number: page_dpi(info.render_size(number), ocr.dpi if ocr else dpi, budget))
 
 
-def pdf_page(file: SourceFile, info: PdfInfo, number: int, dpi: int, image: Any, text: str) -> Page:
-    """Build the Page record of page `number`, rendered at `dpi`."""
+def pdf_page(
+    file: SourceFile, info: PdfInfo, number: int, dpi: int, image: Any, text: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Page:
+    """Build the Page record of page `number`, rendered at `dpi` (`extra`: what OCR records)."""
     size = info.sizes[number - 1]
+    extra = dict(extra or {})
+    seconds = float(extra.pop("ocr_seconds", 0.0))
     return Page(
         page_id=make_page_id(file.digest, number),
         source=file.source,
@@ -251,7 +262,9 @@ def pdf_page(file: SourceFile, info: PdfInfo, number: int, dpi: int, image: Any,
             "page_width_pt": size[0] if size else None,
             "page_height_pt": size[1] if size else None,
             **dict(info.fields),  # the document's title, subject, keywords (those set)
+            **extra,
         },
+        ocr_seconds=seconds,
     )
 
 
@@ -268,9 +281,9 @@ def _iter_pages(file: SourceFile, options: RenderOptions, opened: OpenedPdf) -> 
     clock = Clock(file.source, options.limits, opened.spent)
     try:
         for first, last in chunk_ranges(opened.info.num_pages, options.chunk_pages):
-            chunk = render_chunk(opened.file, opened.info, first, last, options.dpi, clock)
-            for offset, (dpi, image, text) in enumerate(chunk):
-                yield pdf_page(file, opened.info, first + offset, dpi, image, text)
+            chunk = render_chunk(opened.file, opened.info, first, last, options.dpi, clock, ocr=options.ocr)
+            for offset, (dpi, image, text, extra) in enumerate(chunk):
+                yield pdf_page(file, opened.info, first + offset, dpi, image, text, extra)
             del chunk
     finally:
         opened.close()

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -188,6 +188,7 @@ def run_tool(
     stdin: bytes | None = None,
     max_stdout: int | None = None,
     new_session: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> ToolResult:
     """Run a program under `caps`; kill it at `timeout` seconds or past `max_stdout` bytes.
 
@@ -199,6 +200,7 @@ def run_tool(
         max_stdout: Most bytes of output kept; past it the program is stopped (`truncated`).
         new_session: Run it in a session of its own and kill its whole process group (for
             programs that start others, such as LibreOffice).
+        env: Variables set for it on top of this process's environment (None: inherited as is).
 
     Raises:
         ToolTimeout: It ran longer than `timeout` (it has been killed).
@@ -210,6 +212,7 @@ def run_tool(
         command, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session,
         preexec_fn=preexec,  # noqa: PLW1509 - only without prlimit
+        env=None if env is None else {**os.environ, **env},
     )
     with _RUNNING_LOCK:
         _RUNNING[process] = new_session

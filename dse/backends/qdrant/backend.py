@@ -25,8 +25,7 @@ from dse.backends.qdrant import epoch
 from dse.backends.qdrant import filters as qfilters
 from dse.backends.qdrant import query
 from dse.backends.qdrant.catalogue import PayloadCatalogue
-from dse.backends.qdrant.centroids import DEFAULT_WEIGHT, Coder
-from dse.backends.qdrant.centroids import load as load_codebook
+from dse.backends.qdrant.centroids import DEFAULT_WEIGHT, Codebooks, Coder
 from dse.backends.qdrant.points import payload_of, point_id, record_of, vectors_of
 from dse.backends.qdrant.schema import DENSE, MULTI, check_options, connect, create_collection, index_payload_field, public_location
 from dse.backends.records import Counts, DeleteReport, NewSource, PageRecord, ScoredPage
@@ -51,8 +50,8 @@ class QdrantIndex(IndexBackend):
         self.options = dict(manifest.store["qdrant"].get("options") or {})
         self.catalogue = PayloadCatalogue(client, self.collection)
         self._tokenizer: Any = None
-        self._coder: Coder | None = None
-        self._books: dict[str, Any] = {}
+        self.codebooks = Codebooks(self.directory, str(self.options.get("centroid_weight", DEFAULT_WEIGHT)))
+        self._seen: tuple[int, int, int] | None = None  # the manifest file `self.manifest` was read from
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -64,7 +63,8 @@ class QdrantIndex(IndexBackend):
         `hnsw_ef`, `quantization` ("scalar" | "binary", single vectors), `pooling` ("mean" |
         "grid", multi vectors) and `grid_rows` (`dse.backends.qdrant.pooling`), `first_stage`
         ("pooled" | "sparse-centroids") with `centroid_weight`, `centroid_idf`, `centroids`,
-        `codebook_min_pages`, `n_probe` and `prefetch_pooled` (`dse.backends.qdrant.centroids`), `shard_number`,
+        `codebook_min_pages`, `codebook_retrain`, `n_probe` and `prefetch_pooled`
+        (`dse.backends.qdrant.centroids`, `dse.backends.qdrant.training`), `shard_number`,
         `replication_factor`, `write_consistency_factor`, `on_disk`.
         """
         from dse import __version__
@@ -129,10 +129,19 @@ class QdrantIndex(IndexBackend):
         self.client.close()
 
     def refresh(self) -> int:
-        """Re-read the manifest's counters; nothing else to load: Qdrant answers from its latest state."""
+        """Re-read the manifest (counters, the codebook a writer trained); Qdrant answers from its latest state."""
         before = int(self.manifest.store["qdrant"]["rows"])
-        self.manifest = read_manifest(self.directory)
+        self._seen = None
+        self.current_manifest()
         return int(self.manifest.store["qdrant"]["rows"]) - before
+
+    def current_manifest(self) -> Manifest:
+        """The manifest as the writer last recorded it (re-read only when the file changed: one stat)."""
+        st = (self.directory / "manifest.json").stat()
+        seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if seen != self._seen:
+            self.manifest, self._seen = read_manifest(self.directory), seen
+        return self.manifest
 
     # ---------------------------------------------------------------- counts and lookups
     def __len__(self) -> int:
@@ -216,38 +225,34 @@ class QdrantIndex(IndexBackend):
             raise ValueError(f"k must be >= 1, got {k}")
         if len(queries) == 0:
             return []
-        flt = self._filter(where)
-        return query.visual(self.client, self.collection, self.manifest.kind, queries, k, flt, self.options,
-                            self._first_stage(flt, k))
+        return query.search(self, queries, k, self._filter(where))
 
     def _first_stage(self, flt: Any, k: int) -> query.FirstStage | None:
         return query.first_stage(self, flt, k)
 
     def centroid_coder(self, records: Sequence[Mapping[str, Any]]) -> Coder | None:
-        """The `Coder` of these codebook records (loaded once per key and checked), None for none."""
-        if not records:
-            return None
-        keys = tuple(str(r["key"]) for r in records)
-        if self._coder is None or tuple(b.key for b in self._coder.books) != keys:
-            books = [self._books.get(str(r["key"])) or load_codebook(self.directory, r) for r in records]
-            self._books = {b.key: b for b in books}
-            self._coder = Coder(books, str(self.options.get("centroid_weight", DEFAULT_WEIGHT)))
-        return self._coder
+        """The `Coder` queries probe these codebook records with (loaded once per key and checked), None for none."""
+        return self.codebooks.query_coder(records)
+
+    def page_coder(self, record: Mapping[str, Any]) -> Coder:
+        """The `Coder` of pages for one codebook record."""
+        return self.codebooks.page_coder(record)
 
     def search_text(self, queries: Sequence[str], k: int, where: Mapping[str, Any] | None = None,
                     view: Any = None) -> list[list[ScoredPage]]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        return query.text(self.client, self.collection, self.tokenize(queries), k, self._filter(where))
+        return query.text(self.client, self.collection, self.tokenize(queries, queries=True), k, self._filter(where))
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+    def tokenize(self, texts: Sequence[str], queries: bool = False) -> list[list[str]]:
+        """BM25 tokens of texts, as the embedded index tokenizes them (`queries`: with the glossary's expansions)."""
         if self._tokenizer is None:
             from dse.text.tokenizer import Tokenizer
 
             text_index = self.manifest.kind == "text"
             options = self.manifest.encoder.get("options") if text_index else self.manifest.store["text"]["tokenizer"]
             self._tokenizer = Tokenizer(**dict(options or {}))
-        return self._tokenizer.tokenize_all(list(texts), "pages")
+        return self._tokenizer.tokenize_all(list(texts), "queries" if queries else "pages", queries=queries)
 
     @property
     def source_name_weight(self) -> int:
@@ -296,12 +301,13 @@ class QdrantIndex(IndexBackend):
             return delete(self, page_ids, sources, as_indexed)
 
     # ---------------------------------------------------------------- internals
-    def update_store(self, **changes: Any) -> None:
-        """Record counters in the manifest's `store.qdrant` with the live counts (under the lock)."""
+    def update_store(self, recount: bool = True, **changes: Any) -> None:
+        """Record counters in the manifest's `store.qdrant` (under the lock), with the live counts
+        unless `recount` is False (a re-encode's progress: no page was added or removed)."""
         store = dict(self.manifest.store)
         store["qdrant"] = {**store["qdrant"], **changes}
         manifest = replace(self.manifest, store=store)
-        self.manifest = manifest.with_counts(self.catalogue.count(), len(self.sources()))
+        self.manifest = manifest.with_counts(self.catalogue.count(), len(self.sources())) if recount else manifest
         write_manifest(self.directory, self.manifest)
 
     def bm25_tokens(self, src: NewSource, vectors: Any) -> list[list[str]]:

@@ -3,7 +3,7 @@
 A k-means codebook of page tokens (FAISS, spherical) is stored in the index directory
 (``qdrant-centroids-<key>.npy``, key = 16 hex digits of the sha256 of its content; the manifest
 records the key, the size and the generation, never a path, and a load checks all three). Every
-page token is assigned its nearest centroid; the page's sparse vector (`CENTROIDS`) holds one
+page token is assigned its nearest centroid; the page's sparse vector (`Codebook.vector`) holds one
 entry per distinct centroid, weighted by `centroid_weight`:
 
 - ``"presence"``: 1;
@@ -18,9 +18,11 @@ max over a page's centroids relaxed to a sum (exact with n_probe=1, where each q
 meets at most one centroid). Qdrant serves it from its sparse inverted index; the candidates are
 then ranked by exact MaxSim over the multivector field (`dse.backends.qdrant.query`).
 
-Sparse ids carry the codebook's generation in their high bits (``generation << 14 | centroid``),
-so while a retrained codebook replaces the old one (`dse.backends.qdrant.training`) a query
-probes both and each page is found by the codebook it is encoded with.
+Each generation has its own named sparse vector (``centroids-<generation>``, `Codebook.vector`;
+collections made before generations had their own hold every generation in ``centroids``), so
+a retrained codebook's vectors are written beside the current ones and queries switch to them
+once every page has one (`dse.backends.qdrant.training`). Sparse ids also carry the generation
+in their high bits (``generation << 14 | centroid``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ DEFAULT_WEIGHT = "sim"
 DEFAULT_N_PROBE = 4
 DEFAULT_MIN_PAGES = 256  # pages before the first codebook is trained (until then: the pooled prefetch)
 DEFAULT_MAX_CENTROIDS = 8192
+LEGACY_VECTOR = "centroids"  # the one sparse vector of collections made before a vector per generation
 CENTROID_BITS = 14  # ids of one generation: 0 .. 16383
 _KEY = re.compile(r"^[0-9a-f]{16}$")
 
@@ -52,15 +55,16 @@ def check_centroid_options(options: Mapping[str, Any]) -> None:
     stage = options.get("first_stage", "pooled")
     if stage not in FIRST_STAGES:
         raise CentroidsError(f"qdrant first_stage {stage!r}: use one of {', '.join(FIRST_STAGES)}")
-    own = ("centroid_weight", "centroid_idf", "centroids", "codebook_min_pages")
+    own = ("centroid_weight", "centroid_idf", "centroids", "codebook_min_pages", "codebook_retrain")
     if stage != "sparse-centroids":
         given = [k for k in own if k in options]
         if given:
             raise CentroidsError(f"qdrant {', '.join(given)}: only read with first_stage: sparse-centroids")
     if options.get("centroid_weight", DEFAULT_WEIGHT) not in WEIGHTS:
         raise CentroidsError(f"qdrant centroid_weight {options['centroid_weight']!r}: use one of {', '.join(WEIGHTS)}")
-    if not isinstance(options.get("centroid_idf", False), bool):
-        raise CentroidsError(f"qdrant centroid_idf must be true or false, got {options['centroid_idf']!r}")
+    for key in ("centroid_idf", "codebook_retrain"):
+        if not isinstance(options.get(key, False), bool):
+            raise CentroidsError(f"qdrant {key} must be true or false, got {options[key]!r}")
     for key, low, high in (("centroids", 16, 1 << CENTROID_BITS), ("codebook_min_pages", 1, None),
                            ("n_probe", 1, 1 << CENTROID_BITS), ("prefetch_pooled", 0, None)):
         value = options.get(key)
@@ -75,18 +79,30 @@ def size_for(tokens: int, cap: int) -> int:
     return int(min(1 << int(np.floor(np.log2(target))), cap))
 
 
+def vector_for(generation: int) -> str:
+    """The named sparse vector of a generation's page vectors."""
+    return f"{LEGACY_VECTOR}-{int(generation)}"
+
+
+def vector_of(record: Mapping[str, Any]) -> str:
+    """The named sparse vector a manifest codebook record's pages are in (older records: ``centroids``)."""
+    return str(record.get("vector") or LEGACY_VECTOR)
+
+
 @dataclass(frozen=True)
 class Codebook:
-    """One trained codebook: its key (file name), generation (sparse id high bits) and unit centroids."""
+    """One trained codebook: its key (file name), generation (sparse id high bits), unit centroids and
+    the named sparse vector its page vectors are written to."""
 
     key: str
     generation: int
     centroids: np.ndarray  # (size, dim) float32
+    vector: str = LEGACY_VECTOR
 
     def record(self) -> dict[str, Any]:
         """What the manifest keeps of it."""
         return {"key": self.key, "generation": self.generation, "size": len(self.centroids),
-                "dim": int(self.centroids.shape[1])}
+                "dim": int(self.centroids.shape[1]), "vector": self.vector}
 
 
 def train(sample: np.ndarray, size: int, generation: int, seed: int = 0) -> Codebook:
@@ -99,7 +115,7 @@ def train(sample: np.ndarray, size: int, generation: int, seed: int = 0) -> Code
                           max_points_per_centroid=max(1, len(x) // size), min_points_per_centroid=1)
     kmeans.train(x)
     c = np.ascontiguousarray(kmeans.centroids, np.float32)  # (size, dim)
-    return Codebook(hashlib.sha256(c.tobytes()).hexdigest()[:16], generation, c)
+    return Codebook(hashlib.sha256(c.tobytes()).hexdigest()[:16], generation, c, vector_for(generation))
 
 
 def file_of(directory: Path, key: str) -> Path:
@@ -130,11 +146,12 @@ def load(directory: Path, record: Mapping[str, Any]) -> Codebook:
             or hashlib.sha256(c.tobytes()).hexdigest()[:16] != record["key"]):
         raise CentroidsError(f"{path}: the codebook does not match the manifest (size {record['size']}, dim "
                              f"{record['dim']}, key {record['key']}): the file was changed; re-create the index")
-    return Codebook(str(record["key"]), int(record["generation"]), c)
+    return Codebook(str(record["key"]), int(record["generation"]), c, vector_of(record))
 
 
 class Coder:
-    """Sparse vectors of pages (newest codebook) and of queries (every listed codebook)."""
+    """Sparse vectors of pages (newest codebook) and of queries (every listed codebook: one, but for
+    a collection whose retrain was interrupted before a vector per generation)."""
 
     def __init__(self, books: Sequence[Codebook], weight: str = DEFAULT_WEIGHT) -> None:
         self.books = list(books)
@@ -195,3 +212,37 @@ class Coder:
         np.add.at(summed, inverse, all_vals)  # a centroid probed by several query tokens counts for each
         keep = summed > 0
         return uniq[keep].tolist(), summed[keep].tolist()
+
+
+class Codebooks:
+    """Coders of the codebooks the manifest names: for queries (the probed list) and for pages (one each)."""
+
+    def __init__(self, directory: Path, weight: str) -> None:
+        self.directory = Path(directory)
+        self.weight = weight
+        self._books: dict[str, Codebook] = {}
+        self._query: Coder | None = None
+        self._pages: dict[str, Coder] = {}
+
+    def _book(self, record: Mapping[str, Any]) -> Codebook:
+        key = str(record["key"])
+        if key not in self._books:
+            self._books = {**dict(list(self._books.items())[-3:]), key: load(self.directory, record)}
+        return self._books[key]
+
+    def query_coder(self, records: Sequence[Mapping[str, Any]]) -> Coder | None:
+        """The `Coder` queries probe these codebook records with (None for none)."""
+        if not records:
+            return None
+        keys = tuple(str(r["key"]) for r in records)
+        if self._query is None or tuple(b.key for b in self._query.books) != keys:
+            self._query = Coder([self._book(r) for r in records], self.weight)
+        return self._query
+
+    def page_coder(self, record: Mapping[str, Any]) -> Coder:
+        """The `Coder` of pages for one codebook record."""
+        key = str(record["key"])
+        if key not in self._pages:
+            kept = list(self._pages.items())[-1:]  # the current codebook's beside the next one's
+            self._pages = {**dict(kept), key: Coder([self._book(record)], self.weight)}
+        return self._pages[key]

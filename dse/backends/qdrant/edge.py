@@ -1,8 +1,9 @@
 """qdrant-edge-py as the Qdrant backend's client: a location ``edge:PATH`` is an in-process Qdrant shard.
 
 `EdgeClient` answers the `QdrantClient` calls the backend makes (`collection_exists`,
-`create_collection`, `upsert`, `update_vectors`, `query_batch_points`, `scroll`, `count`, `retrieve`,
-`set_payload`, `delete`, `create_payload_index`, `close`) on `qdrant_edge.EdgeShard`s, one
+`create_collection`, `create_vector_name`, `delete_vector_name`, `upsert`, `update_vectors`,
+`query_batch_points`, `scroll`, `count`, `retrieve`, `set_payload`, `delete`,
+`create_payload_index`, `close`) on `qdrant_edge.EdgeShard`s, one
 shard per collection in ``PATH/<collection>``, translating the `qdrant_client.models` requests
 the backend builds (`translate`). Edge is Qdrant's own engine (Rust segments, HNSW, WAL) in
 this process: one process at a time may open a folder, like local mode. Updates go to the WAL
@@ -93,6 +94,16 @@ class EdgeClient:
             return e.ScalarQuantizationConfig(e.ScalarType.Int8, always_ram=True)
         return e.BinaryQuantizationConfig(always_ram=True)
 
+    def create_vector_name(self, name: str, vector_name: str, vector_name_config: Any) -> None:
+        """A new named sparse vector (the only kind the backend adds to an existing collection)."""
+        cfg = vector_name_config.sparse
+        modifier = self.edge.Modifier.Idf if cfg.modifier is not None else None
+        self._update(name, self.edge.UpdateOperation.create_sparse_vector(vector_name, modifier=modifier))
+
+    def delete_vector_name(self, name: str, vector_name: str) -> None:
+        """Remove a named vector and every point's value of it (none of that name: nothing to do)."""
+        self._update(name, self.edge.UpdateOperation.delete_vector_name(vector_name))
+
     def create_payload_index(self, name: str, field_name: str, field_schema: str) -> None:
         e = self.edge
         self._update(name, e.UpdateOperation.create_field_index(field_name, getattr(e.PayloadSchemaType,
@@ -144,11 +155,12 @@ class EdgeClient:
         return SimpleNamespace(count=self._shard(name).count(self.edge.CountRequest(exact=True, filter=flt)))
 
     def scroll(self, name: str, scroll_filter: Any = None, limit: int = 10, offset: Any = None,
-               with_payload: Any = True, with_vectors: bool = False) -> tuple[list[Any], Any]:
+               with_payload: Any = True, with_vectors: Any = False) -> tuple[list[Any], Any]:
         e = self.edge
+        vectors = list(with_vectors) if isinstance(with_vectors, (list, tuple)) else bool(with_vectors)
         points, nxt = self._shard(name).scroll(e.ScrollRequest(
             offset=offset, limit=limit, filter=translate(e, scroll_filter), with_payload=_with_payload(e, with_payload),
-            with_vector=False))
+            with_vector=vectors))
         return [_point(p) for p in points], None if nxt is None else str(nxt)
 
     def retrieve(self, name: str, ids: Sequence[str], with_payload: Any = True, with_vectors: Any = False) -> list[Any]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from dse.backends.qdrant.centroids import DEFAULT_N_PROBE, Coder
 from dse.backends.qdrant.points import record_of, sparse_query
-from dse.backends.qdrant.schema import CENTROIDS, COLS, DEFAULT_PREFETCH, DENSE, MULTI, POOLED, ROWS, SPARSE
+from dse.backends.qdrant.schema import COLS, DEFAULT_PREFETCH, DENSE, MULTI, POOLED, ROWS, SPARSE
 from dse.backends.records import ScoredPage
 
 
@@ -17,27 +17,52 @@ from dse.backends.records import ScoredPage
 class FirstStage:
     """How a multi-vector search of a sparse-centroids collection starts (`QdrantIndex.search` decides)."""
 
-    coder: Coder | None  # the codebooks queries probe (None: not trained yet, the pooled prefetch)
+    coder: Coder | None  # the codebooks queries probe (None: none applied yet, the pooled prefetch)
     exact: bool = False  # the (filtered) collection is no larger than the prefetch: exact MaxSim, no prefetch
-    partial: bool = False  # the first codebook is still being applied: the pooled prefetch too
+    vector: str = ""  # the named sparse vector of the probed codebook's page vectors
 
 
 def first_stage(index: Any, flt: Any, k: int) -> FirstStage | None:
     """How a multi-vector search of `index` (a `QdrantIndex`) starts: None unless sparse-centroids.
 
     Exact (no prefetch) when the filtered pages fit in the prefetch (one count request); else the
-    codebooks the manifest on disk names now (a writer may have retrained since `index` opened).
+    complete codebook the manifest on disk names now (a writer in this process or another may have
+    retrained since `index` opened: `QdrantIndex.current_manifest`, one stat per search).
     """
+    from dse.backends.qdrant.centroids import CentroidsError, vector_of
     from dse.backends.qdrant.training import state_of
-    from dse.storage.manifest import read_manifest
 
     if index.manifest.kind != "multi" or index.options.get("first_stage") != "sparse-centroids":
         return None
     if index.catalogue.count(flt) <= max(int(index.options.get("prefetch", DEFAULT_PREFETCH)), k):
         return FirstStage(None, exact=True)
-    state = state_of(read_manifest(index.directory).store["qdrant"])
-    coder = index.centroid_coder(state["codebooks"])
-    return FirstStage(coder, partial=coder is not None and state["pending"] and len(state["codebooks"]) == 1)
+    books = state_of(index.current_manifest().store["qdrant"])["codebooks"]
+    try:
+        coder = index.centroid_coder(books)
+    except CentroidsError:  # replaced and removed since the manifest was read: read it again
+        index.refresh()
+        books = state_of(index.manifest.store["qdrant"])["codebooks"]
+        coder = index.centroid_coder(books)
+    return FirstStage(coder, vector=vector_of(books[-1]) if books else "")
+
+
+def search(index: Any, queries: Any, k: int, flt: Any) -> list[list[ScoredPage]]:
+    """`QdrantIndex.search` once its filter is built: the first stage, then `visual`.
+
+    A writer may switch codebooks and remove the old one's vector between the manifest read and
+    the request: then the search runs once more on the codebook the manifest names now.
+    """
+    first = first_stage(index, flt, k)
+    try:
+        return visual(index.client, index.collection, index.manifest.kind, queries, k, flt, index.options, first)
+    except Exception:
+        if first is None or not first.vector:
+            raise
+        index.refresh()  # the manifest file may look unchanged to a reader that read it just before the switch
+        again = first_stage(index, flt, k)
+        if again is None or first is None or again.vector == first.vector:
+            raise
+        return visual(index.client, index.collection, index.manifest.kind, queries, k, flt, index.options, again)
 
 
 def visual(client: Any, name: str, kind: str, queries: Any, k: int, flt: Any, options: dict[str, Any],
@@ -80,9 +105,9 @@ def _prefetches(models: Any, arr: np.ndarray, limit: int, flt: Any, options: dic
     pooled = limit
     if first is not None and first.coder is not None:
         ids, values = first.coder.query(arr, int(options.get("n_probe", DEFAULT_N_PROBE)))
-        out.append(models.Prefetch(query=models.SparseVector(indices=ids, values=values), using=CENTROIDS,
+        out.append(models.Prefetch(query=models.SparseVector(indices=ids, values=values), using=first.vector,
                                    limit=limit, filter=flt))
-        pooled = limit if first.partial else int(options.get("prefetch_pooled", 0))
+        pooled = int(options.get("prefetch_pooled", 0))
     if pooled > 0 and options.get("pooling") == "grid":
         out += [models.Prefetch(query=arr.tolist(), using=field, limit=pooled, filter=flt, params=ef)
                 for field in (ROWS, COLS)]

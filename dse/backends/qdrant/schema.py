@@ -8,7 +8,10 @@ Vectors of a point (one point per page):
   and column means, MAX_SIM, HNSW) with ``pooling: grid``;
 - single-vector encoders: ``dense`` (dot product on unit rows, HNSW, optional scalar or binary
   quantisation with rescoring);
-- every index: ``bm25`` (sparse, IDF modifier) over the pages' text.
+- every index: ``bm25`` (sparse, IDF modifier) over the pages' text;
+- ``first_stage: sparse-centroids``: ``centroids-<generation>``, a sparse vector per codebook
+  generation, added when it is trained and removed when it is replaced (`add_sparse_vector`,
+  `drop_vector`; `dse.backends.qdrant.training`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Any, Mapping
 
 MULTI, POOLED, DENSE, SPARSE = "mv", "pooled", "dense", "bm25"
 ROWS, COLS = "rows", "cols"  # pooling: grid
-CENTROIDS = "centroids"  # first_stage: sparse-centroids
 CLUSTER_KEYS = ("shard_number", "replication_factor", "write_consistency_factor", "on_disk")
+OPTION_KEYS = ("qdrant", "collection", "prefetch", "hnsw_ef", "quantization", "pooling", "grid_rows", "first_stage",
+               "centroid_weight", "centroid_idf", "centroids", "codebook_min_pages", "codebook_retrain", "n_probe",
+               "prefetch_pooled", *CLUSTER_KEYS)  # every option of a new collection (`check_options`)
 DEFAULT_PREFETCH = 200  # pooled candidates rescored by exact MaxSim per query
 PAYLOAD_INDEXES = {"source": "keyword", "page_id": "keyword", "digest": "keyword", "kind": "keyword",
                    "page": "integer"}
@@ -69,6 +74,10 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     from dse.backends.qdrant.pooling import PoolingError, check_pooling
 
     out = dict(options)
+    unknown = [k for k in out if k not in OPTION_KEYS]
+    if unknown:
+        raise QdrantOptionError(f"qdrant option {', '.join(map(repr, unknown))} is not an option of the Qdrant "
+                                f"backend: use {', '.join(OPTION_KEYS)}")
     try:
         check_pooling(out)
         check_centroid_options(out)
@@ -110,9 +119,6 @@ def create_collection(client: Any, name: str, kind: str, dim: int | None, option
     elif options.get("quantization") == "binary":
         quant = models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
     sparse = {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)}
-    if kind == "multi" and options.get("first_stage") == "sparse-centroids":
-        sparse[CENTROIDS] = models.SparseVectorParams(
-            modifier=models.Modifier.IDF if options.get("centroid_idf") else None)
     cluster = {k: int(options[k]) for k in CLUSTER_KEYS[:3] if k in options}
     client.create_collection(
         collection_name=name, vectors_config=vectors, sparse_vectors_config=sparse,
@@ -121,6 +127,25 @@ def create_collection(client: Any, name: str, kind: str, dim: int | None, option
         return  # local mode scans payloads (it warns that payload indexes have no effect)
     for field, schema in PAYLOAD_INDEXES.items():
         client.create_payload_index(name, field_name=field, field_schema=schema)
+
+
+def add_sparse_vector(client: Any, name: str, vector: str, idf: bool) -> None:
+    """Add the named sparse vector `vector` to the collection, empty (one a killed writer made is replaced).
+
+    A server needs the vector-name API (`create_vector_name`) that qdrant-client 1.20 calls; local
+    and edge mode have it.
+    """
+    from qdrant_client import models
+
+    drop_vector(client, name, vector)
+    config = models.SparseVectorNameConfig(sparse=models.SparseVectorConfig(
+        modifier=models.Modifier.IDF if idf else None))
+    client.create_vector_name(name, vector, config)
+
+
+def drop_vector(client: Any, name: str, vector: str) -> None:
+    """Remove the named vector `vector` and every point's value of it (none: nothing to do, as on a server)."""
+    client.delete_vector_name(name, vector)
 
 
 def index_payload_field(client: Any, name: str, key: str, value: Any) -> None:

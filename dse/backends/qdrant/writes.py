@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
+from dse.backends.qdrant.centroids import vector_of
 from dse.backends.qdrant.filters import payload_key
 from dse.backends.qdrant.points import payload_of, point_id, vectors_of
-from dse.backends.qdrant.schema import CENTROIDS
-from dse.backends.qdrant.training import maintain, state_of
+from dse.backends.qdrant.training import maintain, state_of, targets
 from dse.backends.records import DeleteReport, NewSource
 from dse.storage import images
 from dse.storage.layout import image_file
@@ -37,14 +37,14 @@ def add_sources(index: QdrantIndex, sources: Sequence[NewSource], vectors: Seque
     row, added, out = int(q["rows"]), datetime.now(timezone.utc).isoformat(timespec="seconds"), []
     new_ids = {point_id(p.page_id) for src in sources for p in src.pages}
     sparse = index.manifest.kind == "multi" and index.options.get("first_stage") == "sparse-centroids"
-    coder = index.centroid_coder(state_of(q)["codebooks"]) if sparse else None
+    books = targets(state_of(q)) if sparse else []  # the current codebook's vector, and the next one's
     for src, vecs, toks in zip(sources, vectors, tokens):
         points, rows = [], []
-        bags = coder.pages(list(vecs)) if coder is not None and len(vecs) else [None] * len(vecs)
-        for page, vec, tok, bag in zip(src.pages, vecs, toks, bags):
+        bags = [index.page_coder(b).pages(list(vecs)) if len(vecs) else [] for b in books]
+        for j, (page, vec, tok) in enumerate(zip(src.pages, vecs, toks)):
             vector = vectors_of(index.manifest.kind, vec, tok, avg_len, index.options)
-            if bag is not None:
-                vector[CENTROIDS] = models.SparseVector(indices=bag[0], values=bag[1])
+            for book, bag in zip(books, bags):
+                vector[vector_of(book)] = models.SparseVector(indices=bag[j][0], values=bag[j][1])
             points.append(models.PointStruct(id=point_id(page.page_id), payload=payload_of(src, page, row, added),
                                              vector=vector))
             rows.append(row)

@@ -201,6 +201,10 @@ class QuantizedFlatEngine(ShardedEngine):
             out[pick] = self._vectors[s][rows[pick] - self._starts[s]]
         return out
 
+    def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Copy of the stored float32 rows `[start, stop)`: (n, dim) (`page_vectors`, `dse export-vectors`)."""
+        return self._gather(np.arange(start, len(self) if stop is None else stop, dtype=np.int64))
+
     def _rescore(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         """Exact inner products of one query (dim,) with the float32 vectors of ascending `rows`: (m,)."""
         from dse.kernels import dot_rows

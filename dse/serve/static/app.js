@@ -415,9 +415,22 @@
       const took = typeof data.took_ms === "number" ? ` in ${Math.round(data.took_ms)} ms` : "";
       status.textContent = `${plural(hits.length, "page")} for “${state.query}” · ${mode}${took}`;
     }
-    if (data && data.rewrite && data.rewrite.text) {
-      status.textContent += ` · searched as “${data.rewrite.text}” (${data.rewrite.rewriter})`;
+    const searched = data && rewrittenText(data);
+    if (searched) {
+      const rewriter = (data.rewritten && data.rewritten.rewriter) || (data.rewrite && data.rewrite.rewriter) || "";
+      const terms = data.rewritten && Array.isArray(data.rewritten.terms) ? data.rewritten.terms : [];
+      const span = el("span", { id: "rewritten" }, `searched as “${searched}” (${rewriter})`);
+      // every term and its weight on hover: the line shows the query's terms and the heaviest few added
+      if (terms.length) span.title = terms.map((t) => `${t.term} ${t.original ? "(query) " : ""}${t.weight}`).join("\n");
+      status.append(" · ", span);
     }
+  }
+
+  // The rewrite as a person reads it: the server's `rewritten.text` (distinct terms, the query's
+  // first, the expansion's with weights); an older server's raw `rewrite.text` otherwise.
+  function rewrittenText(data) {
+    if (data.rewritten && typeof data.rewritten.text === "string" && data.rewritten.text) return data.rewritten.text;
+    return data.rewrite && data.rewrite.text ? data.rewrite.text : "";
   }
 
   function card(hit, i) {
