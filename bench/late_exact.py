@@ -21,6 +21,22 @@ from dse.engines.maxsim import MaxSimEngine
 TIE = 1e-4  # relative tolerance of "as good as the 10th exact score"
 
 
+class IndexExact:
+    """Exhaustive exact MaxSim over a cascade engine's own exact tier (`n_probe=0`: every allowed
+    page is scored on it), with `MaxSimEngine`'s `search` and `len`: the oracle when a float32
+    copy of the corpus does not fit on disk (100k x 768 x 128: 39 GB). Scores are of the stored
+    float16 tokens, as the cascade's final stage computes them."""
+
+    def __init__(self, engine) -> None:  # noqa: ANN001
+        self.engine = engine
+
+    def __len__(self) -> int:
+        return len(self.engine)
+
+    def search(self, queries: list[np.ndarray], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.engine.search(queries, k, allowed=allowed, n_probe=0, n_candidates=0)
+
+
 def build(directory: Path) -> MaxSimEngine:
     directory.mkdir(parents=True, exist_ok=True)
     return MaxSimEngine()

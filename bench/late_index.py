@@ -79,6 +79,13 @@ def commit(retriever: Any, first: int, pages: list[np.ndarray], doc_starts: np.n
     return time.perf_counter() - t
 
 
+def open_engine(directory: Path, queries: Sequence[np.ndarray], dim: int) -> Any:
+    """The cascade engine of the index at `directory`, opened as `Retriever.open` opens it."""
+    from dse.retrieve.retriever import Retriever
+
+    return Retriever.open(directory, VectorEncoder(queries, dim)).index.view().engine
+
+
 def search_rows(retriever: Any, j: int, k: int = 10) -> np.ndarray:
     """Rows of query j's hits through `Retriever.search` (padded with -1)."""
     hits = retriever.search(f"q{j}", k)

@@ -104,6 +104,25 @@ def test_oracle_recall_and_hardness_against_brute_force(tmp_path: Path, gen: Rea
     assert hard["gap_1_10"] >= hard["gap_10_11"] >= 0 and 0 <= hard["top1_is_target"] <= 1
 
 
+def test_index_exact_is_exhaustive_maxsim_over_the_float16_tier(gen: RealisticCorpus) -> None:
+    from dse.engines.cascade.engine import CascadeEngine
+
+    pages = [gen.page(i) for i in range(300)]
+    cascade = CascadeEngine(coarse_tokens=8)
+    cascade.add(pages[:280])
+    cascade.add(pages[280:])
+    exact = late_exact.IndexExact(cascade)
+    assert len(exact) == 300
+    halves = [p.astype(np.float16).astype(np.float32) for p in pages]
+    queries = [gen.query(t) for t in (3, 150, 290)]
+    scores, rows = late_exact.oracle(exact, queries, depth=20, batch=2)
+    for q, s, r in zip(queries, scores, rows):
+        want = brute(q, halves)
+        assert np.allclose(s, np.sort(want)[::-1][:20], rtol=1e-4)
+        assert np.allclose(want[r], s, rtol=1e-4)
+    assert late_exact.recall(exact, queries, rows, scores) == 1.0
+
+
 def test_page_tokens_of_both_engines(tmp_path: Path, gen: RealisticCorpus) -> None:
     from dse.engines.cascade.engine import CascadeEngine
 

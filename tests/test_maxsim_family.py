@@ -65,6 +65,27 @@ def test_dense_float_and_quantized_rows_equal_the_oracle(data) -> None:  # noqa:
                                   dense[:, 3:21])
 
 
+def test_float16_tokens_are_scored_in_place_as_their_float32_values(data) -> None:  # noqa: ANN001
+    queries, pages = data
+    q_all, q_offsets = stacked(queries)
+    tokens, offsets = stacked(pages)
+    half = tokens.astype(np.float16)
+    ones = np.ones(len(tokens), np.float32)
+    subset = np.array([0, 5, 6, 39], np.int64)
+    np.testing.assert_array_equal(maxsim_rows(q_all, q_offsets, half, ones, offsets, subset),
+                                  maxsim_rows(q_all, q_offsets, half.astype(np.float32), ones, offsets, subset))
+
+
+def test_every_finite_float16_converts_exactly() -> None:
+    every = np.arange(65536, dtype=np.uint16).view(np.float16)
+    finite = every[np.isfinite(every)]  # zeros, subnormals, normals, both signs
+    tokens = finite[: len(finite) // DIM * DIM].reshape(-1, DIM)  # one page per token
+    q = np.eye(DIM, dtype=np.float32)  # query d: the d-th coordinate of each page's token
+    got = maxsim_rows(q, np.arange(DIM + 1, dtype=np.int64), tokens, np.ones(len(tokens), np.float32),
+                      np.arange(len(tokens) + 1, dtype=np.int64))  # (DIM, pages)
+    np.testing.assert_array_equal(got.T, tokens.astype(np.float32))
+
+
 def test_the_exact_engine_scores_with_maxsim_dense(data) -> None:  # noqa: ANN001
     queries, pages = data
     engine = MaxSimEngine(dim=DIM)

