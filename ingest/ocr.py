@@ -89,6 +89,15 @@ class OcrOptions:
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
             raise ValueError(f"ocr_timeout must be a positive number of seconds, got {self.timeout!r}")
 
+    def record(self) -> dict[str, Any]:
+        """What decides the pages' text, for the index's manifest: mode, language, dpi, the usable-text
+        threshold, and (unless "never") whether tesseract was installed. The time limit is left out."""
+        out: dict[str, Any] = {"mode": self.mode, "language": self.language, "dpi": self.dpi,
+                               "min_text_chars": MIN_TEXT_CHARS}
+        if self.mode != "never":
+            out["tesseract"] = tesseract_path() is not None
+        return out
+
     @classmethod
     def from_config(cls, values: Mapping[str, Any]) -> "OcrOptions":
         """Options from config-style keys (`CONFIG_KEYS`; None or absent: the default).

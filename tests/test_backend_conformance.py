@@ -195,3 +195,22 @@ def test_live_pages_and_their_vectors(backend, kind, tmp_path):
             np.testing.assert_allclose(have, want, rtol=2e-3, atol=2e-3)  # float16 storage in some engines
         with pytest.raises(KeyError):
             index.page_vectors([f"{1:016x}-p00001"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_metadata_counts_and_the_ingest_record(backend, tmp_path):
+    index, _, _ = _make(backend, tmp_path, "single")
+    with index:
+        assert index.metadata_count("team", "a") == 15 and index.metadata_count("year", 2019) == 5
+        assert index.metadata_count("team", "c") == 0 and index.metadata_count("colour", "red") == 0
+        index.delete(sources=["/docs/src1.pdf"])  # team a, 2019: live pages only are counted
+        assert index.metadata_count("team", "a") == 10 and index.metadata_count("year", 2019) == 0
+        index.record_ingest({"ocr": {"mode": "never"}})  # after pages added unrecorded
+        index.record_ingest({"ocr": {"mode": "never"}})
+        index.record_ingest({"ocr": {"mode": "auto"}})
+        assert index.ocr_summary() == {"setting": {"mode": "auto"}, "mixed": True, "earlier": [{"mode": "never"}],
+                                       "unrecorded": True, "pages": 0}
+    with open_backend(tmp_path / "idx") as again:
+        assert again.manifest.store["ingest"] == {"ocr": {"mode": "auto"}, "ocr_mixed": True, "ocr_unrecorded": True,
+                                                  "ocr_earlier": [{"mode": "never"}]}
+        assert again.counts().pages == 25

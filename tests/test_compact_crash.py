@@ -3,11 +3,14 @@
 The index must then open and answer exactly as before compaction (killed before the catalogue's
 switch) or exactly as after (killed after it), visual and text side alike, with every row
 numbered by the engines it opens; the next compaction finishes the job and removes what the
-killed one left.
+killed one left. Its manifest never says format 1 (what a dse older than compaction opens, reading
+generation 0's files) over a catalogue of generation >= 1: 2 from the moment before the switch,
+put back to 1 by the next writable open if the switch never came.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import random
@@ -21,6 +24,7 @@ from typing import Any
 import pytest
 
 from dse.storage.compaction.run import STAGES
+from dse.storage.manifest import format_for
 from dse.storage.page_index import PageIndex
 from tests.test_compact import Corpus, build, hits, records, text_queries
 
@@ -69,12 +73,22 @@ def _answers(directory: Path, corpus: Corpus) -> tuple:
                 index.counts().pages)
 
 
+def _format_and_generation(directory: Path) -> tuple[int, int]:
+    """The manifest file's format version and the catalogue's generation, read without writing anything."""
+    version = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))["format_version"]
+    with PageIndex.open(directory, read_only=True) as index:
+        generation = index.view().generation
+    assert version == 2 or generation == 0, "an older dse would open this index and read generation 0"
+    return version, generation
+
+
 def _finish(directory: Path, corpus: Corpus, after: tuple) -> None:
     """A later compaction completes (or finds nothing to do) and leaves only the current generation."""
     with PageIndex.open(directory) as index:
         index.compact()
         generation = index.view().generation
     assert _answers(directory, corpus) == after
+    assert _format_and_generation(directory) == (2, generation)
     names = sorted(p.name for p in directory.iterdir() if p.name.startswith(("vectors", "text")))
     assert names == [f"text.{generation}", f"vectors.{generation}"]
 
@@ -104,7 +118,10 @@ def test_kill_9_at_each_stage(pristine: tuple, stage: str, tmp_path: Path) -> No
     shutil.copytree(base / "pristine", directory)
     assert not _run_and_kill(directory, stage)
     switched = STAGES.index(stage) >= STAGES.index("committed")
-    assert _answers(directory, corpus) == (after if switched else before)
+    marked = STAGES.index(stage) >= STAGES.index("marked")
+    assert _format_and_generation(directory) == (2 if marked else 1, 1 if switched else 0)
+    assert _answers(directory, corpus) == (after if switched else before)  # a writable open: the format repaired
+    assert _format_and_generation(directory) == (2 if switched else 1, 1 if switched else 0)
     _finish(directory, corpus, after)
 
 
@@ -122,7 +139,9 @@ def test_kill_9_at_seeded_moments(pristine: tuple, tmp_path: Path) -> None:
         directory = tmp_path / f"idx{round_no}"
         shutil.copytree(base / "pristine", directory)
         finished = _run_and_kill(directory, "", rng.uniform(0.0, duration * 1.2))
+        _format_and_generation(directory)
         answers = _answers(directory, corpus)
+        assert _format_and_generation(directory)[0] == format_for(int(answers == after))
         assert answers in (before, after) and (not finished or answers == after)
         outcomes.append(answers == after)
         _finish(directory, corpus, after)

@@ -156,6 +156,25 @@ class IndexBackend(ABC):
         """Top-level metadata keys recorded on live pages, sorted (for `where` error messages)."""
 
     @abstractmethod
+    def metadata_count(self, key: str, value: Any) -> int:
+        """Live pages whose metadata `key` equals `value`, counted by the store in one query (OCR pages:
+        `metadata_count("text_source", "ocr")`)."""
+
+    def ocr_summary(self) -> dict[str, Any]:
+        """How the index's text was made by OCR, for `dse info` and `GET /v1/index`.
+
+        Returns:
+            `setting`: the OCR setting of the latest add (`ingest.OcrOptions.record`; None: not
+            recorded, an index older than the record or filled without OCR), `mixed`: adds used
+            other settings too (`earlier`: those), `unrecorded`: pages were added before the
+            setting was recorded, `pages`: live pages whose text OCR read (one count by the store).
+        """
+        ingest = dict(self.manifest.store.get("ingest") or {})
+        return {"setting": ingest.get("ocr"), "mixed": bool(ingest.get("ocr_mixed")),
+                "earlier": list(ingest.get("ocr_earlier") or []), "unrecorded": bool(ingest.get("ocr_unrecorded")),
+                "pages": self.metadata_count("text_source", "ocr")}
+
+    @abstractmethod
     def has_source(self, digest: str) -> bool:
         """True if a live source with these bytes is indexed."""
 
@@ -233,6 +252,14 @@ class IndexBackend(ABC):
     @abstractmethod
     def discard_images(self, page_ids: Sequence[str]) -> None:
         """Remove the stored images of pages no committed page names (a failed or interrupted source's)."""
+
+    @abstractmethod
+    def record_ingest(self, settings: Mapping[str, Any]) -> None:
+        """Record in the manifest the ingest settings (OCR) an add uses, before its first commit, under the lock.
+
+        Kept under `store["ingest"]`; another setting than the one recorded marks it mixed, never
+        overwrites it silently (`dse.storage.manifest.with_ingest`).
+        """
 
     @abstractmethod
     def add_sources(self, sources: Sequence[NewSource], vectors: Sequence[Any]) -> list[list[int]]:

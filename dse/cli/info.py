@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         counts, reclaim = index.counts(), index.reclaimable()
         info = {**index.manifest.to_json(), "deleted_pages": counts.deleted_pages,
                 "deleted_sources": counts.deleted_sources, "reclaimable_rows": reclaim.rows,
-                "reclaimable_bytes": reclaim.bytes}
+                "reclaimable_bytes": reclaim.bytes, "ocr": index.ocr_summary()}
         sources = index.sources() if args.sources else []
     info["backend"] = backend_name(args.index)
     if args.sources:
@@ -51,10 +52,33 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"reclaim    {reclaim.rows} row(s), about {reclaim.bytes / 2**20:.1f} MiB of engine files"
               + (": run `dse compact`" if reclaim.rows or reclaim.bytes else ""))
+    print(f"ocr        {ocr_line(info['ocr'])}")
     print(f"updated    {info['updated']}  (dse {info['dse_version']}, format {info['format_version']})")
     for src in sources:
         print(f"  {src['path']}  {src['pages']} page(s)  {src['kind']}  {src['digest'][:12]}  {src['added']}")
     return 0
+
+
+def ocr_line(ocr: dict[str, Any]) -> str:
+    """The OCR setting recorded and the live pages OCR read, in one line (`IndexBackend.ocr_summary`)."""
+    pages = f"{ocr['pages']} live page(s) with text from OCR"
+    if ocr["setting"] is None:
+        return f"setting not recorded (indexed by an older dse, or without OCR); {pages}"
+    line = f"{_setting(ocr['setting'])}; {pages}"
+    if ocr["mixed"]:
+        line += "; mixed: earlier adds used " + " / ".join(_setting(s) for s in ocr["earlier"])
+    if ocr["unrecorded"]:
+        line += "; pages added before the setting was recorded: setting unknown"
+    return line
+
+
+def _setting(s: dict[str, Any]) -> str:
+    """One recorded OCR setting (`ingest.OcrOptions.record`), readable."""
+    if s.get("mode") == "never":
+        return "never"
+    threshold = f", text layers under {s.get('min_text_chars')} letters and digits" if s.get("mode") == "auto" else ""
+    missing = "" if s.get("tesseract", True) else ", tesseract not installed"
+    return f"{s.get('mode')} ({s.get('language')}, {s.get('dpi')} dpi{threshold}{missing})"
 
 
 def run_encoders(args: argparse.Namespace) -> int:

@@ -85,7 +85,11 @@ def index_sources(
     Returns:
         What was added, updated, skipped and failed.
     """
-    run = IndexRun(encoder, index, _batch_size(encoder), _check_commit_pages(commit_pages), metadata=dict(metadata or {}))
+    from ingest.ocr import ocr_options
+
+    ocr = ocr_options(ocr)  # ValueError for an unknown mode, before anything is written
+    run = IndexRun(encoder, index, _batch_size(encoder), _check_commit_pages(commit_pages), metadata=dict(metadata or {}),
+                   ingest={"ocr": ocr.record()})
     with index.writing_run():
         try:
             return _index_files(run, sources, dpi, password, progress, allow_private, workers, limits, on_progress,
@@ -142,10 +146,20 @@ def _index_files(
         _add_web_result(run, src, result, skipped, seen)
         bar.update(1)
     run.finish()
+    _warn_no_tesseract(run, ocr)
     bar.set_postfix(pages=run.pages, failed=len(run.failures))
     bar.close()
     return AddReport(tuple(run.added), run.pages, tuple(skipped), tuple(run.failures), tuple(run.updated),
                      tuple(run.warnings), run.ocr_pages, round(run.ocr_seconds, 3))
+
+
+def _warn_no_tesseract(run: IndexRun, ocr: OcrOptions | str | None) -> None:
+    """A run-wide warning when OCR was on ("auto") but tesseract is missing and pages got no text."""
+    from ingest.ocr import MISSING, ocr_options, tesseract_path
+
+    if run.textless and run.pages and ocr_options(ocr).mode == "auto" and tesseract_path() is None:
+        run.warnings.append(Failure("tesseract", f"{MISSING}: {run.textless} page(s) without a usable text layer "
+                                                 f"got no text"))
 
 
 def _pending(index: IndexBackend, file: str | Path, digest: str, seen: set[str]) -> PendingSource | None:

@@ -77,10 +77,7 @@ class Retriever:
     # ---------------------------------------------------------------- construction
     @classmethod
     def create(
-        cls,
-        directory: str | Path,
-        encoder: Encoder,
-        *,
+        cls, directory: str | Path, encoder: Encoder, *,
         hnsw: bool = False,
         image_size: int = DEFAULT_IMAGE_SIZE,
         engine: Mapping[str, Any] | None = None,
@@ -332,8 +329,10 @@ class Retriever:
         return self.index.page(page_id).text
 
     def info(self) -> dict[str, Any]:
-        """The manifest with the counts `pages` and `sources` (live), `deleted_pages`, `deleted_sources`."""
+        """The manifest with the counts `pages` and `sources` (live), `deleted_pages`, `deleted_sources`,
+        and `ocr` (`IndexBackend.ocr_summary`: the OCR setting recorded, the live pages OCR read)."""
         counts = self.index.counts()  # live from the catalogue: commits by other processes count at once
         return {**self.index.manifest.to_json(), "pages": counts.pages, "sources": counts.sources,
-                "deleted_pages": counts.deleted_pages, "deleted_sources": counts.deleted_sources}
+                "deleted_pages": counts.deleted_pages, "deleted_sources": counts.deleted_sources,
+                "ocr": self.index.ocr_summary()}
 

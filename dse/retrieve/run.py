@@ -65,6 +65,8 @@ class IndexRun:
     warnings: list[Failure] = field(default_factory=list)  # sources whose OCR failed on some pages
     ocr_pages: int = 0
     ocr_seconds: float = 0.0
+    textless: int = 0  # pages queued without a usable text layer, OCR text or not
+    ingest: dict[str, Any] | None = None  # the settings recorded in the manifest before the first commit
 
     def start(self, source: PendingSource) -> None:
         """Open a source: its pages follow with `push`."""
@@ -90,10 +92,14 @@ class IndexRun:
             self.flush()
 
     def _count_ocr(self, source: PendingSource, page: Any, meta: dict[str, Any]) -> None:
-        """Count OCR pages and time (`ingest.ocr`) and note the pages whose OCR failed."""
+        """Count OCR pages, pages left without text, OCR time (`ingest.ocr`); note the pages whose OCR failed."""
+        from ingest.ocr import usable_text
+
         self.ocr_seconds += float(getattr(page, "ocr_seconds", 0.0) or 0.0)
         if meta.get("text_source") == "ocr":
             self.ocr_pages += 1
+        elif not usable_text(page.text):
+            self.textless += 1
         if meta.get("ocr_error"):
             source.ocr_errors.append((page.page, str(meta["ocr_error"])))
 
@@ -167,6 +173,9 @@ class IndexRun:
 
     def _add(self, group: list[PendingSource]) -> None:
         """Commit `group` (one shard, one transaction) and count it in the report."""
+        if self.ingest is not None:  # once, before the run's first commit
+            self.index.record_ingest(self.ingest)
+            self.ingest = None
         self.index.add_sources(
             [NewSource(src.path, src.digest, src.kind, tuple(src.pages), src.old_paths) for src in group],
             [stack_vectors(self.encoder, src.vectors) for src in group],

@@ -44,6 +44,9 @@ class Job:
         added: Sources indexed (paths as recorded in the index).
         skipped: Sources whose bytes were already indexed.
         failures: `{"source", "error"}` per source that could not be indexed.
+        ocr_pages: Pages whose text OCR read (`AddReport.ocr_pages`), once done.
+        warnings: `{"source", "error"}` per source indexed short of text (`AddReport.warnings`: pages
+            whose OCR failed; "tesseract" when it is not installed and pages got no text), once done.
         created: When it was submitted (UTC, ISO 8601).
         finished: When it ended, or None.
     """
@@ -58,6 +61,8 @@ class Job:
     added: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     failures: tuple[Mapping[str, str], ...] = ()
+    ocr_pages: int = 0
+    warnings: tuple[Mapping[str, str], ...] = ()
     created: str = field(default_factory=_now)
     finished: str | None = None
 
@@ -67,6 +72,7 @@ class Job:
                 "sources_total": self.sources_total, "sources_done": self.sources_done,
                 "pages_done": self.pages_done, "pages_total": self.pages_total, "added": list(self.added),
                 "skipped": list(self.skipped), "failures": [dict(f) for f in self.failures],
+                "ocr_pages": self.ocr_pages, "warnings": [dict(w) for w in self.warnings],
                 "created": self.created, "finished": self.finished}
 
 
@@ -180,8 +186,10 @@ class JobQueue:
             return text
 
         failures = tuple({"source": named(f.source), "error": named(f.error)} for f in report.failures)
+        warnings = tuple({"source": named(w.source), "error": named(w.error)} for w in report.warnings)
         failed = bool(report.failures) and not (report.added or report.skipped)
         self._update(work.job_id, state="failed" if failed else "done", added=tuple(map(named, report.added)),
+                     ocr_pages=report.ocr_pages, warnings=warnings,
                      skipped=tuple(map(named, report.skipped)), failures=failures, pages_done=report.pages,
                      pages_total=report.pages, sources_done=len(work.targets) if not failures else
                      len(report.added) + len(report.skipped) + len(failures), finished=_now())

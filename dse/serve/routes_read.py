@@ -54,7 +54,7 @@ def index_info(request: Request) -> dict[str, Any]:
             "default_mode": modes[0], "explain": kind == "multi", "metadata_fields": fields,
             "writable": bool(svc.config.token), "rerankers": sorted(getattr(svc, "rerankers", {}) or {}),
             "rewriters": sorted(getattr(svc, "rewriters", {}) or {}),
-            "max_k": svc.config.max_k}
+            "max_k": svc.config.max_k, "ocr": info["ocr"]}
 
 
 @router.post("/v1/search", tags=["search"], summary="search the index", response_model=SearchOut | BatchOut)

@@ -132,6 +132,11 @@ class JobOut(BaseModel):
     added: list[str]
     skipped: list[str]
     failures: list[dict[str, str]]
+    ocr_pages: int = Field(0, description="pages whose text OCR read (tesseract), once the job is done")
+    warnings: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="{'source', 'error'} per source indexed short of text, once done: pages whose OCR failed, or "
+                    "source 'tesseract' when it is not installed and pages without a text layer got no text")
     created: str
     finished: Optional[str]
 

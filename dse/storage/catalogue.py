@@ -264,6 +264,11 @@ class Catalogue(CatalogueFile):
         sql = "SELECT 1 FROM pages WHERE deleted = 0 AND json_type(metadata, ?) IS NOT NULL LIMIT 1"
         return self._one(sql, (json_path,)) is not None
 
+    def count_metadata(self, json_path: str, value: Any) -> int:
+        """Live pages whose metadata has `value` at `json_path` (e.g. `$."text_source"`), in one query."""
+        sql = "SELECT COUNT(*) FROM pages WHERE deleted = 0 AND json_extract(metadata, ?) = ?"
+        return int(self._one(sql, (json_path, value)))
+
     def images_of(self, path: str) -> list[tuple[str, str | None]]:
         """(page_id, image) of the live pages of the source at `path`."""
         cur = self._db.execute(

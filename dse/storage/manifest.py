@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 FORMAT_VERSION = 1
+"""Format of an index whose engines are their first generation (`vectors/`, `text/`): every dse reads it."""
+COMPACTED_FORMAT_VERSION = 2
+"""Format of an index that `dse compact` switched to an engine generation N >= 1 (`vectors.N/`,
+`text.N/`). A dse older than compaction would read the first generation's files, so it must refuse
+the index: it refuses any version but 1, naming it. Written before the compaction's switch."""
+READ_VERSIONS = (FORMAT_VERSION, COMPACTED_FORMAT_VERSION)
 MANIFEST_NAME = "manifest.json"
+INGEST_EARLIER = 8  # distinct earlier settings of one kind kept in `store.ingest` (`with_ingest`)
 
 # Fields of the encoder description that change the vectors: two encoders that differ in any of
 # them produce vectors that must not be mixed in one index. "model" is compared through the
@@ -79,7 +86,8 @@ def read_manifest(directory: Path) -> Manifest:
     """Read `directory/manifest.json`.
 
     Raises:
-        IndexFormatError: Missing, unreadable, or of an unknown format version.
+        IndexFormatError: Missing, unreadable, or of a format version this dse does not read
+            (`READ_VERSIONS`; a newer one: upgrade dse).
     """
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
@@ -89,12 +97,51 @@ def read_manifest(directory: Path) -> Manifest:
     except (OSError, json.JSONDecodeError) as exc:
         raise IndexFormatError(f"{path}: unreadable manifest: {exc}") from exc
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS or isinstance(version, bool):
+        readable = " and ".join(map(str, READ_VERSIONS))
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > max(READ_VERSIONS)
         raise IndexFormatError(
-            f"{directory}: index format version {version!r}; this dse reads version {FORMAT_VERSION}"
+            f"{directory}: index format version {version!r}; this dse reads versions {readable}"
+            + (": the index was written by a newer dse; upgrade dse (pip install -U dse-search) to open it"
+               if newer else ": not an index this dse can open")
         )
     known = {f for f in Manifest.__dataclass_fields__}
     return Manifest(**_tokenizer_scheme_recorded({k: v for k, v in data.items() if k in known}))
+
+
+def format_for(generation: int) -> int:
+    """The format version of an index whose catalogue records engine `generation` (1 until compacted, then 2)."""
+    return COMPACTED_FORMAT_VERSION if generation >= 1 else FORMAT_VERSION
+
+
+def with_ingest(manifest: Manifest, settings: Mapping[str, Any], earlier_pages: bool = False) -> Manifest:
+    """A copy recording the ingest settings an add uses (e.g. {"ocr": {...}}) in `store["ingest"]`.
+
+    For each kind of setting: `KIND` is the latest, `KIND_mixed` True once the index holds pages
+    added with another one (`KIND_earlier`: the distinct earlier ones, at most `INGEST_EARLIER`),
+    `KIND_unrecorded` True when pages were added before the setting was first recorded (an older
+    dse): their setting is unknown. A manifest without `ingest` recorded none. Nothing recorded is
+    overwritten silently.
+
+    Args:
+        manifest: The manifest as it is on disk (read under the writer lock).
+        settings: The settings, plain JSON values.
+        earlier_pages: The index held live pages before this add.
+    """
+    record = dict(manifest.store.get("ingest") or {})
+    for kind, value in settings.items():
+        value = json.loads(json.dumps(value))  # plain JSON: compared as it is read back
+        if kind not in record:
+            record.update({kind: value, f"{kind}_mixed": False})
+            if earlier_pages:
+                record[f"{kind}_unrecorded"] = True
+        elif record[kind] != value:
+            earlier = [e for e in record.get(f"{kind}_earlier", []) if e != value and e != record[kind]]
+            record.update({kind: value, f"{kind}_mixed": True,
+                           f"{kind}_earlier": ([record[kind]] + earlier)[:INGEST_EARLIER]})
+    if record == manifest.store.get("ingest"):
+        return manifest
+    return replace(manifest, store={**manifest.store, "ingest": record})
 
 
 def _tokenizer_scheme_recorded(data: dict[str, Any]) -> dict[str, Any]:

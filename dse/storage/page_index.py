@@ -36,7 +36,7 @@ from dse.storage.catalogue import Catalogue
 from dse.storage.compaction.generations import consistent, load_current
 from dse.storage.images import open_stored
 from dse.storage.layout import IMAGES_DIR, TEXT_DIR, VECTORS_DIR, media_read_only
-from dse.storage.manifest import Manifest, read_manifest, write_manifest
+from dse.storage.manifest import Manifest, format_for, read_manifest, write_manifest
 from dse.storage.views import IndexView, prepare
 from dse.storage.visible import RowMasks
 from dse.storage.writer import IndexWriter
@@ -163,8 +163,8 @@ class PageIndex(IndexWriter, IndexBackend):
         catalogue = Catalogue(directory, read_only=read_only)
         (engine, text_engine), state = load_current(directory, manifest, catalogue)  # one committed state
         index = cls(directory, manifest, catalogue, engine, text_engine, state)
-        counts = catalogue.counts()
-        if manifest.pages != counts.pages or manifest.sources != counts.sources:
+        counts = catalogue.counts()  # stale counts, or the format of a compaction killed before its switch:
+        if (manifest.pages, manifest.sources, manifest.format_version) != (counts.pages, counts.sources, format_for(state[0])):
             index._repair_counts()
         return index
 

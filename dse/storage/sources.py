@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from dse.storage.catalogue import Catalogue
+from dse.storage.filters import json_path
 from dse.storage.layout import source_spellings
 
 
 class SourceLookups:
-    """Source lookups of `PageIndex`, answered by its catalogue."""
+    """Source lookups (and metadata counts) of `PageIndex`, answered by its catalogue."""
 
     catalogue: Catalogue
 
     def has_source(self, digest: str) -> bool:
         """True if a live source with these bytes is indexed."""
         return self.catalogue.has_digest(digest)
+
+    def metadata_count(self, key: str, value: Any) -> int:
+        """Live pages whose metadata `key` equals `value` (one SQL query over the catalogue)."""
+        return self.catalogue.count_metadata(json_path(key), value)
 
     def source_digest(self, path: str) -> str | None:
         """Digest of the live source recorded at exactly `path`, or None."""

@@ -20,8 +20,9 @@ removed on the catalogue's word (`layout.image_file`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from dse.storage.layout import (
     image_name,
 )
 from dse.storage.lock import IndexLockedError, WriteLock
-from dse.storage.manifest import Manifest, write_manifest
+from dse.storage.manifest import Manifest, format_for, read_manifest, with_ingest, write_manifest
 from dse.storage.sources import SourceLookups
 from dse.storage.visible import RowMasks
 from dse.text.fields import text_and_fields
@@ -152,6 +153,19 @@ class IndexWriter(SourceLookups):
         images.remove([path for page_id, path in replaced if page_id not in new_ids])
         return rows
 
+    def record_ingest(self, settings: Mapping[str, Any]) -> None:
+        """Record the ingest settings (OCR) of an add in the manifest's `store.ingest`, under the lock.
+
+        Called before the add's first commit; a later add with other settings marks them mixed
+        (`dse.storage.manifest.with_ingest`).
+        """
+        with self._refresh_lock, self._write_lock():
+            current = self._disk_manifest()
+            updated = with_ingest(current, settings, earlier_pages=self.catalogue.counts().pages > 0)
+            if updated is not current:
+                write_manifest(self.directory, updated)
+            self.manifest = updated
+
     def _text_tokens(self, sources: Sequence[NewSource]) -> list[list[str]]:
         """The text side's tokens of the sources' pages, with their fields (`dse.text.fields`)."""
         fields = self.manifest.store.get("text_fields") or {}
@@ -251,9 +265,19 @@ class IndexWriter(SourceLookups):
             pass  # a writer is committing (it writes the counts) or the directory is read-only
 
     def _write_counts(self) -> None:
+        """The catalogue's counts and format version (`format_for` its generation) into the manifest.
+
+        Under the lock, on the manifest as it is on disk: what another process recorded since
+        this one opened the index (ingest settings, a compaction's format) is kept.
+        """
         counts = self.catalogue.counts()
-        self.manifest = self.manifest.with_counts(counts.pages, counts.sources)
+        manifest = self._disk_manifest().with_counts(counts.pages, counts.sources)
+        self.manifest = replace(manifest, format_version=format_for(self.catalogue.generation()))
         write_manifest(self.directory, self.manifest)
+
+    def _disk_manifest(self) -> Manifest:
+        """The manifest as the last writer left it (IndexFormatError if a newer dse rewrote it meanwhile)."""
+        return read_manifest(self.directory)
 
     def _check_writable(self) -> None:
         if self.read_only:

@@ -32,7 +32,7 @@ from dse.backends.records import Counts, DeleteReport, NewSource, PageRecord, Sc
 from dse.storage import images
 from dse.storage.layout import IMAGES_DIR, LOCK_NAME, ReadOnlyIndexError, image_name, media_read_only, source_spellings
 from dse.storage.lock import WriteLock
-from dse.storage.manifest import Manifest, read_manifest, write_manifest
+from dse.storage.manifest import Manifest, read_manifest, with_ingest, write_manifest
 from dse.text.fields import SOURCE_NAME_WEIGHT, bm25_text, source_name_weight
 
 BACKEND = "qdrant"
@@ -183,6 +183,9 @@ class QdrantIndex(IndexBackend):
     def metadata_keys(self) -> list[str]:
         return self.catalogue.metadata_keys()
 
+    def metadata_count(self, key: str, value: Any) -> int:
+        return self.catalogue.count(self.catalogue.where(f"meta.{key}", value))
+
     def has_source(self, digest: str) -> bool:
         return self.catalogue.first("digest", digest, "digest") is not None
 
@@ -288,6 +291,13 @@ class QdrantIndex(IndexBackend):
         with self._write_lock():
             return add_sources(self, sources, vectors)
 
+    def record_ingest(self, settings: Mapping[str, Any]) -> None:
+        with self._write_lock():
+            current = read_manifest(self.directory)  # another process's record is kept
+            self.manifest = with_ingest(current, settings, earlier_pages=self.catalogue.count() > 0)
+            if self.manifest is not current:
+                write_manifest(self.directory, self.manifest)
+
     def move_source(self, old: str, new: str, replaces: Sequence[str] = ()) -> bool:
         from dse.backends.qdrant.writes import move_source
 
@@ -304,7 +314,7 @@ class QdrantIndex(IndexBackend):
     def update_store(self, recount: bool = True, **changes: Any) -> None:
         """Record counters in the manifest's `store.qdrant` (under the lock), with the live counts
         unless `recount` is False (a re-encode's progress: no page was added or removed)."""
-        store = dict(self.manifest.store)
+        store = dict(self.current_manifest().store)  # as on disk: another process's ingest record is kept
         store["qdrant"] = {**store["qdrant"], **changes}
         manifest = replace(self.manifest, store=store)
         self.manifest = manifest.with_counts(self.catalogue.count(), len(self.sources())) if recount else manifest

@@ -61,6 +61,13 @@
     return `${n} ${word}${n === 1 ? "" : "s"}`;
   }
 
+  const OCR_TITLE = "The page had no usable text layer: this text was read from its image by OCR (tesseract)";
+
+  /** True if the hit's text was read by OCR (its metadata says text_source: "ocr"). */
+  function fromOcr(hit) {
+    return Boolean(hit && hit.metadata && hit.metadata.text_source === "ocr");
+  }
+
   function withParam(url, key, value) {
     return url + (url.includes("?") ? "&" : "?") + `${key}=${encodeURIComponent(value)}`;
   }
@@ -448,7 +455,7 @@
     const button = el("button", {
       type: "button",
       class: "card-button",
-      "aria-label": `${name}, page ${hit.page}, score ${formatScore(hit.score)}: open the page`,
+      "aria-label": `${name}, page ${hit.page}, score ${formatScore(hit.score)}${fromOcr(hit) ? ", text from OCR" : ""}: open the page`,
       onclick: () => openViewer(i),
     },
     el("span", { class: "thumb" }, thumb),
@@ -458,6 +465,7 @@
         el("span", { class: "page-no" }, `page ${hit.page}`),
         el("span", { class: "score", title: "score" }, formatScore(hit.score)),
         el("span", { class: "rank" }, `#${hit.rank || i + 1}`)),
+      hit.snippet && fromOcr(hit) ? el("span", { class: "text-source", title: OCR_TITLE }, "text from OCR") : null,
       hit.snippet ? el("span", { class: "snippet" }, highlighted(hit.snippet, hit.highlights)) : null));
     return el("li", { class: "card", dataset: { pageId: hit.page_id, rank: String(hit.rank || i + 1) } }, button);
   }
@@ -507,6 +515,7 @@
     $("viewer-meta").replaceChildren(
       el("p", { class: "source-path" }, hit.source || name),
       el("dl", { class: "facts" }, facts.map(([key, value]) => [el("dt", {}, key), el("dd", {}, String(value))])));
+    $("viewer-text-source").hidden = !fromOcr(hit);
     $("viewer-snippet").replaceChildren(highlighted(hit.snippet || "", hit.highlights));
     $("viewer-prev").disabled = i <= 0;
     $("viewer-next").disabled = i >= state.hits.length - 1;
@@ -755,8 +764,10 @@
       const skipped = (job.skipped || []).length;
       if (added) facts.push(`added ${plural(added, "file")}`);
       if (skipped) facts.push(`${skipped} already indexed`);
+      if (job.ocr_pages) facts.push(`text from OCR on ${plural(job.ocr_pages, "page")}`);
     }
     const failures = job.failures || [];
+    const warnings = job.warnings || [];
     item.replaceChildren(...[
       el("div", { class: "job-head" },
         el("span", { class: "job-name", title: names.join("\n") }, sourceList(names)),
@@ -766,6 +777,10 @@
           : null),
       bar,
       el("div", { class: "job-text" }, [text, ...facts].filter(Boolean).join(" · ")),
+      warnings.length
+        ? el("ul", { class: "warnings", "aria-label": "Indexed with warnings" },
+          warnings.map((w) => el("li", {}, el("strong", {}, basename(w.source)), `: ${w.error}`)))
+        : null,
       job.error ? el("div", { class: "job-error" }, job.error.title || String(job.error)) : null,
       failures.length
         ? el("ul", { class: "failures", "aria-label": "Files that could not be indexed" },

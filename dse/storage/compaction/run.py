@@ -6,14 +6,19 @@ shards and BM25 keeps counting its tokens. Compaction, holding the writer lock l
 1. removes engine directories of other generations (left by an interrupted compaction);
 2. writes generation N+1 of every engine (`vectors.N+1/`, `text.N+1/`) beside generation N,
    holding the live rows in row order (`dse.engines.compact`), every file fsynced;
-3. switches with one catalogue transaction (`Catalogue.compact`): tombstoned pages and deleted
+3. writes format version 2 into the manifest (`COMPACTED_FORMAT_VERSION`), so that from here on
+   a dse older than compaction, which would read generation 0's directories, refuses the index;
+4. switches with one catalogue transaction (`Catalogue.compact`): tombstoned pages and deleted
    sources dropped, live rows renumbered 0..n-1, generation N+1 recorded;
-4. publishes the new engines to this process's searches, writes the manifest's counts,
+5. publishes the new engines to this process's searches, writes the manifest's counts,
    checkpoints the catalogue, and removes generation N's directories.
 
-A SIGKILL before step 3 commits leaves generation N, as before compaction (the half-written
+A SIGKILL before step 4 commits leaves generation N, as before compaction (the half-written
 N+1 is removed by the next compaction); after it, generation N+1 (N's directories, if still
-there, are removed by the next compaction and counted as reclaimable by `dse info`). Readers
+there, are removed by the next compaction and counted as reclaimable by `dse info`). The
+manifest never says 1 while the catalogue names a generation >= 1; killed between steps 3 and 4,
+it says 2 over generation 0, which this dse reads, and the next writable open puts it back to 1
+(`PageIndex.open`; the format follows the catalogue's generation: `manifest.format_for`). Readers
 in other processes keep their view of generation N (memory-mapped files stay readable after
 removal) until their next refresh, or their next search, which finds the catalogue renumbered
 and moves to N+1 before resolving any row (`dse.storage.compaction.generations`).
@@ -23,8 +28,10 @@ Page ids, sources, text, metadata and images are unchanged; only rows change.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,8 +40,9 @@ import numpy as np
 from dse.backends.records import CompactReport, Reclaimable
 from dse.storage.compaction.generations import current_dirs, dir_bytes, remove_dirs, stale_dirs
 from dse.storage.layout import engine_dirs
+from dse.storage.manifest import COMPACTED_FORMAT_VERSION, read_manifest, write_manifest
 
-STAGES = ("cleaned", "vectors", "text", "written", "committed", "published", "removed")
+STAGES = ("cleaned", "vectors", "text", "written", "marked", "committed", "published", "removed")
 
 
 def reclaimable(index: Any) -> Reclaimable:
@@ -79,9 +87,13 @@ def compact(index: Any, on_stage: Callable[[str], None] | None = None) -> Compac
         keep = np.setdiff1d(np.arange(view.rows, dtype=np.int64), view.deleted)  # (live,) ascending
         try:
             engine, text_engine = _write_generation(index, view, keep, new, stage)
+            _mark_compacted(index)
+            stage("marked")
             live, removed, sources = index.catalogue.compact(new, view.rows)  # the switch
         except Exception:
             remove_dirs(current_dirs(directory, new, True))  # half-written: generation `old` stays
+            with contextlib.suppress(Exception):  # the original error is the one to see
+                index._write_counts()  # and the format of generation `old`
             raise
         stage("committed")
         index._publish(engine, text_engine)
@@ -114,6 +126,15 @@ def _write_generation(
     _fsync_dir(directory)  # the new directories' entries, before the commit names them
     stage("written")
     return engine, text_engine
+
+
+def _mark_compacted(index: Any) -> None:
+    """Format version 2 into the manifest (fsynced, renamed), before the switch names generation >= 1."""
+    manifest = read_manifest(index.directory)
+    if manifest.format_version != COMPACTED_FORMAT_VERSION:
+        index.manifest = replace(manifest, format_version=COMPACTED_FORMAT_VERSION)
+        write_manifest(index.directory, index.manifest)
+        _fsync_dir(Path(index.directory))  # the rename, before the catalogue commits the switch
 
 
 def _text_side(view: Any) -> bool:
