@@ -1,7 +1,7 @@
 """Engine-level check of the token codebook size on bench/late.py's 20k realistic corpus (not part of the bench).
 
     python bench/late.py --pages 20000 --dir DIR ...          # builds DIR/exact and DIR/queries.npz
-    python bench/late_codebook.py 16384 DIR                   # cascade_tokens.MAX_CENTROIDS = 16384
+    python bench/late_codebook.py 16384 DIR                   # CascadeEngine(max_centroids=16384)
 
 Builds a `CascadeEngine` in memory from the same generated corpus (commit groups of 1024 pages)
 and prints recall@10 of 32 of the bench's queries against the exact engine in DIR.
@@ -13,8 +13,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import late_exact
 from corpus_late import RealisticCorpus, groups
-from dse.engines.cascade import tokens as cascade_tokens
-cascade_tokens.MAX_CENTROIDS = int(sys.argv[1])
 from dse.engines.maxsim import MaxSimEngine
 from dse.engines.cascade.engine import CascadeEngine
 d = sys.argv[2]; n = 20000
@@ -22,7 +20,7 @@ qz = np.load(d + "/queries.npz"); Q = [qz["tokens"][a:b] for a, b in zip(qz["off
 ex = MaxSimEngine.load(d + "/exact", rows=n)
 os_, or_ = late_exact.oracle(ex, Q, depth=10)
 c = RealisticCorpus(n, 0, 768, 128)
-e = CascadeEngine(); t = time.time()
+e = CascadeEngine(max_centroids=int(sys.argv[1])); t = time.time()
 for a, b in groups(c.doc_starts, n, 1024):
     e.add([c.page(i) for i in range(a, b)])
     if a == 0: print("first segment", time.time() - t, len(e._codebook.centroids), flush=True)

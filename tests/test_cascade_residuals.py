@@ -47,7 +47,7 @@ def test_warp_scores_equal_the_brute_force_formula(bits: int) -> None:
     probe = np.argsort(-sim, axis=1)[:, :n_probe].astype(np.int64)  # (qt, p)
     impute = np.sort(sim, axis=1)[:, -n_probe - 1].astype(np.float32)  # (qt,)
     allowed = rng.random(n_pages) < 0.8
-    got = kernel.warp_scores(sim, probe, impute, res.offsets, res.pages, res.codes,
+    got = kernel.warp_scores(np.take_along_axis(sim, probe, axis=1), probe, impute, res.offsets, res.pages, res.codes,
                              kernel.luts(q, res.weights, bits), allowed)
     # oracle: decode every token in its centroid's list, in plain Python
     decoded = kernel.unpack(res.codes, res.weights, bits, dim)  # (T, dim) in list order

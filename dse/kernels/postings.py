@@ -2,7 +2,9 @@
 
 Used by the cascade's first stage (`dse.engines.ivf.coarse`): for each query token, the
 probed lists are walked best list first; a page collects, per query token, the gain of the
-best probed list it appears in (later, worse lists of the same token are skipped).
+best probed list it appears in (later, worse lists of the same token are skipped). Also the
+query side's centroid products: every centroid (`similarities`), or the centroids of a query
+token's chosen lists of centroids (`scan_lists`, `dse.engines.cascade.centroids`).
 """
 
 from __future__ import annotations
@@ -142,6 +144,47 @@ def similarities(q: np.ndarray, rows: np.ndarray) -> np.ndarray:
     out = np.empty((len(q), len(rows)), np.float32)  # (query_tokens, n_rows)
     _similarities(q, np.ascontiguousarray(rows, np.float32), out)
     return out
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _scan_lists(q, rows, chosen, offsets, members, sim, ids):  # noqa: ANN001, ANN202
+    n_tokens, dim = q.shape
+    for i in prange(n_tokens):
+        pos = 0
+        for r in range(chosen.shape[1]):
+            lst = chosen[i, r]
+            for e in range(offsets[lst], offsets[lst + 1]):
+                acc = np.float32(0.0)
+                for d in range(dim):
+                    acc += q[i, d] * rows[e, d]
+                sim[i, pos] = acc
+                ids[i, pos] = members[e]
+                pos += 1
+
+
+def scan_lists(
+    q: np.ndarray, rows: np.ndarray, chosen: np.ndarray, offsets: np.ndarray, members: np.ndarray, width: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query token's similarity to every row of its chosen lists of rows (a centroid probe).
+
+    Args:
+        q: float32 (query_tokens, dim).
+        rows: float32 (n_rows, dim), list by list.
+        chosen: int64 (query_tokens, n_chosen), the lists each query token scans.
+        offsets: int64 (n_lists + 1,), each list's range of `rows` / `members`.
+        members: int32 (n_rows,), the id of each row.
+        width: At least the rows any query token scans.
+
+    Returns:
+        similarities float32 (query_tokens, width) and row ids int64 (same shape), in scan order;
+        -inf and -1 past the rows a query token scanned.
+    """
+    sim = np.full((len(q), width), -np.inf, np.float32)  # (query_tokens, width)
+    ids = np.full((len(q), width), -1, np.int64)  # (query_tokens, width)
+    _scan_lists(np.ascontiguousarray(q, np.float32), np.ascontiguousarray(rows, np.float32),
+                np.ascontiguousarray(chosen, np.int64), np.asarray(offsets, np.int64), np.asarray(members, np.int32),
+                sim, ids)
+    return sim, ids
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)

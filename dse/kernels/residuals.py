@@ -67,13 +67,13 @@ def luts(q: np.ndarray, weights: np.ndarray, bits: int) -> np.ndarray:
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _warp(sim, probe, impute, offsets, pages, codes, lut, allowed, best):  # noqa: ANN001, ANN202
+def _warp(probe_sim, probe, impute, offsets, pages, codes, lut, allowed, best):  # noqa: ANN001, ANN202
     qt, n_probe = probe.shape
     nbytes = codes.shape[1]
     for i in prange(qt):  # each query token owns its row of `best`
         for r in range(n_probe):
             c = probe[i, r]
-            base = sim[i, c]
+            base = probe_sim[i, r]
             for t in range(offsets[c], offsets[c + 1]):
                 p = pages[t]
                 if not allowed[p]:
@@ -92,13 +92,13 @@ def _warp(sim, probe, impute, offsets, pages, codes, lut, allowed, best):  # noq
 
 
 def warp_scores(
-    sim: np.ndarray, probe: np.ndarray, impute: np.ndarray, offsets: np.ndarray, pages: np.ndarray,
+    probe_sim: np.ndarray, probe: np.ndarray, impute: np.ndarray, offsets: np.ndarray, pages: np.ndarray,
     codes: np.ndarray, lut: np.ndarray, allowed: np.ndarray,
 ) -> np.ndarray:
     """Approximate MaxSim of one query against one segment's pages from residual token lists.
 
     Args:
-        sim: float32 (query_tokens, n_centroids), the query's similarity to each centroid.
+        probe_sim: float32 (query_tokens, n_probe), the query token's similarity to each probed centroid.
         probe: int64 (query_tokens, n_probe), the centroids probed per query token.
         impute: float32 (query_tokens,), the score of a page no probed token of which reached.
         offsets: int64 (n_centroids + 1,), each centroid's range of `pages` / `codes`.
@@ -112,7 +112,7 @@ def warp_scores(
     """
     n_pages = len(allowed)
     best = np.full((len(probe), n_pages), -np.inf, np.float32)  # (query_tokens, n_pages)
-    out = _warp(np.ascontiguousarray(sim, np.float32), np.ascontiguousarray(probe, np.int64),
+    out = _warp(np.ascontiguousarray(probe_sim, np.float32), np.ascontiguousarray(probe, np.int64),
                 np.asarray(impute, np.float32), np.asarray(offsets, np.int64), pages, codes,
                 np.ascontiguousarray(lut, np.float32), np.asarray(allowed, np.bool_), best)
     out[~allowed] = -np.inf

@@ -17,7 +17,7 @@ from dse.engines.quantize import int8_encode, pack_signs, pool_tokens
 def encode_pages(
     pages: Sequence[np.ndarray], dim: int, pool_factor: int, coarse_tokens: int, exact_dtype: str, token_lists: bool,
     codebook: cascade_tokens.Codebook | None, bits: int = 0, like: Residuals | None = None,
-    train: Callable[[np.ndarray], cascade_tokens.Codebook] | None = None,
+    train: Callable[[np.ndarray], cascade_tokens.Codebook] | None = None, cap: int = cascade_tokens.MAX_CENTROIDS,
 ) -> Tiers:
     """The tiers of new pages (float32 (tokens_i, dim) each, checked), as `CascadeEngine.add` appends them.
 
@@ -31,6 +31,8 @@ def encode_pages(
         codebook: The engine's token codebook (None: none yet).
         bits: Residual bits a dimension of the residual token lists (0: none).
         like: Residual lists of `codebook` whose buckets new ones share (None: place new buckets).
+        train: Trains the codebook on the new tokens (None: `codebook`, or one of the new pages only).
+        cap: Most centroids a codebook of the new pages only has.
     """
     from dse.kernels import kmeans_pages
 
@@ -50,7 +52,7 @@ def encode_pages(
         exact, scales = tokens.astype(np.float16), np.ones(len(tokens), np.float32)  # (T, dim), (T,)
     if token_lists and train is not None and len(tokens):
         codebook, like = train(tokens), None
-    tok = encode_tokens(tokens, offsets, codebook, bits, like) if token_lists else None
+    tok = encode_tokens(tokens, offsets, codebook, bits, like, cap) if token_lists else None
     return cascade_tiers.with_codebook(
         pack_signs(coarse), coarse_offsets, pack_signs(tokens), exact, scales, offsets, *int8_encode(coarse), spans,
         tok)
@@ -80,17 +82,17 @@ def check_pages(items: Sequence[Any], what: str, dim: int | None) -> tuple[list[
 
 def encode_tokens(
     tokens: np.ndarray, offsets: np.ndarray, codebook: cascade_tokens.Codebook | None, bits: int = 0,
-    like: Residuals | None = None,
+    like: Residuals | None = None, cap: int = cascade_tokens.MAX_CENTROIDS,
 ) -> cascade_tokens.TokenLists | None:
     """Token lists of new pages: `codebook`, or when there is none yet and they are at least
-    `MIN_PAGES`, a new one trained on them (`dse.engines.cascade.retrain` retrains it as the index
-    grows); with residual lists of `bits` bits (0: none) sharing `like`'s buckets while the
-    codebook is `codebook`."""
+    `MIN_PAGES`, a new one of at most `cap` centroids trained on them (`dse.engines.cascade.retrain`
+    retrains it as the index grows); with residual lists of `bits` bits (0: none) sharing `like`'s
+    buckets while the codebook is `codebook`."""
     if not len(tokens):
         return None
     book = codebook
     if len(offsets) - 1 >= cascade_tokens.MIN_PAGES and book is None:
-        book = cascade_tokens.train(tokens)
+        book = cascade_tokens.train(tokens, cap=cap)
     if book is None:
         return None
     return cascade_tokens.encode(book, tokens, offsets, bits, like if book is codebook else None)

@@ -6,21 +6,17 @@ Tiers, each cheaper and coarser than the next:
    compression, WARP's search): every (pooled) token has the id of its nearest centroid in a
    k-means codebook of real page tokens (`dse.engines.cascade.tokens`, shared by the shards) and
    its residual in `residual_bits` bits a dimension. A query token probes its `n_probe` nearest
-   centroids and scores every token of their lists as centroid similarity plus decoded
-   residual; a page scores the sum over query tokens of its best such token, the best unprobed
-   centroid's similarity when it has none (WARP's imputation). The best `n_shortlist` pages go
-   on to the exact tier. Unlike centroids alone, the residuals tell apart near-duplicate
-   siblings that share their centroids.
+   centroids (`cascade.centroids`) and scores every token of their lists as centroid similarity
+   plus decoded residual; a page scores the sum over query tokens of its best such token, the
+   best unprobed centroid's similarity when it has none (WARP's imputation). The best
+   `n_shortlist` pages go on to the exact tier. The residuals tell near-duplicate siblings apart.
    Without residual lists (``residual_bits=0``, or shards without ``.tok-res-*`` files) the
    *token lists* stage: a page scores its best probed centroid's similarity per query token,
-   the best `n_shortlist` go on, then PLAID's centroid interaction keeps `n_coarse`. Shards written before token lists (no ``.tok-*`` files)
-   keep the oldest stage 0, *coarse lists* (`dse.engines.ivf.coarse`: lists over each
-   segment's coarse tokens, then the binary coarse stage keeps `n_coarse`);
-   `token_lists=False` builds that layout.
-1. *coarse* (resident in memory): the page summarised in `coarse_tokens` tokens (spherical
-   k-means, `kernels.kmeans_pages`), sign-binarised (16 bytes a token at dim 128), and stored as
-   int8 (memory-mapped, 128 bytes a token): MaxSim of the float query against them keeps the
-   best `n_refine`.
+   the best `n_shortlist` go on, then PLAID's centroid interaction keeps `n_coarse`. Shards
+   without token lists keep the oldest stage 0, *coarse lists* (`dse.engines.ivf.coarse`, then
+   the binary coarse stage keeps `n_coarse`); `token_lists=False` builds that layout.
+1. *coarse*: the page summarised in `coarse_tokens` k-means tokens (`kernels.kmeans_pages`),
+   sign-binarised (resident) and int8 (memory-mapped): MaxSim against them keeps `n_refine`.
 2. *bits* (memory-mapped): every (pooled) token sign-binarised; Hamming-MaxSim keeps the best
    `n_candidates`.
 3. *exact* (memory-mapped): every (pooled) token as float16 or int8; MaxSim with the float
@@ -30,12 +26,10 @@ Knobs (recall for speed): `n_probe`, `n_shortlist`, `n_coarse`, `n_refine` and `
 set on the engine (recorded in the manifest) or per call of `search`; None (the default) sizes
 them from the index (`CascadeEngine.knobs`: with residual lists 32, 256, 0, 0, 0: the exact
 tier gets the 256 pages the residual scores keep; with token lists only 16, pages / 16 in
-[1024, 16384], 256, 0, 0). 0 turns a
-stage off: `n_probe=0` sends every page on; `n_coarse=0` skips the centroid interaction (or the
-coarse tier); `n_candidates=0` keeps every page that reaches the bits. `n_probe=0, n_coarse=0,
-n_candidates=0` is the exhaustive mode: every allowed page is scored on the exact tier, equal
-to exact MaxSim up to float16/int8 rounding. `pool_factor` > 1 pools each page's tokens
-hierarchically at indexing time (fewer tokens on every tier, slower indexing).
+[1024, 16384], 256, 0, 0). 0 turns a stage off: `n_probe=0` sends every page on; `n_coarse=0`
+skips the centroid interaction (or the coarse tier); `n_candidates=0` keeps every page that
+reaches the bits. `n_probe=0, n_coarse=0, n_candidates=0` is the exhaustive mode (exact MaxSim
+up to float16/int8 rounding). `pool_factor` > 1 pools each page's tokens at indexing time.
 
 On disk: one set of files per shard (`dse.engines.cascade.tiers`), one ``tokens-<key>.npy`` per codebook.
 """
@@ -49,6 +43,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dse.engines.cascade import centroids as cascade_centroids
 from dse.engines.cascade import probe as cascade_probe
 from dse.engines.cascade import retrain as cascade_retrain
 from dse.engines.cascade import search as cascade_search
@@ -87,6 +82,8 @@ class CascadeEngine(SegmentedEngine):
             none, the centroid-only token stage of indexes written before them).
         retrain: Retrain the token codebook each time the index doubles and re-encode older shards
             (`cascade.retrain`); False: train it once, on the first add of `MIN_PAGES` pages.
+        max_centroids: Most centroids a codebook trains (`cascade.tokens.centroids_for`: n / 64 up to
+            16384, then PLAID's 16 sqrt(n)); 16384 keeps the rule of indexes written before.
     """
 
     kind: ClassVar[VectorKind] = "multi"
@@ -97,6 +94,7 @@ class CascadeEngine(SegmentedEngine):
         coarse_tokens: int = 32, n_probe: int | None = None, n_shortlist: int | None = None,
         n_coarse: int | None = None, n_refine: int | None = None, n_candidates: int | None = None,
         cluster_probe: int = 0, token_lists: bool = True, residual_bits: int = 2, retrain: bool = True,
+        max_centroids: int = cascade_tokens.MAX_CENTROIDS,
     ) -> None:
         super().__init__(dim)
         if mode != "cascade":
@@ -121,7 +119,7 @@ class CascadeEngine(SegmentedEngine):
         self.token_lists, self.retrain = token_lists, retrain
         if isinstance(residual_bits, bool) or residual_bits not in (0, 2, 4):
             raise ValueError(f"residual_bits must be 0, 2 or 4, got {residual_bits!r}")
-        self.residual_bits = int(residual_bits)
+        self.residual_bits, self.max_centroids = int(residual_bits), cascade_tokens.check_cap(max_centroids)
         self._like: Any = None  # the residual lists of the engine's codebook whose buckets new pages share
         self.n_coarse, self.n_refine, self.n_candidates = (None if v is None else int(v)
                                                            for v in (n_coarse, n_refine, n_candidates))
@@ -141,7 +139,7 @@ class CascadeEngine(SegmentedEngine):
                 "coarse_tokens": self.coarse_tokens, "n_probe": self.n_probe, "n_shortlist": self.n_shortlist,
                 "n_coarse": self.n_coarse, "n_refine": self.n_refine, "n_candidates": self.n_candidates,
                 "cluster_probe": self.cluster_probe, "token_lists": self.token_lists,
-                "residual_bits": self.residual_bits, "retrain": self.retrain}
+                "residual_bits": self.residual_bits, "retrain": self.retrain, "max_centroids": self.max_centroids}
 
     def knobs(self, **overrides: int | None) -> dict[str, Any]:
         """The effective settings of a search: the first stage used and every knob, resolved.
@@ -171,15 +169,14 @@ class CascadeEngine(SegmentedEngine):
 
     def resident_bytes(self) -> int:
         """Bytes this engine keeps in memory (the token tiers are memory-mapped and excluded)."""
-        total = 0
+        books = {seg.tok.codebook.key: seg.tok.codebook.centroids for seg in self._segments if seg.tok is not None}
+        total = sum(c.nbytes + cascade_centroids.lists_nbytes(*c.shape) for c in books.values())
         for seg in self._segments:
             total += seg.coarse.nbytes + seg.coarse_offsets.nbytes + seg.offsets.nbytes + seg.codebook.nbytes
             total += 0 if seg.lists is None else seg.lists.offsets.nbytes + seg.lists.pages.nbytes
             total += 0 if seg.tok is None else seg.tok.fwd_offsets.nbytes
             total += 0 if seg.tok is None or seg.tok.res is None else seg.tok.res.offsets.nbytes
-        if self._tokens is not None:
-            total += self._tokens.nbytes
-        return total
+        return total + (0 if self._tokens is None else self._tokens.nbytes)
 
     def _check(self, items: Sequence[Any], what: str, adopt: bool) -> list[np.ndarray]:
         """Float32 (tokens_i, dim) matrices of this engine's width (`encode.check_pages`)."""
@@ -203,9 +200,11 @@ class CascadeEngine(SegmentedEngine):
         return self._tokens
 
     def prepare(self) -> None:
-        """Stack the inverted lists now (the first search would)."""
+        """Stack the inverted lists, or group the centroids of codebooks past 16384, now (the first search would)."""
         if self._n and not self._use_residuals():
             self._token_stack() if self._use_tokens() else self._stacked()
+        for seg in self._segments if self._n and self._use_residuals() else []:
+            cascade_centroids.prepare(seg.tok.codebook.key, seg.tok.codebook.centroids) if seg.tok else None
 
     def _copy_containers(self) -> None:
         super()._copy_containers()
@@ -230,7 +229,7 @@ class CascadeEngine(SegmentedEngine):
         book = self._codebook if self.token_lists else None
         self._append(encode_pages(pages, self._dim or 0, self.pool_factor, self.coarse_tokens, self.exact_dtype,
                                   self.token_lists, book, self.residual_bits, self._like,
-                                  cascade_retrain.trainer(self, len(pages))))
+                                  cascade_retrain.trainer(self, len(pages)), self.max_centroids))
         if self._disk is None and self._codebook is not book:  # never saved: re-encode in memory now
             cascade_retrain.reencode(self, None)
 

@@ -29,7 +29,8 @@ class TokenStack:
 
     @property
     def nbytes(self) -> int:
-        return int(self.list_offsets.nbytes + self.pages.nbytes + sum(c.nbytes for c in self.codebooks))
+        """The stacked lists' bytes (the codebooks are the segments' own)."""
+        return int(self.list_offsets.nbytes + self.pages.nbytes)
 
 
 def stack(segments: list[tuple[TokenLists | None, int, int]]) -> TokenStack:

@@ -5,12 +5,13 @@ pages of later documents sit far from every centroid, their residuals are coarse
 stage misses them (20k realistic pages, same knobs: recall@10 0.86 with the first commit's
 codebook, 0.97 with one trained on the whole corpus). So each add that makes the index cross
 ``MIN_PAGES * 2**j`` pages (`due`) trains a new codebook on a sample of every page's tokens
-(`train_on`) and encodes its own pages with it, and the save that follows re-encodes the token
-lists of every older shard with it (`reencode`), one shard at a time, each switch one atomic
-rename (`tokens.save(keyed=True)`). A crash leaves some shards on the old codebook: search is
-correct over mixed codebooks, and the next save finishes the job (every shard not on the
-current codebook, or without the residual lists the engine builds, is re-encoded). Over an
-index's life each token is assigned to a centroid about three times.
+(`train_on`: `tokens.centroids_for` the index's tokens, past 16384 centroids from 4.2M tokens
+on, at most the engine's `max_centroids`) and encodes its own pages with it, and the save that
+follows re-encodes the token lists of every older shard with it (`reencode`), one shard at a
+time, each switch one atomic rename (`tokens.save(keyed=True)`). A crash leaves some shards on
+the old codebook: search is correct over mixed codebooks, and the next save finishes the job
+(every shard not on the current codebook, or without the residual lists the engine builds, is
+re-encoded). Over an index's life each token is assigned to a centroid about three times.
 
 Files no shard refers to any more (the lists of the old codebook, the old codebook) are removed
 by the next save (`collect`), not at once: a reader that read a shard's ref just before its
@@ -54,19 +55,21 @@ def decoded(seg: Tiers, a: int = 0, b: int | None = None, pick: np.ndarray | Non
     return exact.astype(np.float32)  # (n, dim)
 
 
-def train_on(segments: Sequence[Tiers], new: np.ndarray, seed: int = 0) -> Codebook:
-    """A codebook for the whole index: trained on a uniform sample of the tokens of `segments` and `new` (T, dim)."""
+def train_on(segments: Sequence[Tiers], new: np.ndarray, seed: int = 0, cap: int = cascade_tokens.MAX_CENTROIDS,
+             ) -> Codebook:
+    """A codebook for the whole index (`tokens.centroids_for` its tokens, at most `cap`): trained on a
+    uniform sample of the tokens of `segments` and `new` (T, dim)."""
     sizes = [int(seg.offsets[-1]) for seg in segments] + [len(new)]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # (parts + 1,)
     total = int(starts[-1])
-    n = cascade_tokens.sample_size(total)
+    n = cascade_tokens.sample_size(total, cap)
     pick = np.sort(np.random.default_rng(seed).choice(total, n, replace=False))  # (n,)
     parts = []
     for i, seg in enumerate(list(segments) + [None]):
         local = pick[(pick >= starts[i]) & (pick < starts[i + 1])] - starts[i]
         if len(local):
             parts.append(np.asarray(new[local], np.float32) if seg is None else decoded(seg, pick=local))
-    return cascade_tokens.train(np.concatenate(parts), seed, n_tokens=total)
+    return cascade_tokens.train(np.concatenate(parts), seed, n_tokens=total, cap=cap)
 
 
 def trainer(engine: Any, adding: int) -> Callable[[np.ndarray], Codebook] | None:
@@ -76,8 +79,8 @@ def trainer(engine: Any, adding: int) -> Callable[[np.ndarray], Codebook] | None
         return None
     if not engine.retrain and (engine._codebook is not None or adding < cascade_tokens.MIN_PAGES):
         return None  # trained once, on the first add of MIN_PAGES pages
-    segments = list(engine._segments)
-    return lambda new: train_on(segments, new)
+    segments, cap = list(engine._segments), engine.max_centroids
+    return lambda new: train_on(segments, new, cap=cap)
 
 
 def stale(seg: Tiers, book: Codebook, bits: int) -> bool:

@@ -13,10 +13,11 @@ query tokens. The best `n_shortlist` pages go on to the exact tiers.
 
 One codebook is shared by the segments (trained on the first segment of at least `MIN_PAGES`
 pages, retrained on a sample of the whole index each time it doubles, and every older shard
-re-encoded with it: `dse.engines.cascade.retrain`), so a query pays one (query_tokens,
-n_centroids) product per codebook, not per segment. The codebook is its own file,
-``tokens-<key>.npy``, named by a hash of its content and written before the first shard that
-refers to it (crash-safe: a shard is only committed once everything it refers to is on disk).
+re-encoded with it: `dse.engines.cascade.retrain`), so a query probes each codebook once, not
+each segment (`dse.engines.cascade.centroids`); its size grows with the index (`centroids_for`).
+The codebook is its own file, ``tokens-<key>.npy``, named by a hash of its content and written
+before the first shard that refers to it (crash-safe: a shard is only committed once everything
+it refers to is on disk).
 
 A shard's ``.tok-ref.npy`` names its codebook. Its lists are in the files of `FILES` (as a shard
 is first written), or, once re-encoded with another codebook, in ``.tok-<key>.<name>.npy`` files
@@ -29,18 +30,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from dse.engines.cascade import centroids as cascade_centroids
 from dse.engines.cascade import residuals as cascade_residuals
 from dse.engines.cascade.residuals import Residuals
 from dse.engines.files import load_npy, save_npy
 
 MIN_PAGES = 256  # segments with fewer pages never train a codebook (they reuse one, or go on unpruned)
-MAX_CENTROIDS = 16384  # most centroids a codebook trains (the query pays 16384 x query_tokens dot products)
+MAX_CENTROIDS = 262144  # default cap of `centroids_for` (the engine's `max_centroids`): 1M pages x 768 tokens
+SMALL_CENTROIDS = 16384  # up to it, n / 64 centroids (the rule, and the cap, of indexes written before)
 _TOKENS_PER_CENTROID = 64  # tokens of the training segment per centroid
 _POINTS_PER_CENTROID = 32  # k-means sample per centroid
+_MAX_SAMPLE = 1 << 21  # most tokens k-means trains on (16 a centroid up to 131072 centroids)
 FILES = (".tok-ref.npy", ".tok-list-offsets.npy", ".tok-list-pages.npy", ".tok-fwd-offsets.npy", ".tok-fwd-codes.npy")
 _LIST_NAMES = ("list-offsets", "list-pages", "fwd-offsets", "fwd-codes")
 
@@ -64,10 +67,29 @@ def shard_key(directory: Path, number: int) -> tuple[str, bool] | None:
     return key, shard_path(directory, number, names(key)[0]).exists()
 
 
-def centroids_for(n_tokens: int) -> int:
-    """Codebook size for a segment of `n_tokens` tokens: a power of two in [64, MAX_CENTROIDS] near n / 64."""
+def centroids_for(n_tokens: int, cap: int = MAX_CENTROIDS) -> int:
+    """Codebook size for an index of `n_tokens` tokens, a power of two in [64, `cap`]: the one nearest
+    n / 64 up to SMALL_CENTROIDS (16384, reached at 741k tokens), then PLAID's 2**floor(log2(16 sqrt(n)))
+    once that is larger (32768 from 4.2M tokens, 65536 from 16.8M, 131072 from 67M).
+
+    `cap` = 16384 is the rule of indexes written before the codebook grew past it.
+    """
     target = max(n_tokens // _TOKENS_PER_CENTROID, 64)
-    return int(min(1 << int(np.round(np.log2(target))), MAX_CENTROIDS))
+    k = min(1 << int(np.round(np.log2(target))), SMALL_CENTROIDS)
+    plaid = 1 << int(np.floor(np.log2(16 * np.sqrt(max(n_tokens, 1)))))
+    return int(min(plaid if plaid > SMALL_CENTROIDS else k, cap))
+
+
+def check_cap(cap: object) -> int:
+    """`cap` as an int when it is a power of two in [64, 2**20].
+
+    Raises:
+        ValueError: it is not.
+    """
+    if isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or not 64 <= cap <= 1 << 20 or cap & (cap - 1):
+        raise ValueError(f"max_centroids must be a power of two from 64 to 1048576 (default {MAX_CENTROIDS}), "
+                         f"got {cap!r}")
+    return int(cap)
 
 
 def shortlist_for(n_pages: int) -> int:
@@ -109,22 +131,22 @@ class TokenLists:
         return out if self.res is None else replace(out, res=self.res.rows(a, b))
 
 
-def sample_size(n_tokens: int) -> int:
-    """Tokens `train` samples to train the codebook of an index of `n_tokens` tokens."""
-    k = centroids_for(n_tokens)
-    return min(n_tokens, k * (_POINTS_PER_CENTROID if k <= 4096 else 16))
+def sample_size(n_tokens: int, cap: int = MAX_CENTROIDS) -> int:
+    """Tokens `train` samples to train the codebook of an index of `n_tokens` tokens (at most 2**21)."""
+    k = centroids_for(n_tokens, cap)
+    return min(n_tokens, k * (_POINTS_PER_CENTROID if k <= 4096 else 16), _MAX_SAMPLE)
 
 
-def train(tokens: np.ndarray, seed: int = 0, n_tokens: int | None = None) -> Codebook:
-    """A codebook of `centroids_for(n_tokens)` centroids (`n_tokens`: all the index's tokens, of which
+def train(tokens: np.ndarray, seed: int = 0, n_tokens: int | None = None, cap: int = MAX_CENTROIDS) -> Codebook:
+    """A codebook of `centroids_for(n_tokens, cap)` centroids (`n_tokens`: all the index's tokens, of which
     `tokens` is a sample; None: len(tokens)): spherical k-means (faiss) on `sample_size` of `tokens`."""
     import faiss
 
     total = len(tokens) if n_tokens is None else int(n_tokens)
-    k = centroids_for(total)
+    k = centroids_for(total, cap)
     rng = np.random.default_rng(seed)
     per = _POINTS_PER_CENTROID if k <= 4096 else 16  # large codebooks: a smaller sample, fewer iterations
-    n = min(len(tokens), sample_size(total))
+    n = min(len(tokens), sample_size(total, cap))
     pick = np.sort(rng.choice(len(tokens), n, replace=False)) if n < len(tokens) else np.arange(len(tokens))
     x = np.ascontiguousarray(np.asarray(tokens[pick], np.float32))  # (n, dim)
     if k <= 4096:
@@ -146,36 +168,17 @@ def train(tokens: np.ndarray, seed: int = 0, n_tokens: int | None = None) -> Cod
 def assign(codebook: Codebook, tokens: np.ndarray) -> np.ndarray:
     """The most similar centroid of each token: int32 (T,).
 
-    Above 4096 centroids, approximately, by a faiss IVF over the centroids (`_assigner`): on 154k
-    realistic tokens and 16,384 centroids, 3.5x the speed of the HNSW search it replaces, 98.6% of
-    tokens on their exact centroid (HNSW: 96.7%), mean cosine to it 0.9069 (exact 0.9092).
+    Above 4096 centroids, approximately, by a faiss IVF over the centroids (`centroids.assigner`,
+    built once a codebook): on 154k realistic tokens and 16,384 centroids, 3.5x the speed of the
+    HNSW search it replaced, 98.6% of tokens on their exact centroid (HNSW: 96.7%), mean cosine to
+    it 0.9069 (exact 0.9092).
     """
-    index = _assigner(codebook.centroids)
+    index = cascade_centroids.assigner(codebook.key, codebook.centroids)
     codes = np.empty(len(tokens), np.int32)  # (T,)
     for a in range(0, len(tokens), 65536):
         block = np.ascontiguousarray(np.asarray(tokens[a : a + 65536], np.float32))  # (b, dim)
         codes[a : a + len(block)] = index.search(block, 1)[1][:, 0]
     return codes
-
-
-def _assigner(centroids: np.ndarray) -> Any:
-    """A faiss index over `centroids` (n, dim) for nearest-centroid search: exact up to 4096, else an
-    IVF of n / 32 lists (spherical k-means of the centroids) probing 16 of them."""
-    import faiss
-
-    n, dim = centroids.shape
-    if n <= 4096:
-        index = faiss.IndexFlatIP(dim)
-        index.add(centroids)
-        return index
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, n // 32, faiss.METRIC_INNER_PRODUCT)
-    index.cp.spherical, index.cp.seed, index.cp.niter = True, 0, 10
-    index.cp.min_points_per_centroid = 1  # 32 centroids a list: faiss's default minimum warns
-    index.train(centroids)
-    index.add(centroids)
-    index.nprobe = 16
-    return index
 
 
 def encode(

@@ -1,12 +1,13 @@
 """The cascade's residual first stage (WARP over PLAID-style compressed tokens), then exact MaxSim.
 
-Per query, per codebook: the query tokens' similarities to the centroids, the `n_probe` best
-centroids of each query token, and as the imputed score of a page none of whose tokens lie in
-those lists the similarity of the best centroid not probed (WARP's missing-similarity
-estimate). Per segment, `dse.kernels.residuals.warp_scores` scores every token of the probed
-lists as centroid similarity plus the decoded residual's dot product, and sums per page the
-best per query token. The best `n_shortlist` pages (segments without residual lists: all their
-pages) go on, optionally through the sign-bit tier (`n_candidates`), to the exact tier.
+Per query, per codebook (`dse.engines.cascade.centroids.probe`): the `n_probe` most similar
+centroids of each query token, their similarities, and as the imputed score of a page none of
+whose tokens lie in those lists the similarity of the best centroid not probed (WARP's
+missing-similarity estimate; above 16384 centroids, found through lists of centroids). Per
+segment, `dse.kernels.residuals.warp_scores` scores every token of the probed lists as centroid
+similarity plus the decoded residual's dot product, and sums per page the best per query token.
+The best `n_shortlist` pages (segments without residual lists: all their pages) go on,
+optionally through the sign-bit tier (`n_candidates`), to the exact tier.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from dse.engines.cascade import centroids as cascade_centroids
 from dse.engines.cascade import search as cascade_search
 from dse.engines.quantize import pack_signs
 from dse.engines.results import topk
@@ -55,10 +57,9 @@ def shortlist(engine: Any, q: np.ndarray, mask: np.ndarray, n_probe: int, n_keep
 
     Pages of segments without residual lists always go on (they are small: see `CascadeEngine`).
     """
-    from dse.kernels.postings import similarities
     from dse.kernels.residuals import luts, warp_scores
 
-    probes: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # codebook key -> sim, probe, impute
+    probes: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # codebook key -> probe sim, probe, impute
     tables: dict[str, np.ndarray] = {}  # bucket key -> lookup tables
     rows_all, scores_all = [], []
     for seg, first in zip(engine._segments, engine._starts):
@@ -73,7 +74,7 @@ def shortlist(engine: Any, q: np.ndarray, mask: np.ndarray, n_probe: int, n_keep
             continue
         book = seg.tok.codebook
         if book.key not in probes:
-            probes[book.key] = _probe(similarities(q, book.centroids), n_probe)  # (qt, K), (qt, p), (qt,)
+            probes[book.key] = cascade_centroids.probe(book.key, book.centroids, q, n_probe)  # (qt, p) x 2, (qt,)
         if res.key not in tables:
             tables[res.key] = luts(q, res.weights, res.bits)  # (qt, bytes, 256)
         sim, top, impute = probes[book.key]
@@ -86,16 +87,3 @@ def shortlist(engine: Any, q: np.ndarray, mask: np.ndarray, n_probe: int, n_keep
         rows = rows[np.argpartition(-scores, n_keep - 1)[:n_keep]]
     return rows.astype(np.int64)
 
-
-def _probe(sim: np.ndarray, n_probe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centroid similarities float32 (qt, K), the probed centroids int64 (qt, p), the imputed scores float32 (qt,)."""
-    k = sim.shape[1]
-    p = min(n_probe, k)
-    if p < k:
-        part = np.argpartition(-sim, p, axis=1)  # (qt, K): the p best first, the (p+1)-th at p
-        top = part[:, :p]
-        impute = np.take_along_axis(sim, part[:, p : p + 1], axis=1)[:, 0]  # best centroid not probed
-    else:
-        top = np.broadcast_to(np.arange(k), sim.shape)
-        impute = np.full(len(sim), -np.inf, np.float32)  # every list probed: nothing is missing
-    return np.ascontiguousarray(sim, np.float32), np.ascontiguousarray(top, np.int64), impute.astype(np.float32)
