@@ -46,17 +46,20 @@ def test_the_size_rule_keeps_n_over_64_up_to_16384_then_grows_like_plaid() -> No
              128_000_000, 768_000_000, 10**12]
     for n in sizes:
         assert cascade_tokens.centroids_for(n, cap=16384) == old_rule(n)  # the cap of old indexes: the old rule
+        assert cascade_tokens.centroids_for(n) == old_rule(n)  # the default cap keeps the old rule
         if n < 4_194_304:
-            assert cascade_tokens.centroids_for(n) == old_rule(n)  # below 4.2M tokens nothing changes
+            assert cascade_tokens.centroids_for(n, 262144) == old_rule(n)  # below 4.2M tokens nothing changes
     # 20k / 100k pages x 768 tokens, 1M x 128, 1M x 768: PLAID's 2**floor(log2(16 sqrt(n)))
-    assert [cascade_tokens.centroids_for(n) for n in (4_194_304, 15_360_000, 76_800_000, 128_000_000)] == [
+    assert [cascade_tokens.centroids_for(n, 262144) for n in (4_194_304, 15_360_000, 76_800_000, 128_000_000)] == [
         32768, 32768, 131072, 131072]
-    assert cascade_tokens.centroids_for(768_000_000) == cascade_tokens.MAX_CENTROIDS == 262144
-    assert cascade_tokens.centroids_for(10**12) == cascade_tokens.MAX_CENTROIDS
+    assert cascade_tokens.centroids_for(768_000_000, 262144) == 262144
+    assert cascade_tokens.centroids_for(10**12, 262144) == 262144
+    assert cascade_tokens.centroids_for(10**12) == cascade_tokens.MAX_CENTROIDS == 16384  # the default cap
     assert cascade_tokens.centroids_for(76_800_000, cap=65536) == 65536
-    grown = [cascade_tokens.centroids_for(int(n)) for n in np.logspace(3, 12, 200)]
+    grown = [cascade_tokens.centroids_for(int(n), 262144) for n in np.logspace(3, 12, 200)]
     assert grown == sorted(grown)
-    assert cascade_tokens.sample_size(76_800_000) == 2**21 and cascade_tokens.sample_size(15_360_000) == 32768 * 16
+    assert cascade_tokens.sample_size(76_800_000, 262144) == 2**21 and cascade_tokens.sample_size(15_360_000, 262144) == 32768 * 16
+    assert cascade_tokens.sample_size(76_800_000) == 16384 * 16  # the default cap
     for bad in (1000, 32, 2**21, True, 64.0, "16384"):
         with pytest.raises(ValueError, match="max_centroids must be a power of two"):
             cascade_tokens.check_cap(bad)
@@ -156,7 +159,7 @@ def test_max_centroids_is_an_option_old_manifests_lack_and_the_next_doubling_app
     capped.save(tmp_path / "capped")
     engine = CascadeEngine()
     engine.add(pages[:300])
-    assert len(engine._codebook.centroids) == 128 and engine.options()["max_centroids"] == 262144
+    assert len(engine._codebook.centroids) == 128 and engine.options()["max_centroids"] == cascade_tokens.MAX_CENTROIDS
     engine.save(tmp_path / "plain")
     # an index written before the option: its manifest lacks it, so it gets the default rule
     old = {k: v for k, v in capped.options().items() if k != "max_centroids"}

@@ -39,7 +39,8 @@ from dse.engines.cascade.residuals import Residuals
 from dse.engines.files import load_npy, save_npy
 
 MIN_PAGES = 256  # segments with fewer pages never train a codebook (they reuse one, or go on unpruned)
-MAX_CENTROIDS = 262144  # default cap of `centroids_for` (the engine's `max_centroids`): 1M pages x 768 tokens
+MAX_CENTROIDS = 16384  # default cap of `centroids_for` (the engine's `max_centroids`): the earlier rule, kept
+# until larger codebooks are measured at 20k-100k pages (`max_centroids: 262144` opts in: 1M pages x 768 tokens)
 SMALL_CENTROIDS = 16384  # up to it, n / 64 centroids (the rule, and the cap, of indexes written before)
 _TOKENS_PER_CENTROID = 64  # tokens of the training segment per centroid
 _POINTS_PER_CENTROID = 32  # k-means sample per centroid
