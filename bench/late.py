@@ -1,18 +1,20 @@
-"""Benchmark the multi-vector cascade against exhaustive exact MaxSim and fast-plaid, at full size.
+"""Benchmark the multi-vector cascade against exhaustive exact MaxSim, fast-plaid and xtr-warp-rs, at full size.
 
     python bench/late.py --pages 10000                      # realistic generator; last line is JSON
     python bench/late.py --pages 10000 --gen zipf=1.2,background=0.5   # generator parameters
     python bench/late.py --pages 10000 --corpus-kind easy   # the earlier, easy corpus (labelled so)
     python bench/late.py --corpus vectors.npz               # real embeddings (`dse export-vectors`)
     python bench/late.py --pages 10000 --fast-plaid-python /tmp/fastplaid-venv/bin/python
+    python bench/late.py --pages 5000 --xtr-warp-python /tmp/xwvenv/bin/python --xtr-warp-sweep default,nprobe=16
     python bench/late.py --pages 20000 --compare '{"token_lists": false}'   # also the coarse-list engine
 
 The corpus (bench/corpus_late.py) is generated page by page and committed, in groups of whole
 documents of at least `--commit-pages` pages, into (a) a real index directory built as `dse
 index --engine-mode cascade` builds it, searched through `Retriever.open` + `Retriever.search`
 (bench/late_index.py), and (b) the project's exact engine (float32, memory-mapped shards), the
-oracle and exact baseline, run over the whole corpus (bench/late_exact.py). fast-plaid indexes
-the exact engine's shards in its own interpreter (bench/late_fastplaid.py). Recall@10 is
+oracle and exact baseline, run over the whole corpus (bench/late_exact.py). fast-plaid and
+xtr-warp-rs index the exact engine's shards, each in its own interpreter (bench/late_baselines.py
+runs bench/late_fastplaid.py and bench/late_xtrwarp.py). Recall@10 is
 tie-tolerant, against exact MaxSim. Latency is one query per call, warm, query encoding
 excluded; cold is a fresh process opening the index with its files evicted from the page
 cache, and its first query.
@@ -35,18 +37,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import late_baselines  # noqa: E402
 import late_exact  # noqa: E402
 import late_index  # noqa: E402
 from corpus_late import EasyCorpus, NpzCorpus, RealisticCorpus, groups  # noqa: E402
+from machine import load_average as _load  # noqa: E402
 
 from dse.engines.maxsim import MaxSimEngine  # noqa: E402
 from dse.retrieve.run import COMMIT_PAGES  # noqa: E402
 
 SWEEP = "default,8:1024:128:0:0,16:2048:256:0:0,16:2048:512:0:0,32:4096:512:0:0"
-
-
-def _load() -> str:
-    return "%.1f %.1f %.1f" % os.getloadavg()
 
 
 def _corpus(args: argparse.Namespace):  # noqa: ANN202
@@ -130,35 +130,6 @@ def _timed(fn, n: int) -> tuple[float, float, np.ndarray]:  # noqa: ANN001
     return float(np.percentile(times, 50)), float(np.percentile(times, 95)), np.stack(rows)
 
 
-def fast_plaid(args: argparse.Namespace, directory: Path, queries: list[np.ndarray], exact: MaxSimEngine,
-               oracle_s: np.ndarray, n: int) -> dict:
-    """fast-plaid on the exact engine's shards, in its own interpreter."""
-    work = Path(tempfile.mkdtemp(prefix="late-fp-", dir=directory))
-    try:
-        np.savez(work / "queries.npz", tokens=np.concatenate(queries),
-                 offsets=np.concatenate([[0], np.cumsum([len(q) for q in queries])]))
-        script = Path(__file__).with_name("late_fastplaid.py")
-        run = subprocess.run([args.fast_plaid_python, str(script), str(work), str(directory / "exact"),
-                              args.fast_plaid_sweep, str(args.fast_plaid_partitions), str(args.fast_plaid_sample_docs)],
-                             capture_output=True, text=True, timeout=6 * 3600)
-        if run.returncode != 0:
-            last = (run.stderr or run.stdout or "").strip().splitlines() or [""]
-            return {"error": f"exit status {run.returncode}: {last[-1][:300]}", "pages_measured": n}
-        out = json.loads(run.stdout.strip().splitlines()[-1])
-        settings = []
-        for s in out.pop("settings"):
-            rows = np.array(s.pop("rows"))
-            settings.append({**s, "recall_at_10": late_exact.recall(exact, queries, rows, oracle_s)})
-        first = settings[0]
-        return {"pages_measured": n, "p50_ms": first["p50_ms"], "p95_ms": first["p95_ms"],
-                "recall_at_10": first["recall_at_10"], "resident_bytes_per_page": None,
-                "disk_bytes_per_page": out["disk_bytes"] / n, "build_s": out["build_s"], "open_s": out["open_s"],
-                "max_rss_gib": out["max_rss_bytes"] / 2**30, "partitions": out["partitions"] or "fast-plaid default",
-                "sample_docs": out["sample_docs"] or "fast-plaid default", "sweep": settings, "load_average": _load()}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def main() -> None:  # noqa: PLR0915
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pages", type=int, default=10000)
@@ -179,13 +150,11 @@ def main() -> None:  # noqa: PLR0915
                    "page of the cascade index's own float16 exact tier (no float32 copy on disk: for 100k x 768)")
     p.add_argument("--dir", help="work directory (default: a temporary one, removed at the end)")
     p.add_argument("--reuse", action="store_true", help="search what an earlier run built in --dir")
-    p.add_argument("--fast-plaid-python", help="interpreter with fast-plaid installed (omit: no fast-plaid)")
-    p.add_argument("--fast-plaid-sweep", default="8:4096,4:1024,16:8192,32:16384", help="n_ivf_probe:n_full_scores")
-    p.add_argument("--fast-plaid-partitions", type=int, default=0, help="fast-plaid centroids (0: its heuristic)")
-    p.add_argument("--fast-plaid-sample-docs", type=int, default=0, help="documents its k-means samples (0: its heuristic)")
+    late_baselines.add_arguments(p)
     args = p.parse_args()
-    if args.exact_from_index and args.fast_plaid_python:
-        p.error("--fast-plaid-python indexes the float32 exact shards, which --exact-from-index does not write")
+    if args.exact_from_index and (args.fast_plaid_python or args.xtr_warp_python):
+        p.error("--fast-plaid-python and --xtr-warp-python index the float32 exact shards, which --exact-from-index "
+                "does not write: run without --exact-from-index")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"python {platform.python_version()}, load {_load()}")
     corpus, queries, targets = _corpus(args)
@@ -250,12 +219,7 @@ def main() -> None:  # noqa: PLR0915
             sweep.append({"setting": setting, "p50_ms": s50, "p95_ms": s95, "recall_at_10": srec, "load": _load()})
             print(f"{setting:>40s} {s50:7.1f} {s95:7.1f} {srec:10.3f}  {_load()}", flush=True)
         r.close()
-        if args.fast_plaid_python:
-            baselines["fast_plaid"] = fast_plaid(args, directory, queries, exact, oracle_s, n)
-            for s in baselines["fast_plaid"].get("sweep", []):
-                print(f"fast-plaid n_ivf_probe={s['n_ivf_probe']} n_full_scores={s['n_full_scores']}: "
-                      f"p50 {s['p50_ms']:.1f} ms p95 {s['p95_ms']:.1f} ms recall@10 {s['recall_at_10']:.3f}")
-            print(f"fast-plaid: {json.dumps({k: v for k, v in baselines['fast_plaid'].items() if k != 'sweep'})}")
+        baselines.update(late_baselines.measure(args, directory, queries, exact, oracle_s, n))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(f"process max RSS {rss / 2**30:.2f} GiB; load average {_load()}")
         print(json.dumps({

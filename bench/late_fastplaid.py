@@ -75,7 +75,7 @@ for setting in sweep.split(","):
                            n_full_scores=full)
         times.append((time.perf_counter() - t) * 1e3)
         rows.append([int(doc) for doc, _ in res[0]] + [-1] * (10 - len(res[0])))
-    settings.append({"n_ivf_probe": probe, "n_full_scores": full, "p50_ms": float(np.percentile(times, 50)),
+    settings.append({"setting": setting, "n_ivf_probe": probe, "n_full_scores": full, "p50_ms": float(np.percentile(times, 50)),
                      "p95_ms": float(np.percentile(times, 95)), "rows": rows})
 print(json.dumps({"build_s": build_s, "partitions": partitions, "sample_docs": sample_docs, "open_s": open_s, "disk_bytes": disk, "settings": settings,
                   "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

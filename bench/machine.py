@@ -1,7 +1,8 @@
-"""What a benchmark ran on: the CPU model, as the bench scripts print it."""
+"""What a benchmark ran on: the CPU model and the load average, as the bench scripts print them."""
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -15,3 +16,8 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as "4.1 3.2 2.0"."""
+    return "%.1f %.1f %.1f" % os.getloadavg()
