@@ -98,10 +98,10 @@ def test_a_failing_source_in_a_group_fails_alone(tmp_path: Path, many: Path, mon
     real = Catalogue.commit_sources
     bad = str(many / "doc07.pdf")
 
-    def refuse_doc07(self: Catalogue, sources: list[NewSource]) -> list[list[int]]:
+    def refuse_doc07(self: Catalogue, sources: list[NewSource], forms=None) -> list[list[int]]:
         if any(src.path == bad for src in sources):
             raise RuntimeError("the disk refused this one")
-        return real(self, sources)
+        return real(self, sources, forms)
 
     monkeypatch.setattr(Catalogue, "commit_sources", refuse_doc07)
     with Retriever.create(tmp_path / "idx", load_encoder("bm25")) as r:

@@ -281,7 +281,7 @@ def test_images_are_fsynced_before_the_commit_that_names_them(tmp_path: Path, mo
     events: list[str] = []
     real_fsync, real_commit = os.fsync, index.catalogue.commit_sources
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
-    monkeypatch.setattr(index.catalogue, "commit_sources", lambda s: (events.append("commit"), real_commit(s))[1])
+    monkeypatch.setattr(index.catalogue, "commit_sources", lambda s, forms=None: (events.append("commit"), real_commit(s, forms))[1])
     src = _source(index, "/docs/a.pdf", "a" * 64)
     index.add_sources([src], [_vectors(2, 0)])
     commit = events.index("commit")

@@ -197,7 +197,8 @@ def test_fast_path_equals_the_old_implementation(language: str) -> None:
 
 def test_word_characters_are_what_backslash_w_matches() -> None:
     """`PageText` finds words without a regular expression: its test of a character must be `\\w`'s."""
-    from dse.serve.snippets import PageText, _is_word_char
+    from dse.serve.snippets import PageText
+    from dse.text.forms import _is_word_char, page_words
 
     word = re.compile(r"\w")
     assert [c for c in map(chr, range(0x110000)) if bool(word.fullmatch(c)) != _is_word_char(c)] == []
@@ -206,5 +207,70 @@ def test_word_characters_are_what_backslash_w_matches() -> None:
         text = "".join(chr(rng.choice((rng.randrange(0x20, 0x7F), rng.randrange(0xA0, 0x3000)))) for _ in range(60))
         page = PageText.of(text)
         flat = " ".join(text.split())
-        assert page.flat == flat and page.words == frozenset(re.findall(r"\w+", flat))
+        assert page.flat == flat and page.words == frozenset(re.findall(r"\w+", flat)) == page_words(text)
+        assert PageText.light(text) == PageText(page.flat, frozenset(), page.spaced)
         assert page.spans(page.words) == [m.span() for m in re.finditer(r"\w+", flat)]
+
+
+# ---------------------------------------------------------------- snippets from the index's word forms
+def _forms_of(pairs: list[tuple[str, str]]):
+    """Query tokens -> the words giving them, as `Catalogue.word_forms` answers from recorded pairs."""
+    by_token: dict[str, set[str]] = {}
+    for token, word in pairs:
+        by_token.setdefault(token, set()).add(word)
+    return lambda tokens: frozenset().union(*(by_token.get(t, ()) for t in tokens))
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_word_forms_path_equals_the_old_implementation(language: str) -> None:
+    """Highlights from the forms recorded at index time (no word of a page tokenized) are the old ones."""
+    from dse.serve.snippets import CachedTokenizer, PageText, SnippetCache
+    from dse.text.forms import word_forms
+
+    tokenize = BM25Encoder(language=language).encode_pages
+    rng = random.Random(f"forms-{language}")
+    pages = [_random_text(rng, rng.choice((0, 1, 3, 20, 80, 300))) for _ in range(40)]
+    pairs = word_forms(pages, tokenize)
+    assert pairs == sorted(set(pairs))
+    forms = _forms_of(pairs)
+    light_reads: list[bool] = []
+
+    def page_texts(ids, light=False):
+        light_reads.append(light)
+        return {pid: (PageText.light if light else PageText.of)(pages[int(pid)]) for pid in ids}
+
+    cache = SnippetCache(CachedTokenizer(tokenize), lambda pid: PageText.of(pages[int(pid)]), size=64, width=120,
+                         page_texts=page_texts, forms=forms)
+    for _ in range(150):
+        i = rng.randrange(len(pages))
+        query = rng.choice(("", " ", "x")) if rng.random() < 0.05 else _random_text(rng, rng.randint(1, 4))
+        width = rng.choice((10, 60, 120, 240, 10_000))
+        old = _old_snippet(pages[i], query, tokenize, width)
+        wanted = frozenset(tokenize([query])[0]) if query.strip() else frozenset()
+        for text in (pages[i], PageText.light(pages[i])):
+            got = snippet(text, query, tokenize, width, matching=forms(wanted))
+            assert (got.text, got.highlights) == old, (query, width)
+        if width == 120:
+            got = cache.many([str(i)], query)[0]
+            assert (got.text, got.highlights) == old, query
+    assert light_reads and all(light_reads)
+
+
+def test_snippet_cache_tokenizes_pages_where_forms_are_not_recorded() -> None:
+    from dse.serve.snippets import CachedTokenizer, PageText, SnippetCache
+
+    tokenize = BM25Encoder().encode_pages
+    rng = random.Random(11)
+    pages = {f"p{i}": _random_text(rng, 40) for i in range(10)}
+    reads: list[bool] = []
+
+    def page_texts(ids, light=False):
+        reads.append(light)
+        return {pid: (PageText.light if light else PageText.of)(pages[pid]) for pid in ids}
+
+    cache = SnippetCache(CachedTokenizer(tokenize), lambda pid: PageText.of(pages[pid]), width=80,
+                         page_texts=page_texts, forms=lambda tokens: None)
+    for pid in pages:
+        got = cache.many([pid], "margins revenue 2018")[0]
+        assert (got.text, got.highlights) == _old_snippet(pages[pid], "margins revenue 2018", tokenize, 80)
+    assert reads and not any(reads)

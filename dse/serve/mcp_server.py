@@ -39,7 +39,8 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from dse.retrieve.retriever import Retriever
 from dse.rewrite.summary import summarize
 from dse.serve.schemas import RewrittenOut
-from dse.serve.snippets import CachedTokenizer, Snippet, snippet
+from dse.serve.snippets import Snippet
+from dse.serve.snippets.sources import SnippetTexts
 
 from ingest.page import PAGE_ID_RE  # noqa: E402 - after the SDK's imports
 MAX_K = 100
@@ -89,7 +90,7 @@ def build_server(retriever: Retriever, name: str = "dse", rewriters: Mapping[str
     """
     offered = dict(rewriters or {})
     lock = threading.Lock()
-    tokenize = CachedTokenizer(retriever.index.tokenize)  # snippets: each word tokenized once
+    snippets = SnippetTexts(retriever.index).cache(width=SNIPPET_CHARS)  # kept for the pages shown most
     built = retriever.index.manifest.encoder
     text_only = built.get("kind") == "text"
     modes = "text" if text_only else "visual, text or hybrid"
@@ -146,14 +147,14 @@ def build_server(retriever: Retriever, name: str = "dse", rewriters: Mapping[str
             done = _rewritten(r, offered, rewrite, query, where)
             hits = r.search(done.text if done is not None else query, k, mode=mode, where=where)
             chosen = mode or ("text" if text_only else "visual")
-            snippets = [_snippet_of(r, h.page_id, query, tokenize) for h in hits]
+            found = [sn or Snippet("", ()) for sn in snippets.many([h.page_id for h in hits], query)]  # gone: none
             about = {k: v for k, v in done.to_json().items() if k != "identity"} if done is not None else None
             readable = RewrittenOut(**summarize(done).to_json()) if done is not None else None
             results = SearchResults(query=query, mode=chosen, rewrite=about, rewritten=readable, hits=[
                 PageHit(page_id=h.page_id, source=h.source, source_name=Path(h.source).name, page=h.page,
                         score=float(h.score), rank=h.rank, snippet=sn.text, highlights=list(sn.highlights),
                         metadata=dict(h.metadata))
-                for h, sn in zip(hits, snippets)
+                for h, sn in zip(hits, found)
             ])
         return CallToolResult(content=[TextContent(type="text", text=_as_text(results))],
                               structuredContent=results.model_dump(mode="json"))
@@ -211,11 +212,6 @@ def _rewritten(retriever: Retriever, offered: Mapping[str, Any], name: str | Non
         return rewrite_queries([query], offered[name], retriever.index, where)[0]
     except RewriteError as exc:
         raise ToolError(f"rewrite {name!r} failed: {exc}") from exc
-
-
-def _snippet_of(retriever: Retriever, page_id: str, query: str, tokenize: CachedTokenizer) -> Snippet:
-    """A ~200-character window of a page's text around the query's matches (its start if none)."""
-    return snippet(retriever.page_text(page_id), query, tokenize, width=SNIPPET_CHARS)
 
 
 def _as_text(results: SearchResults) -> str:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from dse.serve.lru import LruCache
 from dse.serve.problems import ApiError
-from dse.serve.snippets import CachedTokenizer, PageText, SnippetCache
+from dse.serve.snippets.sources import SnippetTexts
 
 logger = logging.getLogger(__name__)
 
@@ -133,11 +133,9 @@ class Service:
         self.uploads = Path(config.index) / UPLOADS_DIR
         runtime = {k: v for k, v in config.runtime if k != "trust_remote_code"}  # the index's model only
         self.rerankers = {name: _reranker(name, runtime) for name in config.rerank}
-        self.tokenize = CachedTokenizer(self.index.tokenize)  # snippets: each word tokenized once
-        # page_id -> PageText, its words learned once (a page id names its bytes: never stale)
-        self._page_texts = LruCache(4096)
+        self.texts = SnippetTexts(self.index)  # page texts and word forms, kept for the pages shown most
         # (page_id, query tokens) -> Snippet; the texts of a search's pages are read together
-        self.snippets = SnippetCache(self.tokenize, self.page_text, page_texts=self.page_texts)
+        self.snippets = self.texts.cache()
         self.similarity_maps = LruCache(config.map_cache)  # (page_id, query) -> (token maps, image size)
         # one search at a time by default: each is parallel inside (BLAS, FAISS, numba) where it
         # can be, and concurrent searches only fight over the GIL (2 cores, BM25, 8 threads sharing
@@ -189,23 +187,6 @@ class Service:
         self.jobs.close()
         self.batcher.close()
         self.retriever.close()
-
-    def page_text(self, page_id: str) -> PageText:
-        """A page's text prepared for snippets, kept for the pages searched most (KeyError: no such page)."""
-        found = self._page_texts.get(page_id)
-        if found is None:
-            found = self.tokenize.prepare(self.index.page(page_id).text)
-            self._page_texts.put(page_id, found)
-        return found
-
-    def page_texts(self, page_ids: list[str]) -> dict[str, PageText]:
-        """`page_text` of several pages, those not kept read from the index together (gone: left out)."""
-        out = {pid: found for pid in page_ids if (found := self._page_texts.get(pid)) is not None}
-        missing = [pid for pid in page_ids if pid not in out]
-        for pid, text in (self.index.page_texts(missing) if missing else {}).items():
-            out[pid] = self.tokenize.prepare(text)
-            self._page_texts.put(pid, out[pid])
-        return out
 
     # ------------------------------------------------------------------ freshness
     def _refresh_loop(self) -> None:

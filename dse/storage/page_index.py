@@ -10,7 +10,8 @@ Layout (relative paths only, so the directory can be moved; names in `dse.storag
       text/                BM25 over the pages' text layers, beside the visual vectors (for
                            text and hybrid search; a `bm25` index uses vectors/); `text.N/`
 
-This module holds `PageIndex` and its read path (open, search, lookups); the write path
+This module holds `PageIndex` and its read path (open, search; lookups of pages by id are
+`dse.storage.page_reads.PageReads`, a mixin of it); the write path
 (commits, deletes, sync, counts) is `dse.storage.writer.IndexWriter`, a mixin of it. Readers in
 other processes keep searching the rows they loaded (`refresh` picks up newer commits); one
 writer at a time holds the directory's lock.
@@ -25,18 +26,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend, check_vector_kind
-from dse.backends.records import Counts, PageRecord, ScoredPage
+from dse.backends.base import DEFAULT_IMAGE_SIZE, IndexBackend
+from dse.backends.records import Counts, ScoredPage
 from dse.storage.catalogue import Catalogue
 from dse.storage.compaction.generations import consistent, load_current
-from dse.storage.images import open_stored
 from dse.storage.layout import IMAGES_DIR, TEXT_DIR, VECTORS_DIR, media_read_only
 from dse.storage.manifest import Manifest, format_for, read_manifest, write_manifest
+from dse.storage.page_reads import PageReads
 from dse.storage.views import IndexView, prepare
 from dse.storage.visible import RowMasks
 from dse.storage.writer import IndexWriter
@@ -51,7 +51,7 @@ def _dse_version() -> str:
     return __version__
 
 
-class PageIndex(IndexWriter, IndexBackend):
+class PageIndex(IndexWriter, PageReads, IndexBackend):
     """An index directory opened for searching and adding pages.
 
     Use `PageIndex.create` for a new directory and `PageIndex.open` for an existing one. The
@@ -271,9 +271,12 @@ class PageIndex(IndexWriter, IndexBackend):
             if len(engine) == 0 or (mask is not None and not mask.any()):
                 return [[] for _ in range(len(queries))]
             scores, rows = engine.search(queries, k, **({} if mask is None else {"allowed": mask}))  # (nq, k')
-            return [[ScoredPage(rec, float(s)) for rec, s in zip(
-                self.catalogue.pages((int(r) for r in q_rows), generation=view.generation), np.asarray(q_scores))]
-                for q_scores, q_rows in zip(scores, rows)]
+            out = []
+            for q_scores, q_rows in zip(scores, rows):
+                records = self.catalogue.pages((int(r) for r in q_rows), generation=view.generation)
+                view.remember_texts(records)
+                out.append([ScoredPage(rec, float(s)) for rec, s in zip(records, np.asarray(q_scores))])
+            return out
 
         return consistent(self, scored, view)
 
@@ -282,58 +285,3 @@ class PageIndex(IndexWriter, IndexBackend):
     ) -> list[list[ScoredPage]]:
         """Top-k live pages by BM25 over the text layers, for each text query (score 0: no match)."""
         return self._scored(view or self._view, True, self.tokenize(queries, queries=True), k, where)
-
-    def page(self, page_id: str) -> PageRecord:
-        """The catalogued page with this id."""
-        return self.catalogue.page(page_id)
-
-    def live_pages(self) -> list[PageRecord]:
-        """Every live page of the current view, in commit order (row)."""
-        def pages(view: IndexView) -> list[PageRecord]:
-            deleted = set(int(x) for x in view.deleted)
-            return self.catalogue.pages((r for r in range(view.rows) if r not in deleted), view.generation)
-
-        return consistent(self, pages)
-
-    def page_vectors(self, page_ids: Sequence[str]) -> list[Any]:
-        """The stored vectors of live pages, in the encoder's page format (ValueError: a bm25 index)."""
-        multi = check_vector_kind(self.manifest.kind, self.directory) == "multi"
-
-        def vectors(view: IndexView) -> list[Any]:
-            with self.catalogue.at_generation(view.generation):
-                rows = {r.page_id: r.row for r in self.catalogue.live_pages(page_ids=page_ids)}
-            if multi:
-                return [view.engine.page_tokens(rows[p]) for p in page_ids]  # (tokens, dim) each; KeyError: not live
-            return [view.engine.vectors(rows[p], rows[p] + 1)[0] for p in page_ids]  # (dim,) each
-
-        return consistent(self, vectors)
-
-    def page_texts(self, page_ids: Sequence[str]) -> dict[str, str]:
-        """The text layers of the live pages among `page_ids`, read in one query."""
-        return {rec.page_id: rec.text for rec in self.catalogue.live_pages(page_ids=page_ids)}
-
-    def sources(self) -> list[dict[str, Any]]:
-        """Every live source: path, digest, kind, pages, added."""
-        return self.catalogue.sources()
-
-    def metadata_keys(self) -> list[str]:
-        """Top-level metadata keys recorded on live pages, sorted."""
-        return self.catalogue.metadata_keys()
-
-    def page_image(self, page_id: str) -> Image.Image:
-        """The stored image of a page (errors: `open_page_image`)."""
-        with self.open_page_image(page_id) as fh, Image.open(fh) as img:
-            return img.convert("RGB")
-
-    def open_page_image(self, page_id: str) -> BinaryIO:
-        """The stored JPEG of a page, opened for reading in binary (the caller closes it).
-
-        Only `images/<page id>.jpg` inside the index is opened, never through a symbolic link.
-
-        Raises:
-            KeyError: no live page has this id.
-            FileNotFoundError: images were not stored (image_size=0), or the file is missing.
-            UnsafeIndexPathError: the page's row names another file, or the image or the images
-                folder is a symbolic link (a hostile or damaged index).
-        """
-        return open_stored(self.directory, self.catalogue.page(page_id))

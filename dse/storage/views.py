@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -22,6 +22,9 @@ class IndexView:
         deleted: int64 (n_deleted,) tombstoned rows of this state, ascending.
         generation: The engine generation (how many compactions): rows number this
             generation's engines, and are looked up only in a catalogue of the same generation.
+        texts: Page id -> text layer of the pages this view's searches returned (live in this
+            state), so that what a search shows next (snippets, a reranker's text) is not read
+            again; at most `TEXTS_KEPT`, emptied when full. A new view starts empty.
     """
 
     engine: Any
@@ -29,6 +32,19 @@ class IndexView:
     rows: int
     deleted: np.ndarray
     generation: int = 0
+    texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def remember_texts(self, pages: Any) -> None:
+        """Keep the texts of records (`PageRecord`s) of live pages of this state (a plain dict: atomic updates)."""
+        texts = self.texts
+        if len(texts) > TEXTS_KEPT:
+            texts.clear()
+        for rec in pages:
+            texts[rec.page_id] = rec.text
+
+
+TEXTS_KEPT = 4096
+"""Texts an `IndexView` keeps of the pages its searches returned."""
 
 
 def prepare(engine: Any) -> None:

@@ -142,7 +142,7 @@ class IndexWriter(SourceLookups):
                 if text_engine is not engine:
                     text_engine.add(self._text_tokens(sources))
                     text_engine.save(self.directory / text_dir)
-                rows = self.catalogue.commit_sources(sources)
+                rows = self.catalogue.commit_sources(sources, self._word_forms(sources))
             except BaseException:
                 if engine is view.engine or getattr(view.engine, "_disk", True) is None:
                     self._reload_engine()  # engines without copies: drop the uncommitted rows
@@ -165,6 +165,12 @@ class IndexWriter(SourceLookups):
             if updated is not current:
                 write_manifest(self.directory, updated)
             self.manifest = updated
+
+    def _word_forms(self, sources: Sequence[NewSource]) -> list[tuple[str, str]]:
+        """The (token, word) pairs of the words of the sources' pages, for snippets (`dse.text.forms`)."""
+        from dse.text.forms import word_forms
+
+        return word_forms((p.text for src in sources for p in src.pages), self.tokenize)
 
     def _text_tokens(self, sources: Sequence[NewSource]) -> list[list[str]]:
         """The text side's tokens of the sources' pages, with their fields (`dse.text.fields`)."""

@@ -13,15 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dse.serve.lru import LruCache
+from dse.text.forms import flatten, spaced
 
 _WORD = re.compile(r"\w+")
-
-
-def _is_word_char(c: str) -> bool:
-    return c.isalnum() or c == "_"  # what `\w` matches
-
-
-_ASCII_GAPS = {i: " " for i in range(128) if not _is_word_char(chr(i))}
 
 
 @dataclass(frozen=True)
@@ -61,9 +55,16 @@ class PageText:
     @classmethod
     def of(cls, text: str) -> "PageText":
         """Prepare a page's text layer (`CachedTokenizer.prepare` also learns its words)."""
-        flat = " ".join(text.split())  # runs of white space as one space
-        spaced = f" {flat.translate(_gaps(flat))} "
-        return cls(flat, frozenset(spaced.split()), spaced)
+        flat = flatten(text)  # runs of white space as one space
+        gapped = spaced(flat)
+        return cls(flat, frozenset(gapped.split()), gapped)
+
+    @classmethod
+    def light(cls, text: str) -> "PageText":
+        """Prepare a page's text layer without its word set (`words` empty): for snippets whose
+        matching words are known already (`snippet(..., matching=...)`, from the index's word forms)."""
+        flat = flatten(text)
+        return cls(flat, frozenset(), spaced(flat))
 
     def spans(self, words: set[str] | frozenset[str]) -> list[tuple[int, int]]:
         """`(start, end)` offsets in `flat` of every occurrence of `words` (words of the page), in order."""
@@ -78,16 +79,9 @@ class PageText:
         return out
 
 
-def _gaps(flat: str) -> dict[int, str]:
-    """A `str.translate` table that turns every character of `flat` that `\\w` does not match into a space."""
-    if flat.isascii():
-        return _ASCII_GAPS
-    return {ord(c): " " for c in set(flat) if not _is_word_char(c)}
-
-
 def snippet(
     text: str | PageText, query: str, tokenize: Callable[[Sequence[str]], list[list[str]]], width: int = 240,
-    wanted: frozenset[str] | None = None,
+    wanted: frozenset[str] | None = None, matching: frozenset[str] | set[str] | None = None,
 ) -> Snippet:
     """The `width`-character window of `text` holding the most query matches (its start if none).
 
@@ -99,11 +93,19 @@ def snippet(
             a `CachedTokenizer` over it (faster).
         width: Characters in the window, about.
         wanted: The query's tokens, when the caller has them already (one query, many pages).
+        matching: The words that give one of the query's tokens, when known (the index's word
+            forms, `dse.text.forms`): looked for as they are, the page's words not tokenized.
+            They may include words the page does not hold.
     """
-    page = text if isinstance(text, PageText) else PageText.of(text)
+    if not isinstance(text, PageText):
+        text = PageText.light(text) if matching is not None else PageText.of(text)
+    page = text
     flat = page.flat
     if not flat:
         return Snippet("", ())
+    if matching is not None:
+        hits = page.spans(matching)
+        return _window(flat, hits, width)
     if wanted is None:
         wanted = frozenset(tokenize([query])[0]) if query.strip() else frozenset()
     hits: list[tuple[int, int]] = []
@@ -113,6 +115,11 @@ def snippet(
         else:
             matching = _matching_words(set(page.words), set(wanted), tokenize)
         hits = page.spans(matching)
+    return _window(flat, hits, width)
+
+
+def _window(flat: str, hits: list[tuple[int, int]], width: int) -> Snippet:
+    """The snippet of `flat` around its best window of `hits` (`(start, end)` offsets, in order)."""
     start = _best_start(flat, hits, width)
     stop = min(len(flat), start + width)
     if stop < len(flat):  # end at a word boundary
@@ -224,13 +231,20 @@ class SnippetCache:
         width: Characters in a window, about.
         page_texts: Page ids -> their texts (or `PageText`s), fetched together (a page that is
             gone left out); default: `page_text` one page at a time.
+        forms: Query tokens -> the words of the index that give one of them (the index's word
+            forms, `dse.text.forms`), or None where the index does not record them all; then
+            `page_texts(ids, True)` is asked for light `PageText`s (`PageText.light`), and the
+            pages' words are never tokenized. Without it (or when it gives None) the words of
+            each page are tokenized, as `tokenize` gives them.
     """
 
     def __init__(self, tokenize: Callable[[Sequence[str]], list[list[str]]],
                  page_text: Callable[[str], "str | PageText"], size: int = 16_384, width: int = 240,
-                 page_texts: Callable[[Sequence[str]], Mapping[str, "str | PageText"]] | None = None) -> None:
+                 page_texts: Callable[..., Mapping[str, "str | PageText"]] | None = None,
+                 forms: Callable[[frozenset[str]], "frozenset[str] | None"] | None = None) -> None:
         self._tokenize, self._page_text, self._width = tokenize, page_text, width
         self._page_texts = page_texts or self._one_by_one
+        self._forms = forms
         self._cache = LruCache(size)
 
     def __call__(self, page_id: str, query: str) -> Snippet:
@@ -250,10 +264,12 @@ class SnippetCache:
         missing = [pid for pid, found in zip(page_ids, out) if found is None]
         if not missing:
             return out
-        texts = self._page_texts(list(dict.fromkeys(missing)))
+        matching = self._forms(wanted) if self._forms is not None else None
+        ids = list(dict.fromkeys(missing))
+        texts = self._page_texts(ids, True) if matching is not None else self._page_texts(ids)
         for i, pid in enumerate(page_ids):
             if out[i] is None and pid in texts:
-                out[i] = snippet(texts[pid], query, self._tokenize, self._width, wanted=wanted)
+                out[i] = snippet(texts[pid], query, self._tokenize, self._width, wanted=wanted, matching=matching)
                 self._cache.put((pid, wanted), out[i])
         return out
 
@@ -262,7 +278,7 @@ class SnippetCache:
             return self._tokenize.query_tokens(query)
         return frozenset(self._tokenize([query])[0]) if query.strip() else frozenset()
 
-    def _one_by_one(self, page_ids: Sequence[str]) -> dict[str, "str | PageText"]:
+    def _one_by_one(self, page_ids: Sequence[str], light: bool = False) -> dict[str, "str | PageText"]:
         out = {}
         for pid in page_ids:
             try:

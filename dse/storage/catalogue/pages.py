@@ -1,4 +1,4 @@
-"""The page catalogue: which page each row of an index is (SQLite, one file: `dse.storage.catalogue_db`)."""
+"""The page catalogue: which page each row of an index is (SQLite, one file: `dse.storage.catalogue.database`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import sqlite3
 from typing import Any, Iterable, Sequence
 
 from dse.backends.records import Counts, NewPage, NewSource, PageRecord
-from dse.storage.catalogue_db import META_SCHEMA, CatalogueFile, StaleViewError
+from dse.storage.catalogue.database import META_SCHEMA, CatalogueFile, StaleViewError
+from dse.storage.catalogue.word_forms import WordForms
 
 __all__ = ["Catalogue", "StaleViewError"]
 
 
-class Catalogue(CatalogueFile):
+class Catalogue(WordForms, CatalogueFile):
     """Rows <-> pages and sources, in `catalogue.sqlite` inside an index directory.
 
     Every write is one SQLite transaction (WAL journal, so readers in other processes keep
@@ -85,6 +86,7 @@ class Catalogue(CatalogueFile):
                                    f"{now} != {(generation - 1, rows)}; nothing was changed, run it again")
             removed = cur.execute("DELETE FROM pages WHERE deleted = 1").rowcount
             live = [r for (r,) in cur.execute("SELECT row FROM pages ORDER BY row").fetchall()]
+            self._renumber_forms(cur, live)
             # ascending: row i's new number is free (a removed row, or a live one already moved down)
             cur.executemany("UPDATE pages SET row = ? WHERE row = ?", [(n, r) for n, r in enumerate(live) if n != r])
             sources = cur.execute("DELETE FROM sources WHERE deleted = 1 AND NOT EXISTS "
@@ -113,21 +115,23 @@ class Catalogue(CatalogueFile):
         """
         return self.commit_sources([NewSource(path, digest, kind, tuple(pages))])[0]
 
-    def commit_sources(self, sources: Sequence[NewSource]) -> list[list[int]]:
+    def commit_sources(self, sources: Sequence[NewSource], forms: Sequence[tuple[str, str]] | None = None) -> list[list[int]]:
         """Add several sources and their pages in ONE transaction; returns the rows of each source.
 
         Rows continue after the last row and are consecutive in the order given. A live source
         at the same path as a new one (an older version of the file) is tombstoned in the same
-        transaction. Any error (e.g. a page id already live) rolls the whole group back.
+        transaction. Any error (e.g. a page id already live) rolls the whole group back. `forms`:
+        the pages' (token, word) pairs (`dse.text.forms`), recorded as `WordForms` says.
         """
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            start = int(cur.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pages").fetchone()[0])
+            first = start = int(cur.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pages").fetchone()[0])
             out = []
             for src in sources:
                 out.append(self._insert_source(cur, src, start))
                 start += len(src.pages)
+            self._record_forms(cur, first, start, forms)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

@@ -41,9 +41,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS live_paths ON sources(path) WHERE deleted = 0;
 CREATE UNIQUE INDEX IF NOT EXISTS live_digests ON sources(digest) WHERE deleted = 0;
 """
 
-# key -> value facts of the store; `generation`: how many times the index was compacted (absent: 0).
-# Created by the first compaction, so older catalogues (and older dse versions) are unchanged.
+# key -> value facts of the store; `generation`: how many times the index was compacted (absent: 0);
+# `word_forms_rows`: the rows [0, N) whose words `word_forms` holds (absent: none; see below).
+# Created by a new catalogue or the first compaction, so older catalogues are unchanged.
 META_SCHEMA = "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+# (token, word): a word (`\w+` run) of some page and a BM25 token the index's tokenizer gives it
+# (`dse.text.forms`), for snippets. Pages' words are recorded by the commit that adds them, in its
+# transaction, while `word_forms_rows` equals that commit's first row; a catalogue made before
+# them (or a commit by a dse that does not record them) leaves rows uncovered, and snippets then
+# tokenize the words of those pages themselves. Words of deleted pages may stay: they are only
+# words to look for.
+WORD_FORMS_SCHEMA = ("CREATE TABLE IF NOT EXISTS word_forms (token TEXT NOT NULL, word TEXT NOT NULL, "
+                     "PRIMARY KEY (token, word)) WITHOUT ROWID")
+WORD_FORMS_ROWS = "word_forms_rows"
 
 
 class StaleViewError(RuntimeError):
@@ -149,6 +160,11 @@ class CatalogueFile:
                 for statement in script.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                if not cols:  # a new catalogue: its pages' word forms are recorded from the first commit
+                    self._db.execute(META_SCHEMA)
+                    self._db.execute(WORD_FORMS_SCHEMA)
+                    self._db.execute("INSERT OR REPLACE INTO store_meta(key, value) VALUES (?, '0')",
+                                     (WORD_FORMS_ROWS,))
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
