@@ -198,7 +198,7 @@ def test_fast_path_equals_the_old_implementation(language: str) -> None:
 def test_word_characters_are_what_backslash_w_matches() -> None:
     """`PageText` finds words without a regular expression: its test of a character must be `\\w`'s."""
     from dse.serve.snippets import PageText
-    from dse.text.forms import _is_word_char, page_words
+    from dse.text.forms import is_word_char as _is_word_char, page_words
 
     word = re.compile(r"\w")
     assert [c for c in map(chr, range(0x110000)) if bool(word.fullmatch(c)) != _is_word_char(c)] == []
@@ -208,7 +208,10 @@ def test_word_characters_are_what_backslash_w_matches() -> None:
         page = PageText.of(text)
         flat = " ".join(text.split())
         assert page.flat == flat and page.words == frozenset(re.findall(r"\w+", flat)) == page_words(text)
-        assert PageText.light(text) == PageText(page.flat, frozenset(), page.spaced)
+        assert PageText.light(text) == PageText(page.flat, frozenset(), "")
+        assert PageText.light(text).occurrences(page.words) == page.spans(page.words)
+        some = frozenset(rng.sample(sorted(page.words), min(3, len(page.words)))) | {"zz", "Q"}
+        assert PageText.light(text).occurrences(some) == page.spans(some & page.words)
         assert page.spans(page.words) == [m.span() for m in re.finditer(r"\w+", flat)]
 
 

@@ -67,9 +67,11 @@ def test_every_commit_records_its_words(tmp_path: Path) -> None:
         for token, word in pairs:
             by_token.setdefault(token, set()).add(word)
         for token in ("margin", "revenu", "2018", "fy2018", "hous", "zzz"):
-            assert r.index.word_forms([token]) == frozenset(by_token.get(token, ())), token
-        assert {"margins", "margin", "Marginal"} <= r.index.word_forms(["margin"])  # Snowball: marginal -> margin
-        assert r.index.word_forms([]) == frozenset()
+            assert r.index.word_forms([token]) == {token: frozenset(by_token.get(token, ()))}, token
+        assert {"margins", "margin", "Marginal"} <= r.index.word_forms(["margin"])["margin"]  # Snowball: marginal
+        assert r.index.word_forms([]) == {}
+        both = r.index.word_forms(["margin", "revenu", "margin"])
+        assert both == {"margin": frozenset(by_token["margin"]), "revenu": frozenset(by_token["revenu"])}
     _check_snippets(index)
 
 
@@ -114,7 +116,7 @@ def test_compaction_keeps_the_coverage(tmp_path: Path) -> None:
         r.delete(sources=[tmp_path / "docs" / "doc0.pdf"])
         r.compact()
         assert _coverage(index) == len(r.index.live_pages()) == 6
-        assert "margins" in r.index.word_forms(["margin"])  # words of deleted pages may stay: only looked for
+        assert "margins" in r.index.word_forms(["margin"])["margin"]  # words of deleted pages may stay: only looked for
     _check_snippets(index)
 
 
@@ -148,3 +150,20 @@ def test_word_forms_are_the_tokens_of_each_word(language: str) -> None:
     pairs = word_forms(texts, tokenize)
     words = sorted({w for t in texts for w in __import__("re").findall(r"\w+", t)})
     assert pairs == sorted({(tok, w) for w, toks in zip(words, tokenize(words)) for tok in toks})
+
+
+def test_a_commit_brings_its_words_to_a_running_service(tmp_path: Path) -> None:
+    """Word forms are kept per token and row count: a new page's new spelling of a token is highlighted."""
+    index = _build(tmp_path, TEXTS[:1])
+    svc = Service(ServeConfig(index=index, preload=False))
+    try:
+        first = svc.snippets.many([p.page_id for p in svc.index.live_pages()], "margin")
+        assert any(s.highlights for s in first)
+        write(tmp_path / "new.pdf", make_pdf(["MARGINS and Margining"], size=(400, 200)))
+        svc.retriever.add([tmp_path / "new.pdf"], workers=0)
+        new = [p for p in svc.index.live_pages() if p.source.endswith("new.pdf")]
+        got = svc.snippets.many([p.page_id for p in new], "margin")[0]
+        assert [got.text[a:b] for a, b in got.highlights] == ["MARGINS", "Margining"]
+        assert (got.text, got.highlights) == _old_snippet(new[0].text, "margin", svc.index.tokenize, 240)
+    finally:
+        svc.close()

@@ -68,8 +68,8 @@ class PageReads:
             out.update((rec.page_id, rec.text) for rec in self.catalogue.live_pages(page_ids=missing))
         return out
 
-    def word_forms(self, tokens: Iterable[str]) -> frozenset[str] | None:
-        """The words of the index's pages that give one of these BM25 tokens (`dse.text.forms`), or
+    def word_forms(self, tokens: Iterable[str]) -> dict[str, frozenset[str]] | None:
+        """The words of the index's pages that give each of these BM25 tokens (`dse.text.forms`), or
         None where the index does not record the words of every page of the current view."""
         return self.catalogue.word_forms(tokens, self._view.rows)
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 
-def _is_word_char(c: str) -> bool:
-    return c.isalnum() or c == "_"  # what `\w` matches
+def is_word_char(c: str) -> bool:
+    """True for the characters `\\w` matches."""
+    return c.isalnum() or c == "_"
 
 
-ASCII_GAPS = {i: " " for i in range(128) if not _is_word_char(chr(i))}
+ASCII_GAPS = {i: " " for i in range(128) if not is_word_char(chr(i))}
 """A `str.translate` table turning the ASCII characters `\\w` does not match into spaces."""
 
 
@@ -25,7 +26,7 @@ def gaps(text: str) -> dict[int, str]:
     """A `str.translate` table that turns every character of `text` that `\\w` does not match into a space."""
     if text.isascii():
         return ASCII_GAPS
-    return {ord(c): " " for c in set(text) if not _is_word_char(c)}
+    return {ord(c): " " for c in set(text) if not is_word_char(c)}
 
 
 def flatten(text: str) -> str:

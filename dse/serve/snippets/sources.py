@@ -24,14 +24,14 @@ class SnippetTexts:
     Args:
         index: The index (`PageIndex`, or any backend with `page`, `page_texts` and `tokenize`;
             `word_forms` where it records them).
-        size: Page texts kept, and queries' word forms kept.
+        size: Page texts kept (and 16 times as many tokens' word forms).
     """
 
     def __init__(self, index: Any, size: int = 4096) -> None:
         self.index = index
         self.tokenize = CachedTokenizer(index.tokenize)  # each word tokenized once (indexes without forms)
         self._texts = LruCache(size)  # (page_id, light) -> PageText
-        self._forms = LruCache(size)  # (rows, query tokens) -> words; rows -> _UNRECORDED
+        self._forms = LruCache(16 * size)  # (rows, token) -> the words giving it; rows -> _UNRECORDED
 
     def cache(self, width: int = 240, size: int = 16_384) -> SnippetCache:
         """A snippet cache over these texts (`width` characters a snippet, about)."""
@@ -60,19 +60,26 @@ class SnippetTexts:
 
     def word_forms(self, tokens: frozenset[str]) -> frozenset[str] | None:
         """The words of the index that give one of `tokens`, or None where it does not record them
-        all (`PageIndex.word_forms`; an index built before they were, or another backend)."""
+        all (`PageIndex.word_forms`; an index built before they were, or another backend).
+
+        Kept per token (queries share most of their tokens), so a query whose tokens were all
+        seen at this row count reads nothing from the index.
+        """
         forms = getattr(self.index, "word_forms", None)
         view = getattr(self.index, "view", None)
         if forms is None or view is None:
             return None
-        rows = view().rows
+        rows = view().rows  # new commits may add words to a token
         if self._forms.get(rows) is _UNRECORDED:
             return None
-        found = self._forms.get((rows, tokens))
-        if found is None:
-            found = forms(tokens)
-            if found is None:
+        known = {t: found for t in tokens if (found := self._forms.get((rows, t))) is not None}
+        missing = [t for t in tokens if t not in known]
+        if missing:
+            read = forms(missing)
+            if read is None:
                 self._forms.put(rows, _UNRECORDED)
                 return None
-            self._forms.put((rows, tokens), found)
-        return found
+            for token, words in read.items():
+                self._forms.put((rows, token), words)
+            known.update(read)
+        return frozenset().union(*known.values())

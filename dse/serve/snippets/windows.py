@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dse.serve.lru import LruCache
-from dse.text.forms import flatten, spaced
+from dse.text.forms import flatten, is_word_char, spaced
 
 _WORD = re.compile(r"\w+")
 
@@ -61,10 +61,42 @@ class PageText:
 
     @classmethod
     def light(cls, text: str) -> "PageText":
-        """Prepare a page's text layer without its word set (`words` empty): for snippets whose
-        matching words are known already (`snippet(..., matching=...)`, from the index's word forms)."""
-        flat = flatten(text)
-        return cls(flat, frozenset(), spaced(flat))
+        """Prepare a page's text layer as `flat` alone (`words` and `spaced` empty): for snippets
+        whose matching words are known already (`snippet(..., matching=...)`: the index's word forms)."""
+        return cls(flatten(text), frozenset(), "")
+
+    def occurrences(self, words: frozenset[str] | set[str], lowered: frozenset[str] | None = None) -> list[tuple[int, int]]:
+        """`(start, end)` offsets in `flat` of every occurrence of `words` (any words), in order.
+
+        Each distinct lower-cased word is looked for once in the lower-cased text (the index's
+        word forms list "Margin", "margin" and "MARGIN" apart); a match counts when it is a whole
+        word (`\\w` neither side) that is exactly one of `words`. Where lower-casing changes the
+        text's length (a dotted capital I), the words are looked for as they are.
+
+        Args:
+            words: The words to find (the matching words of the index, most not on this page).
+            lowered: `{w.lower() for w in words}`, when the caller has it (one query, many pages).
+        """
+        flat = self.flat
+        low = flat.lower()
+        if len(low) != len(flat):
+            low, needles = flat, words
+        else:
+            needles = lowered if lowered is not None else frozenset(w.lower() for w in words)
+        n, out = len(flat), []
+        for needle in needles:
+            k = len(needle)
+            at = low.find(needle)
+            while at != -1:
+                end = at + k
+                if ((at == 0 or not is_word_char(flat[at - 1])) and (end == n or not is_word_char(flat[end]))
+                        and flat[at:end] in words):
+                    out.append((at, end))
+                    at = low.find(needle, end)
+                else:  # inside a longer word, or another word that lower-cases alike
+                    at = low.find(needle, at + 1)
+        out.sort()
+        return out
 
     def spans(self, words: set[str] | frozenset[str]) -> list[tuple[int, int]]:
         """`(start, end)` offsets in `flat` of every occurrence of `words` (words of the page), in order."""
@@ -82,6 +114,7 @@ class PageText:
 def snippet(
     text: str | PageText, query: str, tokenize: Callable[[Sequence[str]], list[list[str]]], width: int = 240,
     wanted: frozenset[str] | None = None, matching: frozenset[str] | set[str] | None = None,
+    lowered: frozenset[str] | None = None,
 ) -> Snippet:
     """The `width`-character window of `text` holding the most query matches (its start if none).
 
@@ -96,6 +129,7 @@ def snippet(
         matching: The words that give one of the query's tokens, when known (the index's word
             forms, `dse.text.forms`): looked for as they are, the page's words not tokenized.
             They may include words the page does not hold.
+        lowered: The matching words lower-cased, when the caller has them (`PageText.occurrences`).
     """
     if not isinstance(text, PageText):
         text = PageText.light(text) if matching is not None else PageText.of(text)
@@ -104,8 +138,7 @@ def snippet(
     if not flat:
         return Snippet("", ())
     if matching is not None:
-        hits = page.spans(matching)
-        return _window(flat, hits, width)
+        return _window(flat, page.occurrences(matching, lowered), width)
     if wanted is None:
         wanted = frozenset(tokenize([query])[0]) if query.strip() else frozenset()
     hits: list[tuple[int, int]] = []
@@ -265,11 +298,13 @@ class SnippetCache:
         if not missing:
             return out
         matching = self._forms(wanted) if self._forms is not None else None
+        lowered = frozenset(w.lower() for w in matching) if matching is not None else None
         ids = list(dict.fromkeys(missing))
         texts = self._page_texts(ids, True) if matching is not None else self._page_texts(ids)
         for i, pid in enumerate(page_ids):
             if out[i] is None and pid in texts:
-                out[i] = snippet(texts[pid], query, self._tokenize, self._width, wanted=wanted, matching=matching)
+                out[i] = snippet(texts[pid], query, self._tokenize, self._width, wanted=wanted, matching=matching,
+                                 lowered=lowered)
                 self._cache.put((pid, wanted), out[i])
         return out
 

@@ -44,8 +44,8 @@ class WordForms:
             cur.execute("UPDATE store_meta SET value = ? WHERE key = ?",
                         (str(sum(1 for r in live if r < covered)), WORD_FORMS_ROWS))
 
-    def word_forms(self, tokens: Iterable[str], rows: int) -> frozenset[str] | None:
-        """The recorded words that give one of `tokens`, read with the coverage in one statement.
+    def word_forms(self, tokens: Iterable[str], rows: int) -> dict[str, frozenset[str]] | None:
+        """The recorded words that give each of `tokens` (none: an empty set), read with the coverage.
 
         None when the words of some of the first `rows` rows are not recorded (a catalogue from
         before word forms, or rows a dse without them committed): the caller tokenizes instead.
@@ -57,11 +57,15 @@ class WordForms:
                 chunk = tokens[start : start + MAX_FORM_TOKENS]
                 meta = "SELECT NULL, value FROM store_meta WHERE key = ? UNION ALL " if not start else ""
                 found += self._db.execute(
-                    f"{meta}SELECT word, NULL FROM word_forms WHERE token IN ({','.join('?' * len(chunk))})",
+                    f"{meta}SELECT token, word FROM word_forms WHERE token IN ({','.join('?' * len(chunk))})",
                     [WORD_FORMS_ROWS, *chunk] if not start else chunk).fetchall()
         except sqlite3.OperationalError:  # no store_meta or word_forms table: a catalogue from before them
             return None
-        covered = [int(value) for word, value in found if word is None]
+        covered = [int(value) for token, value in found if token is None]
         if not covered or covered[0] < rows:
             return None
-        return frozenset(word for word, _ in found if word is not None)
+        words: dict[str, set[str]] = {t: set() for t in tokens}
+        for token, word in found:
+            if token is not None:
+                words[token].add(word)
+        return {t: frozenset(w) for t, w in words.items()}
