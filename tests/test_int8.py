@@ -160,6 +160,10 @@ def test_the_scheme_follows_what_fbgemm_will_run(monkeypatch: pytest.MonkeyPatch
     _with_flags(monkeypatch, "avx2", "avx512_vnni", "avx512_bf16")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN told not to use bfloat16 instructions
     assert default_scheme() == Int8Scheme(8, "8", "float32")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    _with_flags(monkeypatch, "asimd", "bf16")
+    monkeypatch.setattr(torch.backends.quantized, "engine", "qnnpack")  # Arm: no fbgemm, as before
+    assert default_scheme() == Int8Scheme(7, "8", "bfloat16")
 
 
 def test_non_vnni_schemes_fit_int16() -> None:

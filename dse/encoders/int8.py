@@ -145,11 +145,14 @@ def default_scheme() -> Int8Scheme:
     pair-safe weights keep every such sum within it (255 * 128 = 32640) at 7-8 bits a channel, and
     lose less than 7-bit activations. The edge layers take fbgemm's float16 weights (half of
     float32's bytes; bfloat16 there is emulated, slower than float32). `bench/query_encode.py
-    --int8-schemes` measures the alternatives.
+    --int8-schemes` measures the alternatives. Engines other than fbgemm (qnnpack on Arm) keep the
+    scheme from before: 7-bit activations, edge layers in bfloat16 or float32.
     """
     if fbgemm_vnni():
         return Int8Scheme(8, "8", "bfloat16" if native_bf16() else "float32")
-    return Int8Scheme(8, "p", "float16")
+    if torch.backends.quantized.engine in ("x86", "fbgemm"):
+        return Int8Scheme(8, "p", "float16")
+    return Int8Scheme(7, "8", "bfloat16" if native_bf16() else "float32")  # other engines (qnnpack): as before
 
 
 def pair_safe_levels(weight: torch.Tensor) -> torch.Tensor:
