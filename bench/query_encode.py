@@ -46,6 +46,18 @@ QUERY_40 = (
 PRECISIONS = ("fp32", "bf16", "int8")
 
 
+def _default_scheme() -> str:
+    from dse.encoders.int8 import default_scheme
+
+    return default_scheme().name
+
+
+def _isa_env() -> dict[str, str]:
+    """The instruction-set variables that change which kernels run (set to emulate an AVX2-only CPU)."""
+    names = ("FBGEMM_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 def _words(text: str) -> int:
     return len(text.split())
 
@@ -113,10 +125,15 @@ def bench_model(spec: Any, size: str, runs: int, warmup: int, precisions: tuple[
         t0 = time.perf_counter()
         model = spec.build(encoder, size, dtype, "sdpa")
         swap_model(encoder, model)
-        if precision == "int8":  # what the encoders' dtype="int8" does: the prefix cache in float, then int8
+        if precision.startswith("int8"):  # what dtype="int8" does: the prefix cache in float, then int8
             if getattr(encoder, "_prefix", None) is not None:
                 encoder._prefix.state()
-            model = quantize_if_int8(model, "int8")  # in place
+            if ":" in precision:  # int8:<scheme> from --int8-schemes
+                from dse.encoders.int8 import Int8Scheme, quantize_int8
+
+                model = quantize_int8(model, Int8Scheme.parse(precision.partition(":")[2]))  # in place
+            else:
+                model = quantize_if_int8(model, "int8")  # in place: this CPU's default scheme
         build_s = time.perf_counter() - t0
         entry: dict[str, Any] = {"build_s": round(build_s, 1)}
         prefix = getattr(encoder, "_prefix", None)  # the text-query prefix cache (Qwen2-VL recipes)
@@ -151,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated, from {', '.join(MODELS)}")
     ap.add_argument("--size", choices=("full", "tiny"), default="full")
     ap.add_argument("--precisions", default=",".join(PRECISIONS))
+    ap.add_argument("--int8-schemes", default="",
+                    help="comma-separated int8 schemes to measure instead of this CPU's default, e.g. "
+                         "a7w8-float32,a8w7-float16 (dse/encoders/int8.py Int8Scheme)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice, one per core); on a loaded machine 1 beats 2")
@@ -163,10 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     precisions = tuple(p for p in args.precisions.split(",") if p)
     if precisions[0] != "fp32" or not set(precisions) <= set(PRECISIONS):
         raise SystemExit(f"--precisions: fp32 first (the cosine reference), then any of {PRECISIONS}")
+    if args.int8_schemes:
+        schemes = [f"int8:{name}" for name in args.int8_schemes.split(",") if name]
+        precisions = tuple(x for p in precisions for x in (schemes if p == "int8" else [p]))
     specs, skipped = available([m for m in args.models.split(",") if m])
     out: dict[str, Any] = {"size": args.size, "runs": args.runs, "threads": torch.get_num_threads(),
                            "cpus": os.cpu_count(), "load_avg_start": list(os.getloadavg()),
                            "torch": torch.__version__, "python": platform.python_version(),
+                           "int8_default": _default_scheme(), "isa_env": _isa_env(),
                            "queries": {"q12": QUERY_12, "q40": QUERY_40}, "models": {}, "skipped": skipped}
     for spec in specs:
         need_gb = spec.params_b * 4 * 1.15

@@ -180,9 +180,9 @@ def quantize_if_int8(model: Any, dtype: Any) -> Any:
     """With dtype "int8": the model's `nn.Linear` layers as int8 layers with per-token scales, in place.
 
     int8 weights (a scale per output channel) and activations (a scale per token) through torch's
-    fbgemm kernel, the first and last decoder layer in bfloat16 where the CPU has it, the LM head
-    untouched (`dse.encoders.int8`): on a CPU, a query reads a
-    quarter of the float32 weights. The vectors change slightly (cosine to float32 measured by
+    fbgemm kernel, the first and last decoder layer in bfloat16 where the CPU has it (fbgemm's
+    float16 weights on CPUs without VNNI, whose int8 scheme avoids fbgemm's int16 saturation), the
+    LM head untouched (`dse.encoders.int8`): on a CPU, a query reads a quarter of the float32 weights. The vectors change slightly (cosine to float32 measured by
     `bench/query_encode.py`), so use it to search, and build indexes in float.
     """
     if dtype != "int8":
