@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from dse.serve.lru import LruCache
-from dse.serve.snippets.windows import CachedTokenizer, PageText, SnippetCache
+from dse.serve.snippets.cache import SnippetCache
+from dse.serve.snippets.pages import PageText
+from dse.serve.snippets.tokens import CachedTokenizer
 
 _UNRECORDED = object()  # the index records no word forms at these rows
 
