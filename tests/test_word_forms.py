@@ -75,9 +75,13 @@ def test_every_commit_records_its_words(tmp_path: Path) -> None:
     _check_snippets(index)
 
 
-def test_an_index_without_forms_tokenizes_its_pages(tmp_path: Path) -> None:
-    """A catalogue from before word forms (no record of them): snippets as before, and commits add none."""
+def test_an_index_without_forms_tokenizes_its_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalogue from before word forms (no record of them): snippets as before, commits add none
+    and do not compute them."""
+    import dse.text.forms
+
     index = _build(tmp_path, TEXTS[:2])
+    monkeypatch.setattr(dse.text.forms, "word_forms", lambda *a: pytest.fail("word forms computed for nothing"))
     with sqlite3.connect(index / "catalogue.sqlite") as db:  # as a dse before word forms made it
         db.execute("DROP TABLE word_forms")
         db.execute("DROP TABLE store_meta")

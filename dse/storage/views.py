@@ -23,7 +23,7 @@ class IndexView:
         generation: The engine generation (how many compactions): rows number this
             generation's engines, and are looked up only in a catalogue of the same generation.
         texts: Page id -> text layer of the pages this view's searches returned (live in this
-            state), so that what a search shows next (snippets, a reranker's text) is not read
+            state), so that `PageIndex.page_texts` (the server's snippets) does not read them
             again; at most `TEXTS_KEPT`, emptied when full. A new view starts empty.
     """
 

@@ -142,7 +142,9 @@ class IndexWriter(SourceLookups):
                 if text_engine is not engine:
                     text_engine.add(self._text_tokens(sources))
                     text_engine.save(self.directory / text_dir)
-                rows = self.catalogue.commit_sources(sources, self._word_forms(sources))
+                # word forms only where they will be recorded (not in a catalogue from before them)
+                forms = self._word_forms(sources) if self.catalogue.records_forms_from(len(self.catalogue)) else None
+                rows = self.catalogue.commit_sources(sources, forms)
             except BaseException:
                 if engine is view.engine or getattr(view.engine, "_disk", True) is None:
                     self._reload_engine()  # engines without copies: drop the uncommitted rows

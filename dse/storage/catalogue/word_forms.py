@@ -31,6 +31,10 @@ class WordForms:
             return None
         return None if row is None else int(row[0])
 
+    def records_forms_from(self, row: int) -> bool:
+        """True when a commit whose first row is `row` would record its pages' word forms."""
+        return self._forms_rows() == row
+
     def _record_forms(self, cur: sqlite3.Cursor, first: int, stop: int, forms: Sequence[tuple[str, str]] | None) -> None:
         """Inside a commit's transaction: record the forms of rows [first, stop) if [0, first) are covered."""
         if forms is not None and self._forms_rows(cur) == first:
