@@ -200,13 +200,14 @@ def main() -> None:  # noqa: PLR0915
         p50, p95, rec = measured["p50_ms"], measured["p95_ms"], measured["recall_at_10"]
         resident, disk, open_s = (measured["resident_bytes_per_page"], measured["disk_bytes_per_page"],
                                   measured["open_s"])
+        engines = {"cascade": engine}
         if args.compare:
-            compared, r2, _ = measure(directory / "compare", queries, corpus, exact, oracle_s,
-                                      f"compared engine {args.compare}", times.get("compare_build_s", 0.0))
+            compared, r2, engines["compared"] = measure(directory / "compare", queries, corpus, exact, oracle_s,
+                                                        f"compared engine {args.compare}",
+                                                        times.get("compare_build_s", 0.0))
             baselines["compared_cascade"] = compared
-            r2.close()
-        print("sweep (engine.search of the opened index, per-call knobs)\n"
-              "n_probe n_shortlist n_coarse n_refine n_candidates  p50_ms  p95_ms  recall@10  load")
+        print("sweep (engine.search of the opened index, per-call knobs; with --compare both indexes, setting by setting)\n"
+              "index     n_probe n_shortlist n_coarse n_refine n_candidates  p50_ms  p95_ms  recall@10  load")
         sweep = []
         for setting in args.sweep.split(","):
             if setting == "default":
@@ -214,11 +215,15 @@ def main() -> None:  # noqa: PLR0915
             else:
                 knobs = dict(zip(("n_probe", "n_shortlist", "n_coarse", "n_refine", "n_candidates"),
                                  (int(x) for x in setting.split(":"))))
-            s50, s95, srows = _timed(lambda j: engine.search([queries[j]], 10, **knobs)[1][0], len(queries))  # noqa: B023
-            srec = late_exact.recall(exact, queries, srows, oracle_s)
-            sweep.append({"setting": setting, "p50_ms": s50, "p95_ms": s95, "recall_at_10": srec, "load": _load()})
-            print(f"{setting:>40s} {s50:7.1f} {s95:7.1f} {srec:10.3f}  {_load()}", flush=True)
+            for name, eng in engines.items():
+                s50, s95, srows = _timed(lambda j: eng.search([queries[j]], 10, **knobs)[1][0], len(queries))  # noqa: B023
+                srec = late_exact.recall(exact, queries, srows, oracle_s)
+                item = {"setting": setting, "p50_ms": s50, "p95_ms": s95, "recall_at_10": srec, "load": _load()}
+                (sweep if name == "cascade" else compared.setdefault("sweep", [])).append(item)
+                print(f"{name:9s} {setting:>30s} {s50:7.1f} {s95:7.1f} {srec:10.3f}  {_load()}", flush=True)
         r.close()
+        if args.compare:
+            r2.close()
         baselines.update(late_baselines.measure(args, directory, queries, exact, oracle_s, n))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(f"process max RSS {rss / 2**30:.2f} GiB; load average {_load()}")

@@ -51,6 +51,16 @@ def test_late_tiny_reports_a_failed_baseline(tmp_path: Path) -> None:
         assert "late_xtrwarp.py" in failed["error"] and "xtr_warp" in failed["error"], failed
 
 
+@pytest.mark.slow
+def test_late_tiny_compare_sweeps_both_indexes(tmp_path: Path) -> None:
+    """--compare builds a second index from the same corpus; the sweep runs every setting on both."""
+    out = _json(_late(*TINY, "--exact-from-index", "--compare", '{"retrain": false}', tmp_path=tmp_path))
+    compared = out["baselines"]["compared_cascade"]
+    assert compared["options"]["retrain"] is False and out["options"]["retrain"] is True
+    assert [s["setting"] for s in compared["sweep"]] == [s["setting"] for s in out["sweep"]] == ["default", "8:64:0:0:0"]
+    assert all(0.0 <= s["recall_at_10"] <= 1.0 for s in compared["sweep"])
+
+
 def test_late_refuses_external_baselines_without_float32_shards(tmp_path: Path) -> None:
     done = _late(*TINY, "--exact-from-index", "--xtr-warp-python", sys.executable, tmp_path=tmp_path, check=False)
     assert done.returncode == 2
