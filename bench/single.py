@@ -60,6 +60,19 @@ def _options(name: str, n_lists: int) -> dict:
     return {"mode": mode, **({"n_lists": n_lists} if ivf else {})}
 
 
+PAUSE: Path | None = None  # --pause-file
+
+
+def pause() -> None:
+    """Wait while the --pause-file exists (checked between steps, never inside a timed loop)."""
+    waited = 0.0
+    while PAUSE is not None and PAUSE.exists():
+        time.sleep(5)
+        waited += 5
+    if waited:
+        print(f"  paused {waited:.0f}s for {PAUSE}", file=sys.stderr, flush=True)
+
+
 def _threads(n: int) -> None:
     """Let BLAS and OpenMP (FAISS, numpy) use `n` threads from now on."""
     import faiss
@@ -82,6 +95,7 @@ def build(args, corpus, vectors: np.ndarray, queries: np.ndarray, names: list[st
     times = dict.fromkeys(names, 0.0)
     bounds = groups(corpus.doc_starts, corpus.n, args.commit_pages)
     for g, (a, b) in enumerate(bounds):
+        pause()
         pages = np.ascontiguousarray(vectors[a:b])  # (b - a, dim)
         for name, r in indexes.items():
             times[name] += single_index.commit(r, a, pages, corpus.doc_starts)
@@ -154,8 +168,12 @@ def main() -> None:  # noqa: PLR0915
     p.add_argument("--binary-sweep", default=single_faiss.BINARY_SWEEP, help="nprobe:n_candidates settings")
     p.add_argument("--threads", type=int, default=1, help="BLAS / OpenMP threads while searching (builds use "
                    "every core); one query per call on one thread, as a server answering queries side by side")
+    p.add_argument("--pause-file", help="while this file exists, wait before each next step (each commit group, "
+                   "engine, baseline): another job can have the machine, e.g. --pause-file /work/QUIET")
     p.add_argument("--dir", help="work directory (default: a temporary one, removed at the end)")
     args = p.parse_args()
+    global PAUSE
+    PAUSE = Path(args.pause_file) if args.pause_file else None
     names = [e for e in args.engines.split(",") if e]
     if args.primary not in names:
         p.error(f"--primary {args.primary} is not among --engines {args.engines}")
@@ -182,6 +200,7 @@ def main() -> None:  # noqa: PLR0915
         print(f"searching with {args.threads} thread(s)\nengine          setting      p50_ms   p95_ms  recall@10")
         engines, graph = {}, None
         for name in names:
+            pause()
             engines[name], r = measure(name, directory / name, vectors, queries, oracle_s, times[name], args)
             if name == "hnsw":
                 graph = r.index.view().engine._graph()  # kept open for the HNSW baseline
@@ -194,6 +213,7 @@ def main() -> None:  # noqa: PLR0915
         if "flat" in engines:
             baselines["flat_exact"] = {k: v for k, v in engines["flat"].items() if k != "sweep"}
         wanted = [b for b in args.baselines.split(",") if b]
+        pause()
         if "hnsw" in wanted:
             baselines["faiss_hnsw"] = single_faiss.hnsw(graph, times["hnsw"], vectors, queries, oracle_s, log,
                                                         args.hnsw_sweep)
@@ -207,13 +227,16 @@ def main() -> None:  # noqa: PLR0915
             _threads(args.threads)
             print(f"FAISS coarse quantizer: {n_lists} centroids in {train_s:.0f}s (load {_load()})", flush=True)
             if "sq8" in wanted:
+                pause()
                 baselines["faiss_ivf_sq8_refine"] = single_faiss.ivf_refine(
                     "sq8", cents, train_s, vectors, queries, oracle_s, log, sweep=args.sq8_sweep, seed=args.seed)
             if "pq" in wanted:
+                pause()
                 baselines["faiss_ivf_pq_refine"] = single_faiss.ivf_refine(
                     "pq", cents, train_s, vectors, queries, oracle_s, log, pq_m=args.pq_m or args.dim // 8,
                     sweep=args.pq_sweep, seed=args.seed)
             if "binary-ivf" in wanted:
+                pause()
                 baselines["faiss_binary_ivf_rescore"] = single_faiss.binary_ivf(
                     cents, train_s, vectors, queries, oracle_s, log, sweep=args.binary_sweep)
         for entry in baselines.values():
