@@ -228,11 +228,11 @@ def main() -> None:  # noqa: PLR0915
             print(f"FAISS coarse quantizer: {n_lists} centroids in {train_s:.0f}s (load {_load()})", flush=True)
             if "sq8" in wanted:
                 pause()
-                baselines["faiss_ivf_sq8_refine"] = single_faiss.ivf_refine(
+                baselines["faiss_ivf_sq8_refine"], baselines["faiss_ivf_sq8_mmap_refine"] = single_faiss.ivf_refine(
                     "sq8", cents, train_s, vectors, queries, oracle_s, log, sweep=args.sq8_sweep, seed=args.seed)
             if "pq" in wanted:
                 pause()
-                baselines["faiss_ivf_pq_refine"] = single_faiss.ivf_refine(
+                baselines["faiss_ivf_pq_refine"], baselines["faiss_ivf_pq_mmap_refine"] = single_faiss.ivf_refine(
                     "pq", cents, train_s, vectors, queries, oracle_s, log, pq_m=args.pq_m or args.dim // 8,
                     sweep=args.pq_sweep, seed=args.seed)
             if "binary-ivf" in wanted:

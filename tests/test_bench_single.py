@@ -18,7 +18,8 @@ TINY = ("--pages", "400", "--queries", "5", "--dim", "32", "--commit-pages", "50
         "--list-sweep", "1:16,4:64", "--scan-sweep", "16,0", "--hnsw-sweep", "16,64", "--sq8-sweep", "1:1,4:4",
         "--pq-sweep", "1:4,4:8", "--pq-m", "4", "--binary-sweep", "1:16,4:400")
 ENGINES = {"flat", "hnsw", "binary", "binary-ivf", "int8", "int8-ivf"}
-BASELINES = {"flat_exact", "faiss_hnsw", "faiss_ivf_sq8_refine", "faiss_ivf_pq_refine", "faiss_binary_ivf_rescore"}
+BASELINES = {"flat_exact", "faiss_hnsw", "faiss_ivf_sq8_refine", "faiss_ivf_pq_refine", "faiss_binary_ivf_rescore",
+             "faiss_ivf_sq8_mmap_refine", "faiss_ivf_pq_mmap_refine"}
 
 
 def _single(*args: str, tmp_path: Path) -> dict:
@@ -54,6 +55,10 @@ def test_single_tiny_realistic(tmp_path: Path) -> None:
     for name in ("faiss_ivf_sq8_refine", "faiss_ivf_pq_refine"):  # the refine copy is float32, the codes are not
         b = out["baselines"][name]
         assert b["resident_bytes_per_page"] > b["codes_bytes_per_page"] + 4 * 32 - 1
+        mapped = out["baselines"][name.replace("_refine", "_mmap_refine")]
+        assert mapped["resident_bytes_per_page"] == b["codes_bytes_per_page"]
+        assert [s["setting"] for s in mapped["sweep"]] == [s["setting"] for s in b["sweep"]]
+        assert mapped["sweep"][-1]["recall_at_10"] == b["sweep"][-1]["recall_at_10"]  # same candidates, same rescoring
     matched = out["matched"]
     assert set(matched) == {"primary", "0.95", "0.99"} and matched["primary"]["recall"] == out["recall_at_10"]
     assert matched["0.99"]["cheapest"]["dse_flat"]["setting"] == "exact"
@@ -68,7 +73,7 @@ def test_single_tiny_easy(tmp_path: Path) -> None:
                   "--engines", "flat,binary", "--primary", "binary", "--baselines", "sq8", "--n-lists", "2",
                   "--scan-sweep", "32", "--sq8-sweep", "2:2", tmp_path=tmp_path)
     assert out["corpus"]["kind"] == "easy" and set(out["engines"]) == {"flat", "binary"}
-    assert set(out["baselines"]) == {"flat_exact", "faiss_ivf_sq8_refine"}
+    assert set(out["baselines"]) == {"flat_exact", "faiss_ivf_sq8_refine", "faiss_ivf_sq8_mmap_refine"}
     assert out["hardness"]["top1_is_target"] >= 0
 
 
