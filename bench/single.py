@@ -51,13 +51,19 @@ LIST_SWEEP = "4:256,8:256,8:512,16:256,16:512,32:256,32:512,32:1024,64:512,64:10
 SCAN_SWEEP = "64,128,256,512,1024,2048,4096"
 
 
-def _options(name: str, n_lists: int) -> dict:
+def _options(name: str, n_lists: int, args: argparse.Namespace) -> dict:
+    """The engine options `dse index` passes for engine `name` (with --n-candidates / --n-probe if given)."""
     if name == "flat":
         return {}
     if name == "hnsw":
         return {"hnsw": True}
     mode, _, ivf = name.partition("-")
-    return {"mode": mode, **({"n_lists": n_lists} if ivf else {})}
+    out = {"mode": mode, **({"n_lists": n_lists} if ivf else {})}
+    if args.n_candidates is not None:
+        out["n_candidates"] = args.n_candidates
+    if ivf and args.n_probe is not None:
+        out["n_probe"] = args.n_probe
+    return out
 
 
 PAUSE: Path | None = None  # --pause-file
@@ -91,7 +97,7 @@ def _corpus(args: argparse.Namespace):  # noqa: ANN202
 def build(args, corpus, vectors: np.ndarray, queries: np.ndarray, names: list[str], n_lists: int,  # noqa: ANN001
           directory: Path) -> dict[str, float]:
     """Commit the corpus into one index directory per engine, group by group; build seconds per engine."""
-    indexes = {name: single_index.create(directory / name, queries, _options(name, n_lists)) for name in names}
+    indexes = {name: single_index.create(directory / name, queries, _options(name, n_lists, args)) for name in names}
     times = dict.fromkeys(names, 0.0)
     bounds = groups(corpus.doc_starts, corpus.n, args.commit_pages)
     for g, (a, b) in enumerate(bounds):
@@ -158,6 +164,8 @@ def main() -> None:  # noqa: PLR0915
     p.add_argument("--primary", default="binary-ivf", help="the engine of the top-level keys and the matched recall")
     p.add_argument("--n-lists", type=int, default=0, help="IVF lists of the *-ivf engines and the FAISS IVF "
                    "baselines (0: the power of two nearest 2 * sqrt(pages))")
+    p.add_argument("--n-candidates", type=int, help="n_candidates of the quantised engines (default: theirs, 512)")
+    p.add_argument("--n-probe", type=int, help="n_probe of the *-ivf engines (default: theirs, 32)")
     p.add_argument("--list-sweep", default=LIST_SWEEP, help="n_probe:n_candidates settings of the *-ivf engines")
     p.add_argument("--scan-sweep", default=SCAN_SWEEP, help="n_candidates settings of binary / int8")
     p.add_argument("--baselines", default=BASELINES, help=f"FAISS baselines ({BASELINES}; '' for none)")
