@@ -12,7 +12,9 @@ that make real DSE page vectors hard for approximate search:
   (cosine between random pages about 0.2-0.4);
 - queries offset by a modality gap: a query is ``q_page * specific part of its target
   + q_doc * its document + gap * g + q_noise * noise`` with `g` one global "query" direction, so
-  its cosine to the right page is about 0.4-0.7 and only a little above its siblings'.
+  its cosine to the right page is about 0.4-0.7 and only a little above its siblings';
+  `q_topic` (default 0) adds its topic centre, so that other documents of the topic compete
+  with the siblings for the top 10 (a query about a subject rather than one document).
 
 Noise is N(0, I / dim) (norm about 1). Pages are generated in fixed seeded chunks of `CHUNK`
 pages, so any range can be regenerated and a query's target re-derived without holding the
@@ -46,14 +48,14 @@ class RealisticSingle:
     def __init__(
         self, pages: int, seed: int = 0, dim: int = 1536, doc_pages: float = 24.0, docs_per_topic: float = 12.0,
         doc_spread: float = 1.0, page_part: float = 0.5, cone: float = 0.75, q_page: float = 0.08,
-        q_doc: float = 0.5, gap: float = 0.45, q_noise: float = 0.6,
+        q_doc: float = 0.5, gap: float = 0.45, q_noise: float = 0.6, q_topic: float = 0.0,
     ) -> None:
         self.n, self.seed, self.dim = pages, seed, dim
         self.params = {"doc_pages": doc_pages, "docs_per_topic": docs_per_topic, "doc_spread": doc_spread,
                        "page_part": page_part, "cone": cone, "q_page": q_page, "q_doc": q_doc, "gap": gap,
-                       "q_noise": q_noise}
+                       "q_noise": q_noise, "q_topic": q_topic}
         self.page_part, self.cone = page_part, cone
-        self.q_page, self.q_doc, self.gap, self.q_noise = q_page, q_doc, gap, q_noise
+        self.q_page, self.q_doc, self.gap, self.q_noise, self.q_topic = q_page, q_doc, gap, q_noise, q_topic
         rng = np.random.default_rng([seed, 1 << 30])
         sizes = []
         while sum(sizes) < pages:  # document lengths: geometric, mean `doc_pages`
@@ -67,6 +69,7 @@ class RealisticSingle:
         topics = _unit(rng.standard_normal((n_topics, dim)))  # (topics, dim)
         topic_of = rng.integers(0, n_topics, len(sizes))  # (docs,)
         self.docs = _unit(topics[topic_of] + doc_spread * self._noise(rng, len(sizes)))  # (docs, dim)
+        self.topic_dirs = topics[topic_of]  # (docs, dim) each document's topic centre
         self.n_topics = n_topics
         self._cached: tuple[int, np.ndarray] | None = None
 
@@ -96,7 +99,8 @@ class RealisticSingle:
         out = np.empty((len(targets), self.dim), np.float32)  # (nq, dim)
         for j, t in enumerate(np.asarray(targets, np.int64)):
             spec = self._specific(int(t) // CHUNK)[int(t) % CHUNK]  # (dim,)
-            raw = (self.q_page * spec + self.q_doc * self.docs[self.doc_of[t]]
+            doc = self.doc_of[t]
+            raw = (self.q_page * spec + self.q_doc * self.docs[doc] + self.q_topic * self.topic_dirs[doc]
                    + self.gap * self.query_dir + self.q_noise * self._noise(rng, 1)[0])
             out[j] = _unit(raw[None])[0]
         return out

@@ -203,6 +203,9 @@ def main() -> None:  # noqa: PLR0915
         oracle_s, oracle_r = single_exact.oracle(vectors, queries)
         hard = {**late_exact.hardness(oracle_s, oracle_r, targets),
                 "cosines": cosines(corpus, vectors, queries, targets, args.seed)}
+        doc_of = np.searchsorted(corpus.doc_starts, oracle_r[:, :10], side="right")  # (nq, 10)
+        target_doc = np.searchsorted(corpus.doc_starts, targets, side="right")  # (nq,)
+        hard["top10_in_target_document"] = float(np.mean(doc_of == target_doc[:, None]))
         print(f"hardness: {json.dumps(hard)}")
         _threads(args.threads)
         print(f"searching with {args.threads} thread(s)\nengine          setting      p50_ms   p95_ms  recall@10")
