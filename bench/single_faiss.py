@@ -28,10 +28,10 @@ from dse.engines.ivf.lists import train_centroids, training_sample
 
 import single_exact  # noqa: E402 - bench/ is on sys.path (bench/single.py puts it there)
 
-HNSW_SWEEP = "16,32,64,128,256,512"
-IVF_SWEEP = "4:1,8:1,8:4,16:1,16:4,32:2,32:4,64:4,64:8,128:8"  # nprobe:k_factor
-PQ_SWEEP = "8:8,16:8,16:32,32:16,32:32,64:32,64:64,128:64"
-BINARY_SWEEP = "8:256,16:256,16:512,32:512,64:512,64:1024,128:1024"  # nprobe:n_candidates
+HNSW_SWEEP = "8,16,32,64,128,256,512"
+IVF_SWEEP = "1:1,2:1,2:2,4:1,8:1,8:4,16:1,16:4,32:2,32:4,64:4,64:8,128:8"  # nprobe:k_factor
+PQ_SWEEP = "2:8,4:8,8:8,16:8,16:32,32:16,32:32,64:32,64:64,128:64"
+BINARY_SWEEP = "1:128,2:128,2:256,4:256,8:256,16:256,16:512,32:512,64:512,64:1024,128:1024"  # nprobe:n_candidates
 
 
 def _timed_one(search, queries: np.ndarray) -> tuple[float, float, np.ndarray]:  # noqa: ANN001
