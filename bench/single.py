@@ -173,6 +173,11 @@ def main() -> None:  # noqa: PLR0915
     p.add_argument("--sq8-sweep", default=single_faiss.IVF_SWEEP, help="nprobe:k_factor settings")
     p.add_argument("--pq-sweep", default=single_faiss.PQ_SWEEP, help="nprobe:k_factor settings")
     p.add_argument("--pq-m", type=int, default=0, help="IVF-PQ sub-quantizers (0: dim / 8, 1 byte each)")
+    p.add_argument("--faiss-centroids", default="sample",
+                   help="coarse centroids of the FAISS IVF baselines, comma-separated: 'sample' (trained on a seeded "
+                   "sample of every page, as FAISS is used offline), 'engine' (the primary engine's own, trained on "
+                   "its first 40 * n_lists pages: the same lists, so only codes and scans differ; keys end in "
+                   "_engine_lists)")
     p.add_argument("--binary-sweep", default=single_faiss.BINARY_SWEEP, help="nprobe:n_candidates settings")
     p.add_argument("--threads", type=int, default=1, help="BLAS / OpenMP threads while searching (builds use "
                    "every core); one query per call on one thread, as a server answering queries side by side")
@@ -209,10 +214,12 @@ def main() -> None:  # noqa: PLR0915
         print(f"hardness: {json.dumps(hard)}")
         _threads(args.threads)
         print(f"searching with {args.threads} thread(s)\nengine          setting      p50_ms   p95_ms  recall@10")
-        engines, graph = {}, None
+        engines, graph, engine_centroids = {}, None, None
         for name in names:
             pause()
             engines[name], r = measure(name, directory / name, vectors, queries, oracle_s, times[name], args)
+            if name == args.primary and getattr(r.index.view().engine, "centroids", None) is not None:
+                engine_centroids = np.array(r.index.view().engine.centroids)  # (n_lists, dim)
             if name == "hnsw":
                 graph = r.index.view().engine._graph()  # kept open for the HNSW baseline
                 hnsw_retriever = r
@@ -233,23 +240,37 @@ def main() -> None:  # noqa: PLR0915
             hnsw_retriever.close()
         del graph
         if any(b in wanted for b in ("sq8", "pq", "binary-ivf")):
-            _threads(os.cpu_count() or 1)
-            cents, train_s = single_faiss.centroids(vectors, n_lists, args.seed)
-            _threads(args.threads)
-            print(f"FAISS coarse quantizer: {n_lists} centroids in {train_s:.0f}s (load {_load()})", flush=True)
-            if "sq8" in wanted:
-                pause()
-                baselines["faiss_ivf_sq8_refine"], baselines["faiss_ivf_sq8_mmap_refine"] = single_faiss.ivf_refine(
-                    "sq8", cents, train_s, vectors, queries, oracle_s, log, sweep=args.sq8_sweep, seed=args.seed)
-            if "pq" in wanted:
-                pause()
-                baselines["faiss_ivf_pq_refine"], baselines["faiss_ivf_pq_mmap_refine"] = single_faiss.ivf_refine(
-                    "pq", cents, train_s, vectors, queries, oracle_s, log, pq_m=args.pq_m or args.dim // 8,
-                    sweep=args.pq_sweep, seed=args.seed)
-            if "binary-ivf" in wanted:
-                pause()
-                baselines["faiss_binary_ivf_rescore"] = single_faiss.binary_ivf(
-                    cents, train_s, vectors, queries, oracle_s, log, sweep=args.binary_sweep)
+            for source in args.faiss_centroids.split(","):
+                suffix = "" if source == "sample" else "_engine_lists"
+                if source == "engine":
+                    if engine_centroids is None:
+                        p.error(f"--faiss-centroids engine: the primary engine {args.primary} has no IVF centroids")
+                    cents, train_s = engine_centroids, 0.0
+                    print(f"FAISS coarse quantizer: the {args.primary} engine's {len(cents)} centroids", flush=True)
+                else:
+                    _threads(os.cpu_count() or 1)
+                    cents, train_s = single_faiss.centroids(vectors, n_lists, args.seed)
+                    _threads(args.threads)
+                    print(f"FAISS coarse quantizer: {n_lists} centroids trained on a sample of every page in "
+                          f"{train_s:.0f}s (load {_load()})", flush=True)
+                if "sq8" in wanted:
+                    pause()
+                    (baselines["faiss_ivf_sq8_refine" + suffix],
+                     baselines["faiss_ivf_sq8_mmap_refine" + suffix]) = single_faiss.ivf_refine(
+                        "sq8", cents, train_s, vectors, queries, oracle_s, log, sweep=args.sq8_sweep, seed=args.seed)
+                if "pq" in wanted:
+                    pause()
+                    (baselines["faiss_ivf_pq_refine" + suffix],
+                     baselines["faiss_ivf_pq_mmap_refine" + suffix]) = single_faiss.ivf_refine(
+                        "pq", cents, train_s, vectors, queries, oracle_s, log, pq_m=args.pq_m or args.dim // 8,
+                        sweep=args.pq_sweep, seed=args.seed)
+                if "binary-ivf" in wanted:
+                    pause()
+                    baselines["faiss_binary_ivf_rescore" + suffix] = single_faiss.binary_ivf(
+                        cents, train_s, vectors, queries, oracle_s, log, sweep=args.binary_sweep)
+                for key, entry in baselines.items():
+                    if key.startswith("faiss_") and key != "faiss_hnsw":
+                        entry.setdefault("centroids", source)
         for entry in baselines.values():
             entry.setdefault("pages_measured", args.pages)
             entry.setdefault("load_average", _load())

@@ -77,6 +77,17 @@ def test_single_tiny_easy(tmp_path: Path) -> None:
     assert out["hardness"]["top1_is_target"] >= 0
 
 
+def test_single_tiny_faiss_on_the_engine_lists(tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    out = _single("--pages", "300", "--queries", "3", "--dim", "16", "--engines", "binary-ivf", "--baselines",
+                  "binary-ivf", "--n-lists", "2", "--list-sweep", "2:300", "--binary-sweep", "2:300",
+                  "--faiss-centroids", "sample,engine", tmp_path=tmp_path)
+    assert out["baselines"]["faiss_binary_ivf_rescore"]["centroids"] == "sample"
+    b = out["baselines"]["faiss_binary_ivf_rescore_engine_lists"]
+    assert b["centroids"] == "engine"
+    assert b["sweep"][0]["recall_at_10"] == out["engines"]["binary-ivf"]["sweep"][0]["recall_at_10"] == 1.0
+
+
 def _corpus_module():  # noqa: ANN202
     """bench/corpus_single.py loaded by path (bench/ is not put on sys.path: its ingest.py would shadow ingest)."""
     spec = importlib.util.spec_from_file_location("corpus_single", ROOT / "bench" / "corpus_single.py")
