@@ -137,7 +137,8 @@ def measure(name: str, directory: Path, vectors, queries, oracle_s, build_s: flo
         for item in (args.list_sweep if engine.n_lists else args.scan_sweep).split(","):
             probe, cand = (int(x) for x in item.split(":")) if ":" in item else (engine.n_probe, int(item))
             s50, s95, srows, _ = single_index.timed(
-                lambda j, c=cand, p=probe: engine.search(queries[j][None], 10, n_candidates=c, n_probe=p)[1][0],
+                lambda j, c=cand, p=probe: single_index.padded(
+                    engine.search(queries[j][None], 10, n_candidates=c, n_probe=p)[1][0]),
                 len(queries))
             srec = single_exact.recall(vectors, queries, srows, oracle_s)
             sweep.append({"setting": item, "p50_ms": s50, "p95_ms": s95, "recall_at_10": srec})

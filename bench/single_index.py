@@ -93,6 +93,11 @@ def disk_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in (directory / "vectors").rglob("*") if f.is_file())
 
 
+def padded(rows: np.ndarray, k: int = 10) -> np.ndarray:
+    """`rows` (m <= k,) padded with -1 to k (an engine returns fewer rows when its probed lists hold fewer)."""
+    return np.concatenate([np.asarray(rows, np.int64)[:k], np.full(max(0, k - len(rows)), -1, np.int64)])
+
+
 def timed(fn, n: int) -> tuple[float, float, np.ndarray, float]:  # noqa: ANN001
     """p50 / p95 ms of fn(j) for j < n (one query per call, after one warm-up call), its rows, CPU ms p50."""
     fn(0)
