@@ -80,12 +80,14 @@ def pause() -> None:
 
 
 def _threads(n: int) -> None:
-    """Let BLAS and OpenMP (FAISS, numpy) use `n` threads from now on."""
+    """Let BLAS, OpenMP (FAISS, numpy) and numba's parallel kernels (the exhaustive code scans) use `n` threads."""
     import faiss
+    import numba
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)
     faiss.omp_set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
 def _corpus(args: argparse.Namespace):  # noqa: ANN202
@@ -292,6 +294,7 @@ def main() -> None:  # noqa: PLR0915
             "resident_bytes_per_page": primary["resident_bytes_per_page"],
             "disk_bytes_per_page": primary["disk_bytes_per_page"], "build_s": primary["build_s"],
             "options": primary["options"], "hardness": hard, "engines": engines, "baselines": baselines,
+            "search_threads": args.threads,
             "matched": match, "load_average": _load(),
         }))
     finally:
