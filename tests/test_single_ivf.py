@@ -135,7 +135,8 @@ def test_options_are_validated_and_recorded() -> None:
         with pytest.raises(ValueError, match=match):
             QuantizedFlatEngine(**bad)
     e = engine()
-    assert e.options() == {"mode": "binary", "dim": None, "n_candidates": 64, "n_lists": LISTS, "n_probe": 4}
+    assert e.options() == {"mode": "binary", "dim": None, "n_candidates": 64, "n_lists": LISTS, "n_probe": 4,
+                           "retrain": True}
     e.add(corpus(4, n=20)[0])
     with pytest.raises(ValueError, match="n_probe must be"):
         e.search(corpus(4, n=20)[1], 3, n_probe=0)
@@ -214,7 +215,7 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     describe = {"name": "tiny-dse", "kind": "single", "model": "m", "dim": DIM, "prompt_version": 1, "options": {}}
     options = {"mode": "binary", "n_candidates": 32, "n_lists": 8, "n_probe": 2}
     index = PageIndex.create(tmp_path / "idx", describe, options)
-    assert index.manifest.engine == {**options, "dim": DIM}
+    assert index.manifest.engine == {**options, "dim": DIM, "retrain": True}
     cls = engine_for("single", index.manifest.engine)
     assert cls is QuantizedFlatEngine and cls(**index.manifest.engine).options() == index.manifest.engine
 

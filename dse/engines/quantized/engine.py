@@ -8,14 +8,19 @@ scanned row exactly. FlatEngine stays the default (exact) single-vector engine.
 
 With `n_lists` > 0 the rows are also partitioned into an inverted file (`dse.engines.ivf.lists`):
 once the engine holds ``40 * n_lists`` rows, spherical k-means centroids are trained on a seeded
-sample and kept fixed; every row belongs to its best centroid's list, and the resident codes
-are grouped by list. A query then scans only the codes of its `n_probe` best lists (widened
+sample; every row belongs to its best centroid's list, and the resident codes are grouped by
+list. With `retrain` (default), each add that makes the index reach twice the rows the
+centroids were trained on trains new ones on a uniform sample of all rows (read from the
+stored float32 vectors) and re-assigns every row; the save that follows writes every shard's
+list file for them, then switches the directory to them in one atomic write (`ivf.state`).
+Centroids trained on the first commit alone put later documents in a few catch-all lists,
+and recall stops short whatever the probe. A query then scans only the codes of its `n_probe` best lists (widened
 until they hold k allowed rows). ``n_probe >= n_lists`` scans every row, as without lists.
 
 On disk per shard: ``.bits.npy`` uint64 (binary) or ``.int8.npy`` + ``.scales.npy`` (int8),
 ``.lists-<centroids fingerprint>.npy`` int32 once centroids exist, then ``.vectors.npy``
-float32 (rows, dim), written last: it commits the shard. ``ivf-centroids.npy`` holds the
-centroids. Centroids and list files are derived data: missing or unreadable ones are recomputed.
+float32 (rows, dim), written last: it commits the shard. ``ivf-centroids.npz`` holds the
+current centroids (written after the shard: the switch). Centroids and list files are derived data: missing or unreadable ones are recomputed.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class QuantizedFlatEngine(ShardedEngine):
         n_lists: IVF lists (0: none, every query scans every row); about sqrt(rows) to
             4 * sqrt(rows) of the expected index size.
         n_probe: Lists scanned per query (>= n_lists: every row).
+        retrain: Retrain the centroids each time the index doubles past the rows they were trained
+            on, and re-assign every row; False: train once (`ivf.lists.TRAIN_ROWS_PER_LIST` rows a list).
     """
 
     kind: ClassVar[VectorKind] = "single"
@@ -55,7 +62,7 @@ class QuantizedFlatEngine(ShardedEngine):
 
     def __init__(
         self, dim: int | None = None, mode: str = "binary", n_candidates: int = 512, n_lists: int = 0,
-        n_probe: int = 32,
+        n_probe: int = 32, retrain: bool = True,
     ) -> None:
         super().__init__()
         if mode not in _CODES:
@@ -64,7 +71,9 @@ class QuantizedFlatEngine(ShardedEngine):
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         if isinstance(n_candidates, bool) or int(n_candidates) != n_candidates or n_candidates < 0:
             raise ValueError(f"n_candidates must be an integer >= 0, got {n_candidates!r}")
-        self.mode, self.n_candidates = mode, int(n_candidates)
+        if not isinstance(retrain, (bool, np.bool_)):
+            raise ValueError(f"retrain must be true or false, got {retrain!r}")
+        self.mode, self.n_candidates, self.retrain = mode, int(n_candidates), bool(retrain)
         self.n_lists, self.n_probe = ivf.check_lists_options(n_lists, n_probe)
         self._dim = None if dim is None else int(dim)
         self._vectors: list[np.ndarray] = []  # float32 (rows_i, dim) per segment (memory-mapped once saved)
@@ -85,7 +94,7 @@ class QuantizedFlatEngine(ShardedEngine):
     def options(self) -> dict[str, Any]:
         """Constructor options, recorded in the manifest."""
         return {"mode": self.mode, "dim": self._dim, "n_candidates": self.n_candidates, "n_lists": self.n_lists,
-                "n_probe": self.n_probe}
+                "n_probe": self.n_probe, "retrain": self.retrain}
 
     @property
     def centroids(self) -> np.ndarray | None:
@@ -114,7 +123,8 @@ class QuantizedFlatEngine(ShardedEngine):
             self._resident = None
 
     def add(self, vectors: Any) -> None:
-        """Append float32 rows (n, dim); trains the IVF centroids once enough rows are held.
+        """Append float32 rows (n, dim); trains the IVF centroids once enough rows are held, and
+        retrains them when the index doubles (`retrain`).
 
         Raises:
             ValueError: not 2-D, wrong width, or non-finite values.
@@ -129,6 +139,9 @@ class QuantizedFlatEngine(ShardedEngine):
         if self.n_lists and self.centroids is None and self._n >= ivf.TRAIN_ROWS_PER_LIST * self.n_lists:
             directory = None if self._disk is None else self._disk.directory
             self._lists.train(self._n, self._gather, self._vectors, directory, self._dim)
+            self._resident = None
+        elif self.n_lists and self.retrain and self._lists.due(self._n):
+            self._lists.retrain(self._n, self._gather, self._vectors)
             self._resident = None
 
     def search(
@@ -244,15 +257,42 @@ class QuantizedFlatEngine(ShardedEngine):
         return np.concatenate(vec), tuple(np.concatenate(parts) for parts in zip(*codes)), np.concatenate(lists)
 
     def _write_shard(self, directory: Path, number: int, start: int, stop: int) -> None:
-        tag = self._lists.tag
-        self._lists.save(directory, self._dim, self._vectors)  # centroids, older shards' list files
-        if self._lists.tag != tag:
-            self._resident = None  # the directory's centroids replaced this engine's
+        self._write_lists(directory)
         vectors, codes, lists = self._rows(start, stop)
         for suffix, code in zip(_CODES[self.mode], codes):
             save_npy(shard_path(directory, number, suffix), code)
         self._lists.write(directory, number, lists)
         save_npy(shard_path(directory, number, self.marker), vectors)  # commits the shard
+        self._lists.commit(directory)  # then the switch to new centroids, if any
+
+    def save(self, directory: Path) -> None:
+        """Append the rows not yet on disk as one shard (`ShardedEngine.save`). With `retrain`, an index
+        whose centroids are due (a crash stopped the last save before its switch) retrains first,
+        and a save without new rows still writes and switches to the centroids held."""
+        if self.n_lists and self.retrain and self._lists.due(self._n):
+            self._lists.retrain(self._n, self._gather, self._vectors)
+            self._resident = None
+        disk = self._disk
+        written = disk.rows if disk is not None and disk.directory.resolve() == Path(directory).resolve() else -1
+        super().save(directory)
+        if self.n_lists and self._disk is not None and self._disk.rows == written:  # no shard written
+            self._write_lists(Path(directory))
+            self._lists.commit(Path(directory))
+
+    def _write_lists(self, directory: Path) -> None:
+        tag = self._lists.tag
+        self._lists.save(directory, self._dim, self._vectors)  # centroids, older shards' list files
+        if self._lists.tag != tag:
+            self._resident = None  # the directory's centroids replaced this engine's
+
+    def extend(self, rows: int) -> None:
+        """Read the rows another writer committed since (`ShardedEngine.extend`), and follow its switch
+        to new centroids (their list files are read, or the rows re-assigned)."""
+        disk = self._disk
+        if self.n_lists and disk is not None and self._lists.centroids is not None and len(self) == disk.rows:
+            if self._lists.follow(disk.directory, self._dim, self._vectors):  # first: new shards read its lists
+                self._resident = None
+        super().extend(rows)
 
     def _truncate_shard(self, directory: Path, number: int, keep: int) -> None:
         path = shard_path(directory, number, self.marker)
