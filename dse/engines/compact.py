@@ -56,7 +56,7 @@ def compacted(engine: Any, keep: np.ndarray, directory: Path, chunk_pages: int =
     new = type(engine)(**engine.options())
     new.save(directory)  # binds the empty engine to its directory, as a new index does
     if getattr(engine, "centroids", None) is not None:  # IVF lists: the centroids kept, the rows' lists with them
-        new._lists.adopt(np.asarray(engine.centroids, np.float32), [], None)
+        new._lists.adopt(np.asarray(engine.centroids, np.float32), engine._lists.trained, [], None)
     reader = rows_of(engine)
     for rows in chunks(keep, chunk_pages, _lengths(engine, keep)):
         new.add(reader(rows))
