@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from corpus_late import documents
+
 CHUNK = 4096  # pages generated together (the unit of reproducibility)
 
 
@@ -57,18 +59,14 @@ class RealisticSingle:
         self.page_part, self.cone = page_part, cone
         self.q_page, self.q_doc, self.gap, self.q_noise, self.q_topic = q_page, q_doc, gap, q_noise, q_topic
         rng = np.random.default_rng([seed, 1 << 30])
-        sizes = []
-        while sum(sizes) < pages:  # document lengths: geometric, mean `doc_pages`
-            sizes.append(int(rng.geometric(1.0 / doc_pages)))
-        sizes[-1] -= sum(sizes) - pages
-        self.doc_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # (docs + 1,)
-        self.doc_of = np.repeat(np.arange(len(sizes)), sizes)  # (pages,)
-        n_topics = max(1, int(round(len(sizes) / docs_per_topic)))
+        self.doc_starts, self.doc_of = documents(rng, pages, doc_pages)
+        n_docs = len(self.doc_starts) - 1
+        n_topics = max(1, int(round(n_docs / docs_per_topic)))
         self.mean = _unit(rng.standard_normal((1, dim)))[0]  # (dim,) the cone's axis
         self.query_dir = _unit(rng.standard_normal((1, dim)))[0]  # (dim,) the modality gap's direction
         topics = _unit(rng.standard_normal((n_topics, dim)))  # (topics, dim)
-        topic_of = rng.integers(0, n_topics, len(sizes))  # (docs,)
-        self.docs = _unit(topics[topic_of] + doc_spread * self._noise(rng, len(sizes)))  # (docs, dim)
+        topic_of = rng.integers(0, n_topics, n_docs)  # (docs,)
+        self.docs = _unit(topics[topic_of] + doc_spread * self._noise(rng, n_docs))  # (docs, dim)
         self.topic_dirs = topics[topic_of]  # (docs, dim) each document's topic centre
         self.n_topics = n_topics
         self._cached: tuple[int, np.ndarray] | None = None

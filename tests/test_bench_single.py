@@ -89,10 +89,15 @@ def test_single_tiny_faiss_on_the_engine_lists(tmp_path: Path) -> None:
 
 
 def _corpus_module():  # noqa: ANN202
-    """bench/corpus_single.py loaded by path (bench/ is not put on sys.path: its ingest.py would shadow ingest)."""
+    """bench/corpus_single.py loaded by path (bench/ is on sys.path only while it loads, for its sibling
+    corpus_late: its ingest.py would shadow ingest)."""
     spec = importlib.util.spec_from_file_location("corpus_single", ROOT / "bench" / "corpus_single.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
     return module
 
 
